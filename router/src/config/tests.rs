@@ -1,0 +1,146 @@
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9090"
+
+[providers.openai]
+kind = "openai"
+api_key = "${OPENAI_KEY}"
+
+[providers.local]
+kind = "openai-compatible"
+dialect = "ollama"
+base_url = "http://127.0.0.1:11434/v1/"
+
+[models."gpt-4o-mini"]
+provider = "openai"
+
+[models.llama]
+provider = "local"
+catalog = "llama3.2"
+upstream = "llama3.2:3b"
+
+[catalog."gpt-4o-mini"]
+input = 0.2
+"#;
+
+#[test]
+fn a_good_config_resolves() {
+    let c = load_str(GOOD, &Vars::only(&[("OPENAI_KEY", "sk-test-123")])).unwrap();
+    assert_eq!(c.server.listen.port(), 9090);
+    let openai = &c.providers[&ProviderId::new("openai")];
+    assert_eq!(openai.base_url, "https://api.openai.com/v1");
+    assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-test-123");
+    let local = &c.providers[&ProviderId::new("local")];
+    assert_eq!(local.base_url, "http://127.0.0.1:11434/v1");
+    assert_eq!(local.dialect, Dialect::Ollama);
+    let llama = &c.models[&ModelId::new("llama")];
+    assert_eq!(llama.upstream, "llama3.2:3b");
+    assert!(llama.entry.is_local());
+    assert_eq!(c.models[&ModelId::new("gpt-4o-mini")].entry.input, 0.2);
+}
+
+#[test]
+fn every_error_is_reported_with_its_path() {
+    let text = r#"
+[server]
+listen = "nowhere"
+colour = "blue"
+
+[providers.openai]
+kind = "openai"
+api_key = "${MISSING_KEY}"
+
+[providers.anthropic]
+kind = "anthropic"
+
+[providers.weird]
+kind = "carrier-pigeon"
+
+[models."gpt-4o-mini"]
+provider = "openia"
+
+[models.mystery]
+provider = "openai"
+
+[surprise]
+x = 1
+"#;
+    let errs = load_str(text, &Vars::only(&[])).unwrap_err();
+    let text = errs.to_string();
+    let expect = [
+        "providers.openai.api_key: env var MISSING_KEY is not set",
+        "server.colour",
+        "providers.anthropic.api_key: required for kind \"anthropic\"",
+        "providers.weird.kind",
+        "models.gpt-4o-mini.provider: no provider named 'openia'",
+        "models.mystery: 'mystery' is not in the model catalog",
+        "surprise: unknown section",
+    ];
+    for e in expect {
+        assert!(text.contains(e), "missing {e:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn server_errors_are_collected_with_others() {
+    let text = "[server]\nlisten = \"nowhere\"\n[models.x]\nprovider = \"p\"\n";
+    let errs = load_str(text, &Vars::only(&[])).unwrap_err().to_string();
+    assert!(errs.contains("server.listen: 'nowhere'"), "{errs}");
+    assert!(errs.contains("models.x.provider"), "{errs}");
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug() {
+    let text = r#"
+[providers.openai]
+kind = "openai"
+api_key = "sk-super-secret\u0001"
+
+[models."gpt-4o-mini"]
+provider = "openai"
+"#;
+    let errs = load_str(text, &Vars::only(&[])).unwrap_err().to_string();
+    assert!(errs.contains("providers.openai.api_key"), "{errs}");
+    assert!(!errs.contains("sk-super-secret"), "{errs}");
+
+    let c = load_str(GOOD, &Vars::only(&[("OPENAI_KEY", "sk-test-123")])).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("sk-test-123"));
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let errs = load_str("[server\nlisten=", &Vars::only(&[])).unwrap_err();
+    assert!(errs.to_string().starts_with("TOML syntax"), "{errs}");
+}
+
+#[test]
+fn an_empty_config_needs_a_model() {
+    let errs = load_str("", &Vars::only(&[])).unwrap_err();
+    assert_eq!(errs.to_string(), "models: at least one model is required");
+}
+
+#[test]
+fn new_catalog_entries_can_be_added() {
+    let text = r#"
+[providers.vllm]
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:8000/v1"
+
+[catalog."my-finetune"]
+kind = "local"
+context_window = 8192
+max_output = 1024
+tokenizer = "llama"
+capabilities = ["streaming"]
+
+[models."my-finetune"]
+provider = "vllm"
+"#;
+    let c = load_str(text, &Vars::only(&[])).unwrap();
+    let m = &c.models[&ModelId::new("my-finetune")];
+    assert_eq!(m.upstream, "my-finetune");
+    assert_eq!(m.entry.context_window, 8192);
+}

@@ -1,0 +1,22 @@
+//! Switchyard: a multi-model AI routing gateway.
+//!
+//! `app(state)` builds the HTTP router; `main.rs` only parses the CLI and serves it. The folder
+//! names follow a request: api → pipeline → execute → providers (see ARCHITECTURE.md).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod execute;
+pub mod ids;
+pub mod pipeline;
+pub mod providers;
+pub mod server;
+pub mod sim;
+pub mod state;
+pub mod telemetry;
+pub mod types;
+
+pub use api::app;
+pub use state::Gateway;

@@ -1,0 +1,131 @@
+//! The `switchyard` binary: parse the CLI, load config, build state, serve. Logic lives in the
+//! library (`switchyard::app`, `switchyard::demo`, …).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchyard::config::{self, Vars};
+use switchyard::telemetry::{self, LogFormat};
+use switchyard::{Gateway, app, demo, server, sim};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Multi-model AI routing gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a config file.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Overrides `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Check a config file: print every error with its path, or "ok" and a summary.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the simulated upstreams (OpenAI, Anthropic, Gemini, Ollama wire formats).
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// A config file whose [sim] table sets model behaviour (default: the demo's).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the simulator and the gateway together: no API keys needed.
+    Demo {
+        #[arg(long, default_value = config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Check { config } => {
+            let cfg = config::load_file(&config, &Vars::from_env())
+                .map_err(|e| format!("{e}\n{} error(s) in {}", e.0.len(), config.display()))?;
+            #[expect(clippy::print_stdout, reason = "check prints its verdict")]
+            {
+                println!("ok\n{}", cfg.summary());
+            }
+            Ok(())
+        }
+        Command::Serve { config, listen } => {
+            let cfg = config::load_file(&config, &Vars::from_env())
+                .map_err(|e| format!("invalid config {}:\n{e}", config.display()))?;
+            let addr = listen.unwrap_or(cfg.server.listen);
+            let gw = Gateway::new(cfg)?;
+            serve_gateway(gw, addr).await
+        }
+        Command::Sim { listen, config } => {
+            let sim_config = match config {
+                Some(path) => {
+                    config::load_file(&path, &Vars::from_env())
+                        .map_err(|e| format!("invalid config {}:\n{e}", path.display()))?
+                        .sim
+                }
+                None => {
+                    demo::config("http://127.0.0.1:0")
+                        .map_err(|e| e.to_string())?
+                        .sim
+                }
+            };
+            let handle = sim::spawn(sim_config, listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            tracing::info!(addr = %handle.addr, "simulator listening");
+            server::shutdown_signal().await;
+            handle.shutdown().await;
+            Ok(())
+        }
+        Command::Demo { listen } => {
+            let (sim, gw) = demo::start().await?;
+            tracing::info!(sim = %sim.addr, "simulator started");
+            let result = serve_gateway(gw, listen).await;
+            sim.shutdown().await;
+            result
+        }
+    }
+}
+
+async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<(), String> {
+    let listener = server::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let models: Vec<&str> = gw.config.models.keys().map(|m| m.as_str()).collect();
+    tracing::info!(addr = %local, models = ?models, "switchyard listening");
+    server::serve(listener, app(gw), server::shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
