@@ -3,6 +3,11 @@
 //!
 //! The binary is `$SWITCHYARD_BIN`, or `target/<profile>/switchyard` beside this test binary
 //! (`cargo build --workspace --bins` or `cargo test --workspace` builds it).
+#![expect(
+    clippy::panic,
+    clippy::expect_used,
+    reason = "a test harness: failing loudly with a message is its job"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
 //! Every demo model answers through async-openai as a client, streaming and not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
@@ -35,6 +36,9 @@ fn request(model: &str, stream: bool) -> async_openai::types::chat::CreateChatCo
                 .into(),
         ]);
     if stream {
+        // Set explicitly: with async-openai's `byot` feature on (the gateway enables it, and
+        // cargo unifies features across the workspace), `create_stream` does not set it.
+        b.stream(true);
         b.stream_options(ChatCompletionStreamOptions {
             include_usage: Some(true),
             include_obfuscation: None,

@@ -226,6 +226,16 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         Some(v) => errors.parse(v, "sim").unwrap_or_default(),
         None => SimConfig::default(),
     };
+    if let Err(sim_errors) = sim.validate() {
+        for e in sim_errors {
+            match e {
+                crate::sim::SimError::Config { path, message } => {
+                    errors.push(format!("sim.{path}"), message);
+                }
+                other => errors.push("sim", other.to_string()),
+            }
+        }
+    }
 
     let server = resolve_server(raw_server, &mut errors);
     let mut catalog = match Catalog::builtin() {

@@ -144,3 +144,21 @@ provider = "vllm"
     assert_eq!(m.upstream, "my-finetune");
     assert_eq!(m.entry.context_window, 8192);
 }
+
+#[test]
+fn simulator_profiles_are_validated_with_paths() {
+    let text = r#"
+[providers.local]
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:8090/ollama/v1"
+
+[models."llama3.2"]
+provider = "local"
+
+[sim.models."llama3.2"]
+error_rate = 1.5
+error_fault = "explode"
+"#;
+    let errs = load_str(text, &Vars::only(&[])).unwrap_err().to_string();
+    assert!(errs.contains("sim.models.llama3.2"), "{errs}");
+}

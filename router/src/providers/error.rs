@@ -130,11 +130,11 @@ impl ProviderError {
 
     /// Classify a transport error from reqwest.
     pub fn from_reqwest(err: &reqwest::Error) -> Self {
+        // reqwest calls a connection that drops mid-body a "decode" error; we never use its JSON
+        // decoding (bodies are parsed here), so both mean the answer broke off.
         let kind = if err.is_timeout() {
             ErrorKind::Timeout
-        } else if err.is_decode() {
-            ErrorKind::MalformedResponse
-        } else if err.is_body() {
+        } else if err.is_decode() || err.is_body() {
             ErrorKind::StreamCut
         } else {
             ErrorKind::Connect

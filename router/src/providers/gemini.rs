@@ -66,14 +66,14 @@ impl GeminiProvider {
         let body = to_wire(call)?;
         let response = post_json(self.post(call.upstream_model, false), &body, map_error).await?;
         let answer: WireResponse = read_json(response, "Gemini GenerateContentResponse").await?;
-        from_wire(answer, call.upstream_model)
+        from_wire(answer, body.json_tool.as_deref(), call.upstream_model)
     }
 
     pub async fn chat_stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
         let body = to_wire(call)?;
         let request = self.post(call.upstream_model, true);
         let response = post_json(request, &body, map_error).await?;
-        Ok(sse_stream(response, FrameParser::default()))
+        Ok(sse_stream(response, FrameParser::new(body.json_tool)))
     }
 }
 
@@ -92,6 +92,9 @@ pub struct WireRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_config: Option<Value>,
     generation_config: GenerationConfig,
+    /// The JSON-mode answer function, when one was declared. Not sent as such.
+    #[serde(skip)]
+    pub json_tool: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,45 +158,52 @@ fn invalid(message: impl Into<String>) -> ProviderError {
 pub fn to_wire(call: Call<'_>) -> Result<WireRequest, ProviderError> {
     let request = call.request;
     let (system, contents) = contents(&request.messages)?;
-    let declarations: Vec<Value> = request
+    let mut declarations: Vec<Value> = request
         .tools
         .iter()
         .flatten()
         .map(|t| {
-            let mut d = json!({"name": t.function.name});
-            if let Some(description) = &t.function.description {
-                d["description"] = json!(description);
-            }
-            if let Some(parameters) = t.function.parameters.as_ref().map(clean_schema)
-                && !is_empty_object_schema(&parameters)
-            {
-                d["parameters"] = parameters;
-            }
-            d
+            declaration(
+                &t.function.name,
+                t.function.description.as_deref(),
+                t.function.parameters.as_ref(),
+            )
         })
         .collect();
-    let tool_config = request
-        .tool_choice
-        .as_ref()
-        .filter(|_| !declarations.is_empty())
-        .map(|choice| {
-            let config = match choice {
-                ToolChoice::Mode(ToolChoiceMode::Auto) => json!({"mode": "AUTO"}),
-                ToolChoice::Mode(ToolChoiceMode::Required) => json!({"mode": "ANY"}),
-                ToolChoice::Mode(ToolChoiceMode::None) => json!({"mode": "NONE"}),
-                ToolChoice::Named(named) => {
-                    json!({"mode": "ANY", "allowedFunctionNames": [named.function.name]})
-                }
-            };
-            json!({"functionCallingConfig": config})
-        });
-    let (response_mime_type, response_schema) = match &request.response_format {
-        Some(ResponseFormat::JsonObject) => (Some("application/json"), None),
-        Some(ResponseFormat::JsonSchema { json_schema }) => (
-            Some("application/json"),
-            json_schema.schema.as_ref().map(clean_schema),
-        ),
-        Some(ResponseFormat::Text) | None => (None, None),
+    let schema = match &request.response_format {
+        Some(ResponseFormat::JsonSchema { json_schema }) => Some(json_schema),
+        _ => None,
+    };
+    let mut response_mime_type = request.wants_json().then_some("application/json");
+    let mut response_schema = schema.and_then(|s| s.schema.as_ref()).map(clean_schema);
+    let mut json_tool = None;
+    if response_mime_type.is_some() && !declarations.is_empty() {
+        // Without a schema with properties there is nothing to call: the JSON constraint is
+        // dropped rather than have the request rejected.
+        if let (Some(format), Some(params)) = (schema, response_schema.take())
+            && !is_empty_object_schema(&params)
+        {
+            let mut name = format.name.clone();
+            while request
+                .tools
+                .iter()
+                .flatten()
+                .any(|t| t.function.name == name)
+            {
+                name.push_str("_answer");
+            }
+            let description = format.description.as_deref().unwrap_or(
+                "Give your final answer by calling this function: its arguments are the answer.",
+            );
+            declarations.push(declaration(&name, Some(description), Some(&params)));
+            json_tool = Some(name);
+        }
+        response_mime_type = None;
+    }
+    let tool_config = if declarations.is_empty() {
+        None
+    } else {
+        tool_config(request.tool_choice.as_ref(), json_tool.as_deref())
     };
     Ok(WireRequest {
         system_instruction: system,
@@ -217,7 +227,40 @@ pub fn to_wire(call: Call<'_>) -> Result<WireRequest, ProviderError> {
             response_mime_type,
             response_schema,
         },
+        json_tool,
     })
+}
+
+fn declaration(name: &str, description: Option<&str>, parameters: Option<&Value>) -> Value {
+    let mut d = json!({"name": name});
+    if let Some(description) = description {
+        d["description"] = json!(description);
+    }
+    if let Some(parameters) = parameters.map(clean_schema)
+        && !is_empty_object_schema(&parameters)
+    {
+        d["parameters"] = parameters;
+    }
+    d
+}
+
+/// `functionCallingConfig` for the client's tool choice. With a JSON answer function the model
+/// must call a function (`ANY`): only the answer function when the client's tools may not run.
+fn tool_config(choice: Option<&ToolChoice>, json_tool: Option<&str>) -> Option<Value> {
+    use ToolChoiceMode as M;
+    let config = match (choice, json_tool) {
+        (Some(ToolChoice::Named(named)), _) => {
+            json!({"mode": "ANY", "allowedFunctionNames": [named.function.name]})
+        }
+        (Some(ToolChoice::Mode(M::None)), Some(answer)) => {
+            json!({"mode": "ANY", "allowedFunctionNames": [answer]})
+        }
+        (_, Some(_)) | (Some(ToolChoice::Mode(M::Required)), None) => json!({"mode": "ANY"}),
+        (Some(ToolChoice::Mode(M::None)), None) => json!({"mode": "NONE"}),
+        (Some(ToolChoice::Mode(M::Auto)), None) => json!({"mode": "AUTO"}),
+        (None, None) => return None,
+    };
+    Some(json!({"functionCallingConfig": config}))
 }
 
 /// Instructions → `systemInstruction`; the rest as alternating user/model turns.
@@ -534,9 +577,13 @@ fn finish_reason(reason: &str, called_tools: bool) -> FinishReason {
     }
 }
 
-/// A `GenerateContentResponse` as a chat completion. A blocked prompt is a content-filtered
-/// empty answer, not an error.
-pub fn from_wire(wire: WireResponse, upstream_model: &str) -> Result<ChatResponse, ProviderError> {
+/// A `GenerateContentResponse` as a chat completion; `json_tool`'s call becomes the text. A
+/// blocked prompt is a content-filtered empty answer, not an error.
+pub fn from_wire(
+    wire: WireResponse,
+    json_tool: Option<&str>,
+    upstream_model: &str,
+) -> Result<ChatResponse, ProviderError> {
     let blocked = wire.prompt_feedback.and_then(|f| f.block_reason).is_some();
     let (text, calls, finish) = match wire.candidates.into_iter().next() {
         Some(candidate) => {
@@ -544,7 +591,12 @@ pub fn from_wire(wire: WireResponse, upstream_model: &str) -> Result<ChatRespons
             let mut calls = Vec::new();
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
                 if let Some(call) = part.function_call {
-                    calls.push(call.into_tool_call());
+                    let call = call.into_tool_call();
+                    if json_tool == Some(call.function.name.as_str()) {
+                        text.push_str(&call.function.arguments);
+                    } else {
+                        calls.push(call);
+                    }
                 } else if let Some(t) = part.text.filter(|_| !part.thought) {
                     text.push_str(&t);
                 }
@@ -685,4 +737,237 @@ pub fn map_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError
         err.retry_after = retry_after(headers);
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::anthropic::fixtures::{assert_golden, check_error_table, fixture};
+    use crate::types::ChatRequest;
+
+    fn call(request: &ChatRequest) -> Call<'_> {
+        Call {
+            request,
+            upstream_model: "gemini-2.5-flash",
+            default_max_tokens: 65536,
+        }
+    }
+
+    fn canonical_request() -> ChatRequest {
+        serde_json::from_str(&fixture("canonical_request.json")).unwrap()
+    }
+
+    fn response(name: &str) -> WireResponse {
+        serde_json::from_str(&fixture(name)).unwrap()
+    }
+
+    #[test]
+    fn canonical_request_matches_the_golden_body() {
+        let wire = to_wire(call(&canonical_request())).unwrap();
+        assert_eq!(wire.json_tool.as_deref(), Some("weather_report"));
+        assert_golden("gemini_request.json", &serde_json::to_value(&wire).unwrap());
+    }
+
+    #[test]
+    fn json_mode_is_native_without_function_declarations() {
+        let mut request = canonical_request();
+        request.tools = None;
+        request.messages.truncate(2);
+        let wire = to_wire(call(&request)).unwrap();
+        assert_eq!(wire.json_tool, None);
+        let wire = serde_json::to_value(wire).unwrap();
+        let config = &wire["generationConfig"];
+        assert_eq!(config["responseMimeType"], "application/json");
+        assert_eq!(
+            config["responseSchema"]["properties"]["wind"],
+            json!({"type": "string", "nullable": true})
+        );
+        assert!(
+            config["responseSchema"]
+                .get("additionalProperties")
+                .is_none()
+        );
+        assert!(wire.get("toolConfig").is_none() && wire.get("tools").is_none());
+
+        let mut request = canonical_request();
+        request.tool_choice = Some(ToolChoice::Mode(ToolChoiceMode::None));
+        let wire = serde_json::to_value(to_wire(call(&request)).unwrap()).unwrap();
+        let forced = json!({"mode": "ANY", "allowedFunctionNames": ["weather_report"]});
+        assert_eq!(wire["toolConfig"]["functionCallingConfig"], forced);
+        request.response_format = Some(ResponseFormat::JsonObject);
+        let wire = to_wire(call(&request)).unwrap();
+        assert_eq!(wire.json_tool, None);
+        let wire = serde_json::to_value(wire).unwrap();
+        assert!(wire["generationConfig"].get("responseMimeType").is_none());
+        assert_eq!(
+            wire["toolConfig"]["functionCallingConfig"],
+            json!({"mode": "NONE"})
+        );
+    }
+
+    #[test]
+    fn turns_media_and_tool_results() {
+        let mut request: ChatRequest = serde_json::from_value(json!({
+            "model": "m", "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "tools": [{"type": "function", "function": {"name": "f",
+                "parameters": {"type": "object", "properties": {}}}}],
+            "messages": [
+                {"role": "system", "content": "One."}, {"role": "user", "content": "hi"},
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                    {"type": "image_url", "image_url": {"url": "https://x.test/a.webp?s=1"}}]},
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                    "function": {"name": "f", "arguments": ""}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "{\"ok\":true}"},
+                {"role": "tool", "tool_call_id": "c1", "content": "plain"}]
+        }))
+        .unwrap();
+        let wire = serde_json::to_value(to_wire(call(&request)).unwrap()).unwrap();
+        assert_eq!(
+            wire["systemInstruction"],
+            json!({"parts": [{"text": "One."}]})
+        );
+        let parts = &wire["contents"][0]["parts"];
+        assert_eq!(parts[0], json!({"text": "hi"}));
+        assert_eq!(
+            parts[1],
+            json!({"inlineData": {"mimeType": "image/png", "data": "AAAA"}})
+        );
+        let file = json!({"mimeType": "image/webp", "fileUri": "https://x.test/a.webp?s=1"});
+        assert_eq!(parts[2]["fileData"], file);
+        assert_eq!(wire["contents"][1]["role"], "model");
+        assert_eq!(
+            wire["contents"][1]["parts"][0]["functionCall"]["args"],
+            json!({})
+        );
+        let results = &wire["contents"][2]["parts"];
+        let response =
+            |r: Value| json!({"functionResponse": {"name": "f", "response": {"result": r}}});
+        assert_eq!(
+            results,
+            &json!([response(json!({"ok": true})), response(json!("plain"))])
+        );
+        assert_eq!(
+            wire["tools"][0]["functionDeclarations"][0],
+            json!({"name": "f"})
+        );
+        let named = json!({"mode": "ANY", "allowedFunctionNames": ["f"]});
+        assert_eq!(wire["toolConfig"]["functionCallingConfig"], named);
+        assert_eq!(wire["generationConfig"], json!({"maxOutputTokens": 65536}));
+
+        request.messages[4].tool_call_id = Some("nope".into());
+        assert_eq!(
+            to_wire(call(&request)).unwrap_err().kind,
+            ErrorKind::InvalidRequest
+        );
+        request.messages[3].tool_calls.as_mut().unwrap()[0]
+            .function
+            .arguments = "nope".into();
+        assert_eq!(
+            to_wire(call(&request)).unwrap_err().kind,
+            ErrorKind::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn schema_cleaning_keeps_property_names_and_values() {
+        let schema = json!({"type": "object", "$schema": "x", "additionalProperties": false,
+            "properties": {"strict": {"type": ["null", "boolean"]},
+                "list": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
+                "mode": {"anyOf": [{"type": "string", "strict": true}], "default": {"strict": 1}}}});
+        let want = json!({"type": "object",
+            "properties": {"strict": {"type": "boolean", "nullable": true},
+                "list": {"type": "array", "items": {"type": "object"}},
+                "mode": {"anyOf": [{"type": "string"}], "default": {"strict": 1}}}});
+        assert_eq!(clean_schema(&schema), want);
+    }
+
+    #[test]
+    fn from_wire_reads_text_thoughts_and_cache() {
+        let r = from_wire(response("gemini_response_text.json"), None, "fallback").unwrap();
+        assert_eq!(
+            (r.id.as_str(), r.model.as_str()),
+            ("abc123", "gemini-2.5-flash")
+        );
+        assert_eq!(r.message().unwrap().text(), "18C and cloudy.");
+        assert_eq!(r.choices[0].finish_reason, FinishReason::Stop);
+        let usage = Usage::new(1025, 6 + 120)
+            .with_cache(1000, 0)
+            .with_reasoning(120);
+        assert_eq!(r.usage, usage);
+    }
+
+    #[test]
+    fn from_wire_reads_function_calls_and_the_json_answer() {
+        let r = from_wire(
+            response("gemini_response_tool.json"),
+            None,
+            "gemini-2.5-pro",
+        )
+        .unwrap();
+        assert_eq!(r.model, "gemini-2.5-pro");
+        assert!(r.id.starts_with("chatcmpl-"));
+        assert_eq!(r.choices[0].finish_reason, FinishReason::ToolCalls);
+        let calls = r.message().unwrap().tool_calls();
+        assert_eq!(calls.len(), 2);
+        assert!(calls[0].id.starts_with("call_") && calls[0].id != calls[1].id);
+        assert_eq!(
+            calls[0].function.arguments,
+            r#"{"city":"Paris","unit":"c"}"#
+        );
+        assert_eq!(calls[1].id, "fc_2");
+        assert!(r.message().unwrap().content.is_none());
+
+        let r = from_wire(
+            response("gemini_response_tool.json"),
+            Some("get_weather"),
+            "m",
+        )
+        .unwrap();
+        assert_eq!(
+            r.message().unwrap().text(),
+            r#"{"city":"Paris","unit":"c"}"#
+        );
+        assert_eq!(r.message().unwrap().tool_calls().len(), 1);
+    }
+
+    #[test]
+    fn finish_reasons_and_blocked_prompts() {
+        let blocked =
+            r#"{"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":9}}"#;
+        let r = from_wire(serde_json::from_str(blocked).unwrap(), None, "m").unwrap();
+        assert_eq!(r.choices[0].finish_reason, FinishReason::ContentFilter);
+        assert_eq!(
+            (r.message().unwrap().text(), r.usage),
+            (String::new(), Usage::new(9, 0))
+        );
+        let empty = from_wire(serde_json::from_str("{}").unwrap(), None, "m");
+        assert_eq!(empty.unwrap_err().kind, ErrorKind::MalformedResponse);
+        let cases = [
+            ("STOP", FinishReason::Stop),
+            ("MAX_TOKENS", FinishReason::Length),
+            ("SAFETY", FinishReason::ContentFilter),
+            ("RECITATION", FinishReason::ContentFilter),
+            ("BLOCKLIST", FinishReason::ContentFilter),
+            ("PROHIBITED_CONTENT", FinishReason::ContentFilter),
+            ("SPII", FinishReason::ContentFilter),
+            ("IMAGE_SAFETY", FinishReason::ContentFilter),
+            ("MALFORMED_FUNCTION_CALL", FinishReason::Stop),
+            ("OTHER", FinishReason::Stop),
+        ];
+        for (reason, finish) in cases {
+            assert_eq!(finish_reason(reason, false), finish, "{reason}");
+        }
+        assert_eq!(finish_reason("STOP", true), FinishReason::ToolCalls);
+    }
+
+    #[test]
+    fn error_table() {
+        check_error_table("gemini_errors.json", map_error);
+        let wrapped = r#"[{"error":{"code":404,"message":"gone","status":"NOT_FOUND"}}]"#;
+        assert_eq!(
+            map_error(404, &HeaderMap::new(), wrapped.as_bytes()).message,
+            "gone"
+        );
+    }
 }

@@ -355,7 +355,9 @@ pub fn map_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError
         429 if matches!(
             code,
             "insufficient_quota" | "credit_balance_exhausted" | "billing_hard_limit_reached"
-        ) || lower.contains("exceeded your current quota") =>
+        ) || lower.contains("exceeded your current quota")
+            // Ollama's hosted models: "you have reached your weekly usage limit".
+            || lower.contains("usage limit") =>
         {
             ErrorKind::QuotaExhausted
         }
@@ -457,6 +459,13 @@ mod tests {
         let err = map_error(429, &HeaderMap::new(), body);
         assert_eq!(err.kind, ErrorKind::QuotaExhausted);
         assert!(!err.retryable);
+    }
+
+    #[test]
+    fn ollama_usage_limits_are_quota() {
+        let body = br#"{"error":{"message":"you have reached your weekly usage limit","type":"api_error","param":null,"code":null}}"#;
+        let err = map_error(429, &HeaderMap::new(), body);
+        assert_eq!(err.kind, ErrorKind::QuotaExhausted);
     }
 
     #[test]

@@ -186,26 +186,15 @@ fn shape<'a>(req: &'a Value, messages: &[Value]) -> Shape<'a> {
     }
 }
 
-/// (limit, remaining, reset) header names and limit of each token bucket.
+/// Token buckets reported next to the request one: limit, remaining and reset header, limit.
+#[rustfmt::skip]
 const TOKEN_BUCKETS: [(&str, &str, &str, u32); 3] = [
-    (
-        "anthropic-ratelimit-tokens-limit",
-        "anthropic-ratelimit-tokens-remaining",
-        "anthropic-ratelimit-tokens-reset",
-        480_000,
-    ),
-    (
-        "anthropic-ratelimit-input-tokens-limit",
-        "anthropic-ratelimit-input-tokens-remaining",
-        "anthropic-ratelimit-input-tokens-reset",
-        400_000,
-    ),
-    (
-        "anthropic-ratelimit-output-tokens-limit",
-        "anthropic-ratelimit-output-tokens-remaining",
-        "anthropic-ratelimit-output-tokens-reset",
-        80_000,
-    ),
+    ("anthropic-ratelimit-tokens-limit", "anthropic-ratelimit-tokens-remaining",
+     "anthropic-ratelimit-tokens-reset", 480_000),
+    ("anthropic-ratelimit-input-tokens-limit", "anthropic-ratelimit-input-tokens-remaining",
+     "anthropic-ratelimit-input-tokens-reset", 400_000),
+    ("anthropic-ratelimit-output-tokens-limit", "anthropic-ratelimit-output-tokens-remaining",
+     "anthropic-ratelimit-output-tokens-reset", 80_000),
 ];
 
 fn ratelimit_headers(out: &mut HeaderMap, remaining_requests: u32) {
@@ -246,7 +235,10 @@ impl Msg<'_> {
     }
 
     fn usage(&self, output: u32) -> Value {
-        json!({"input_tokens": self.prompt, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": output})
+        json!({
+            "input_tokens": self.prompt, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0, "output_tokens": output
+        })
     }
 
     fn body(&self) -> Value {
@@ -270,7 +262,8 @@ impl Msg<'_> {
             f.push(kind, &format!("event: {name}\ndata: "), json, "\n\n");
         };
         let start = json!({"type": "message_start", "message": {
-            "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+            "content": [],
             "stop_reason": null, "stop_sequence": null, "usage": self.usage(1)}});
         event(Kind::Meta, "message_start", &start.to_string());
         let (block, delta_kind, field) = match &self.answer.kind {
@@ -286,7 +279,8 @@ impl Msg<'_> {
         event(Kind::Meta, "ping", r#"{"type": "ping"}"#);
         for p in &pieces {
             let delta = format!(
-                r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"{delta_kind}","{field}":{}}}}}"#,
+                "{{\"type\":\"content_block_delta\",\"index\":0,\
+                 \"delta\":{{\"type\":\"{delta_kind}\",\"{field}\":{}}}}}",
                 quoted(p)
             );
             event(Kind::Content, "content_block_delta", &delta);
@@ -296,7 +290,8 @@ impl Msg<'_> {
             "content_block_stop",
             r#"{"type":"content_block_stop","index":0}"#,
         );
-        let delta = json!({"type": "message_delta", "delta": {"stop_reason": self.stop_reason(), "stop_sequence": null},
+        let delta = json!({"type": "message_delta",
+            "delta": {"stop_reason": self.stop_reason(), "stop_sequence": null},
             "usage": {"output_tokens": self.answer.tokens}});
         event(Kind::Terminal, "message_delta", &delta.to_string());
         event(Kind::Terminal, "message_stop", r#"{"type":"message_stop"}"#);
@@ -335,13 +330,19 @@ fn error(r: &Reject, model: &str, rid: &str, prompt: u32) -> Response {
                     429,
                     "rate_limit_error",
                     format!(
-                        "This request would exceed the rate limit for your organization of {REQUESTS_PER_MINUTE} requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later."
+                        "This request would exceed the rate limit for your organization of \
+                         {REQUESTS_PER_MINUTE} requests per minute. For details, refer to: \
+                         https://docs.claude.com/en/api/rate-limits. You can see the response \
+                         headers for current usage. Please reduce the prompt length or the \
+                         maximum tokens requested, or try again later."
                     ),
                 )
             }
             Fault::Quota => {
                 details = Some(json!({"error_code": "enforced_spend_limit_reached"}));
-                (429, "rate_limit_error", "You have reached your specified API usage limits. You will regain access on the first day of next month at 00:00 UTC.".into())
+                let message = "You have reached your specified API usage limits. You will \
+                    regain access on the first day of next month at 00:00 UTC.";
+                (429, "rate_limit_error", message.into())
             }
             Fault::ContextLength => {
                 let tokens = CONTEXT_WINDOW + u64::from(prompt);

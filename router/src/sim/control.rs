@@ -94,7 +94,8 @@ pub(super) async fn set_fault(State(sim): State<Arc<Sim>>, body: Bytes) -> Respo
     };
     match sim.set_fault(&req.model, &req.fault, mode) {
         Ok(()) => {
-            let body = json!({"ok": true, "model": req.model, "fault": req.fault, "rate": req.rate, "count": req.count});
+            let body = json!({"ok": true, "model": req.model, "fault": req.fault,
+                "rate": req.rate, "count": req.count});
             json_response(StatusCode::OK, body.to_string(), HeaderMap::new())
         }
         Err(e) => problem(StatusCode::BAD_REQUEST, &e.to_string()),

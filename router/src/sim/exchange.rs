@@ -235,9 +235,10 @@ impl Sim {
 impl Exchange {
     /// `len` hex digits from the exchange's id stream.
     pub(crate) fn hex(&mut self, len: usize) -> String {
+        use std::fmt::Write as _;
         let mut s = String::with_capacity(len + 16);
         while s.len() < len {
-            s.push_str(&format!("{:016x}", self.ids.next_u64()));
+            let _ = write!(s, "{:016x}", self.ids.next_u64());
         }
         s.truncate(len);
         s
@@ -251,7 +252,9 @@ impl Exchange {
         tool_prefix: &str,
     ) -> Answer {
         let n = max_tokens.map_or(self.want_tokens, |m| m.min(self.want_tokens));
-        let truncated = max_tokens.is_some_and(|m| m < self.want_tokens);
+        // Only answers whose length follows `n` can be cut short: text and the json_object wrapper.
+        let capped = max_tokens.is_some_and(|m| m < self.want_tokens);
+        let truncated = capped && matches!(shape, Shape::Text | Shape::JsonObject);
         let (kind, text) = match shape {
             Shape::Text => (AnswerKind::Text, words(&mut self.text_rng, n)),
             Shape::JsonObject => {
@@ -285,8 +288,6 @@ impl Exchange {
             AnswerKind::Text => n,
             _ => count_u32(chunk4(&text).count()),
         };
-        // Tool calls are never cut short: a partial call would be useless to the caller.
-        let truncated = truncated && !matches!(kind, AnswerKind::Tool { .. });
         Answer {
             kind,
             text,

@@ -114,8 +114,9 @@ pub(super) async fn generate(
         Some(framing) => {
             let frames = reply.frames(&ex, framing);
             let err = || {
-                let json = r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#;
-                Frame::new(framing.head(false), json, framing.tail())
+                let json =
+                    json!({"error": {"code": 503, "message": OVERLOADED, "status": "UNAVAILABLE"}});
+                Frame::new(framing.head(false), &json.to_string(), framing.tail())
             };
             let content_type = match framing {
                 Framing::Sse => "text/event-stream",
@@ -239,11 +240,15 @@ impl Reply<'_> {
         let p = self.prompt;
         let details = json!([{"modality": "TEXT", "tokenCount": p}]);
         if !complete {
-            return json!({"promptTokenCount": p, "totalTokenCount": p, "promptTokensDetails": details});
+            return json!({
+                "promptTokenCount": p, "totalTokenCount": p, "promptTokensDetails": details
+            });
         }
         let c = self.answer.tokens;
-        json!({"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": u64::from(p) + u64::from(c),
-            "promptTokensDetails": details})
+        json!({
+            "promptTokenCount": p, "candidatesTokenCount": c,
+            "totalTokenCount": u64::from(p) + u64::from(c), "promptTokensDetails": details
+        })
     }
 
     fn part(&self, text: &str) -> Value {
@@ -261,7 +266,10 @@ impl Reply<'_> {
             candidate["finishReason"] = json!(self.finish_reason());
         }
         candidate["index"] = json!(0);
-        json!({"candidates": [candidate], "usageMetadata": self.usage(last), "modelVersion": self.model, "responseId": self.id})
+        json!({
+            "candidates": [candidate], "usageMetadata": self.usage(last),
+            "modelVersion": self.model, "responseId": self.id
+        })
     }
 
     fn body(&self) -> Value {
@@ -294,45 +302,99 @@ impl Reply<'_> {
     }
 }
 
+const OVERLOADED: &str = "The model is overloaded. Please try again later.";
+const NO_KEY: &str = "Method doesn't allow unregistered callers (callers without established \
+    identity). Please use API Key or other form of API consumer identity to call this API.";
+const BAD_CREDENTIALS: &str = "Request had invalid authentication credentials. Expected OAuth 2 \
+    access token, login cookie or other valid authentication credential. See \
+    https://developers.google.com/identity/sign-in/web/devconsole-project.";
+const QUOTA: &str = "You exceeded your current quota, please check your plan and billing \
+    details. For more information on this error, head to: \
+    https://ai.google.dev/gemini-api/docs/rate-limits.";
+const INTERNAL: &str = "An internal error has occurred. Please retry or report in \
+    https://developers.generativeai.google/guide/troubleshooting";
+
+fn retry_info(secs: u32) -> Value {
+    json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{secs}s")})
+}
+
+fn quota_failure(model: &str, quota_id: &str, metric: &str, value: &str) -> Value {
+    json!({"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+        "quotaMetric": format!("generativelanguage.googleapis.com/{metric}"), "quotaId": quota_id,
+        "quotaDimensions": {"location": "global", "model": model}, "quotaValue": value}]})
+}
+
+/// A google.rpc.Status error body: `{"error":{"code","message","status","details"}}`.
 fn error(r: &Reject, model: &str, prompt: u32) -> Response {
-    let retry = |secs: u32| json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{secs}s")});
-    let quota = |id: &str, metric: &str, value: &str| {
-        json!({"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-            "quotaMetric": format!("generativelanguage.googleapis.com/{metric}"), "quotaId": id,
-            "quotaDimensions": {"location": "global", "model": model}, "quotaValue": value}]})
-    };
-    let (code, status, message, details): (u16, &str, String, Vec<Value>) = match r {
-        Reject::Invalid { message, .. } => (400, "INVALID_ARGUMENT", message.clone(), vec![]),
-        Reject::NoAuth => (403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.".into(), vec![]),
+    let mut details = Vec::new();
+    let (code, status, message): (u16, &str, String) = match r {
+        Reject::Invalid { message, .. } => (400, "INVALID_ARGUMENT", message.clone()),
+        Reject::NoAuth => (403, "PERMISSION_DENIED", NO_KEY.into()),
         Reject::Fault(f) => match f {
-            Fault::BadRequest => (400, "INVALID_ARGUMENT", "Request contains an invalid argument.".into(), vec![]),
-            Fault::Unauthorized => (401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.".into(), vec![]),
-            Fault::Forbidden => (403, "PERMISSION_DENIED", "The caller does not have permission".into(), vec![]),
-            Fault::NotFound => (404, "NOT_FOUND", format!("models/{model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."), vec![]),
-            Fault::RateLimited { retry_after_secs } => (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).".into(), vec![
-                quota("GenerateRequestsPerMinutePerProjectPerModel", "generate_content_requests", "2000"),
-                retry(*retry_after_secs),
-            ]),
-            Fault::Quota => (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.".into(), vec![
-                quota("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "generate_content_free_tier_requests", "250"),
-                retry(22),
-            ]),
+            Fault::BadRequest => (
+                400,
+                "INVALID_ARGUMENT",
+                "Request contains an invalid argument.".into(),
+            ),
+            Fault::Unauthorized => (401, "UNAUTHENTICATED", BAD_CREDENTIALS.into()),
+            Fault::Forbidden => (
+                403,
+                "PERMISSION_DENIED",
+                "The caller does not have permission".into(),
+            ),
+            Fault::NotFound => {
+                let message = format!(
+                    "models/{model} is not found for API version v1beta, or is not supported for \
+                     generateContent. Call ListModels to see the list of available models and \
+                     their supported methods."
+                );
+                (404, "NOT_FOUND", message)
+            }
+            Fault::RateLimited { retry_after_secs } => {
+                let id = "GenerateRequestsPerMinutePerProjectPerModel";
+                details.push(quota_failure(
+                    model,
+                    id,
+                    "generate_content_requests",
+                    "2000",
+                ));
+                details.push(retry_info(*retry_after_secs));
+                (
+                    429,
+                    "RESOURCE_EXHAUSTED",
+                    "Resource has been exhausted (e.g. check quota).".into(),
+                )
+            }
+            Fault::Quota => {
+                let id = "GenerateRequestsPerDayPerProjectPerModel-FreeTier";
+                details.push(quota_failure(
+                    model,
+                    id,
+                    "generate_content_free_tier_requests",
+                    "250",
+                ));
+                details.push(retry_info(22));
+                (429, "RESOURCE_EXHAUSTED", QUOTA.into())
+            }
             Fault::ContextLength => {
                 let tokens = CONTEXT_WINDOW + u64::from(prompt);
-                (400, "INVALID_ARGUMENT", format!("The input token count ({tokens}) exceeds the maximum number of tokens allowed ({CONTEXT_WINDOW})."), vec![])
+                let message = format!(
+                    "The input token count ({tokens}) exceeds the maximum number of tokens \
+                     allowed ({CONTEXT_WINDOW})."
+                );
+                (400, "INVALID_ARGUMENT", message)
             }
-            Fault::BadGateway => (502, "UNAVAILABLE", "Bad Gateway".into(), vec![]),
-            Fault::Unavailable | Fault::Overloaded => (503, "UNAVAILABLE", "The model is overloaded. Please try again later.".into(), vec![]),
-            Fault::GatewayTimeout => (504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete.".into(), vec![]),
-            _ => (500, "INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting".into(), vec![]),
+            Fault::BadGateway => (502, "UNAVAILABLE", "Bad Gateway".into()),
+            Fault::Unavailable | Fault::Overloaded => (503, "UNAVAILABLE", OVERLOADED.into()),
+            Fault::GatewayTimeout => {
+                let message = "Deadline expired before operation could complete.";
+                (504, "DEADLINE_EXCEEDED", message.into())
+            }
+            _ => (500, "INTERNAL", INTERNAL.into()),
         },
     };
     let body =
-        json!({"error": {"code": code, "message": message, "status": status, "details": details}})
-            .to_string();
-    json_response(
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        body,
-        HeaderMap::new(),
-    )
+        json!({"error": {"code": code, "message": message, "status": status, "details": details}});
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, body.to_string(), HeaderMap::new())
 }

@@ -16,6 +16,8 @@ mod profile;
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_native;
 mod text;
 mod wire;
 

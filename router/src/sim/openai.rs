@@ -193,7 +193,10 @@ fn bad_json(q: &Quirks) -> &'static str {
     if q.ollama {
         "invalid request body: expected a JSON object"
     } else {
-        "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)"
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't \
+         using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was \
+         sent was not valid JSON. If you have trouble figuring out how to fix this, please \
+         contact us through our help center at help.openai.com.)"
     }
 }
 
@@ -210,7 +213,8 @@ fn validate(q: &Quirks, req: &Value) -> Result<(), Reject> {
         }
         Some(Value::Array(_)) => {
             return Err(Reject::param(
-                "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, but \
+                 got an empty array instead.",
                 "messages",
                 "empty_array",
             ));
@@ -231,7 +235,8 @@ fn validate(q: &Quirks, req: &Value) -> Result<(), Reject> {
         if !ROLES.contains(&role) {
             return Err(Reject::param(
                 format!(
-                    "Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."
+                    "Invalid value: '{role}'. Supported values are: 'system', 'assistant', \
+                     'user', 'function', 'tool', and 'developer'."
                 ),
                 format!("messages[{i}].role"),
                 "invalid_value",
@@ -250,7 +255,8 @@ fn validate(q: &Quirks, req: &Value) -> Result<(), Reject> {
         if let Some(n) = req.get(key).and_then(Value::as_i64).filter(|n| *n < 1) {
             return Err(Reject::param(
                 format!(
-                    "Invalid '{key}': integer below minimum value. Expected a value >= 1, but got {n} instead."
+                    "Invalid '{key}': integer below minimum value. Expected a value >= 1, but \
+                     got {n} instead."
                 ),
                 key,
                 "integer_below_min_value",
@@ -355,7 +361,10 @@ impl Chat<'_> {
         json!({
             "prompt_tokens": p, "completion_tokens": c, "total_tokens": total,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+            "completion_tokens_details": {
+                "reasoning_tokens": 0, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0
+            }
         })
     }
 
@@ -363,12 +372,15 @@ impl Chat<'_> {
         let mut message = match &self.answer.kind {
             AnswerKind::Tool { id, name, .. } => json!({
                 "role": "assistant", "content": null,
-                "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": self.answer.text}}]
+                "tool_calls": [{"id": id, "type": "function",
+                    "function": {"name": name, "arguments": self.answer.text}}]
             }),
             _ => json!({"role": "assistant", "content": self.answer.text}),
         };
         let mut choice = json!({"index": 0, "message": null, "finish_reason": self.finish()});
-        let mut body = json!({"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model});
+        let mut body = json!({
+            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model
+        });
         if !self.q.ollama {
             message["refusal"] = Value::Null;
             message["annotations"] = json!([]);
@@ -392,7 +404,8 @@ impl Chat<'_> {
             "\"service_tier\":\"default\","
         };
         let head = format!(
-            "{{\"id\":\"{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},{tier}\"system_fingerprint\":\"{}\",\"choices\":",
+            "{{\"id\":\"{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\
+             {tier}\"system_fingerprint\":\"{}\",\"choices\":",
             self.id,
             self.created,
             quoted(self.model),
@@ -406,7 +419,8 @@ impl Chat<'_> {
         let logprobs = if ollama { "" } else { "\"logprobs\":null," };
         let chunk = |delta: &str, finish: &str| {
             format!(
-                "{head}[{{\"index\":0,\"delta\":{delta},{logprobs}\"finish_reason\":{finish}}}]{tail}"
+                "{head}[{{\"index\":0,\"delta\":{delta},{logprobs}\
+                 \"finish_reason\":{finish}}}]{tail}"
             )
         };
         let pieces = self.answer.pieces();
@@ -414,13 +428,18 @@ impl Chat<'_> {
         let sse = |f: &mut Frames, kind, json: &str| f.push(kind, "data: ", json, "\n\n");
         match &self.answer.kind {
             AnswerKind::Tool { id, name, .. } if ollama => {
-                let call = json!([{"id": id, "index": 0, "type": "function", "function": {"name": name, "arguments": self.answer.text}}]);
+                let function = json!({"name": name, "arguments": self.answer.text});
+                let call =
+                    json!([{"id": id, "index": 0, "type": "function", "function": function}]);
                 let delta =
                     json!({"role": "assistant", "content": "", "tool_calls": call}).to_string();
                 sse(&mut f, Kind::Content, &chunk(&delta, "null"));
             }
             AnswerKind::Tool { id, name, .. } => {
-                let first = json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}], "refusal": null});
+                let call = json!({"index": 0, "id": id, "type": "function",
+                    "function": {"name": name, "arguments": ""}});
+                let first = json!({"role": "assistant", "content": null, "tool_calls": [call],
+                    "refusal": null});
                 sse(&mut f, Kind::Meta, &chunk(&first.to_string(), "null"));
                 for p in &pieces {
                     let delta = format!(

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
 use http::header::CACHE_CONTROL;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio_util::sync::CancellationToken;
@@ -34,8 +35,8 @@ impl Exchange {
             Some(Fault::Reset | Fault::Cut { .. }) => {
                 let bytes = Bytes::from(body);
                 let half = bytes.slice(..bytes.len() / 2);
-                let chunks: [Result<Bytes, io::Error>; 2] = [Ok(half), Err(dropped())];
-                Body::from_stream(futures::stream::iter(chunks))
+                let sent = futures::stream::iter([Ok::<_, io::Error>(half)]);
+                Body::from_stream(sent.chain(futures::stream::once(abort_after_flush())))
             }
             Some(Fault::Malformed) => Body::from(truncate_half(&body, 0..body.len())),
             _ => Body::from(body),
@@ -115,6 +116,15 @@ fn truncate_half(text: &str, json: Range<usize>) -> String {
     out.push_str(&text[..cut]);
     out.push_str(&text[json.end..]);
     out
+}
+
+/// The connection drop of `reset` / `cut:N`, after the frames before it have reached the
+/// client. IMPORTANT: hyper aborts the connection as soon as the body errors, discarding
+/// whatever it had not flushed yet — without this pause a fast client sees "connection closed
+/// before message completed" instead of the promised N chunks.
+async fn abort_after_flush() -> Result<Bytes, io::Error> {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    Err(dropped())
 }
 
 fn dropped() -> io::Error {
@@ -234,7 +244,7 @@ impl Playback {
                     }
                     End::Abort => {
                         p.tracker.outcome = Outcome::Ended;
-                        Some((Err(dropped()), None))
+                        Some((abort_after_flush().await, None))
                     }
                 };
             };

@@ -20,7 +20,8 @@ const MAX_LATENCY_MS: f64 = 1.0e9;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SimError {
     #[error(
-        "unknown fault spec `{0}` (expected 400|401|403|404|429[:SECS]|500|502|503|504|529|quota|context|hang|reset|cut:N|malformed|stream-error)"
+        "unknown fault spec `{0}` (expected 400|401|403|404|429[:SECS]|500|502|503|504|529|\
+         quota|context|hang|reset|cut:N|malformed|stream-error)"
     )]
     BadFault(String),
     #[error("fault rate must be within 0..=1, got {0}")]

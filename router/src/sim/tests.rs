@@ -1,6 +1,6 @@
-//! In-process tests of the four wire formats (`oneshot` on `Sim::router`): answer shapes, honest
-//! usage, stream framing, tools, JSON mode, determinism, latency on paused time, control API.
-//! Shared helpers for `tests_faults.rs` live here too.
+//! In-process tests (`oneshot` on `Sim::router`) of the OpenAI and Ollama dialects (answer shape,
+//! honest usage, stream framing, tools, JSON mode), determinism, latency on paused time and the
+//! control API. Shared helpers for the other test files live here too.
 
 use std::sync::Arc;
 
@@ -145,11 +145,13 @@ pub(super) fn user(text: &str) -> Value {
     json!([{"role": "user", "content": text}])
 }
 
-const HELLO: &str = "Hello there, how are you?"; // 25 chars: ceil(25/4) + 3 + 3 = 13 prompt tokens
+/// 25 chars: ceil(25/4) + 3 + 3 = 13 prompt tokens.
+pub(super) const HELLO: &str = "Hello there, how are you?";
 
 fn weather_tool_openai() -> Value {
     json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}}])
+        "type": "object", "required": ["city"],
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}])
 }
 
 #[tokio::test]
@@ -202,7 +204,8 @@ async fn openai_answer_has_real_shape_and_honest_usage() {
 #[tokio::test]
 async fn openai_stream_is_data_frames_then_done() {
     let sim = Sim::new(SimConfig::default());
-    let body = json!({"model": "gpt-4o-mini", "messages": user(HELLO), "stream": true, "stream_options": {"include_usage": true}});
+    let body = json!({"model": "gpt-4o-mini", "messages": user(HELLO), "stream": true,
+        "stream_options": {"include_usage": true}});
     let got = openai(&sim, body, &[]).await;
     assert_eq!(got.status, StatusCode::OK);
     assert!(got.header("content-type").starts_with("text/event-stream"));
@@ -236,7 +239,8 @@ async fn openai_stream_is_data_frames_then_done() {
 #[tokio::test]
 async fn openai_tool_calls_and_text_after_tool_result() {
     let sim = Sim::new(SimConfig::default());
-    let body = json!({"model": "gpt-4o", "messages": user("Weather in Paris?"), "tools": weather_tool_openai()});
+    let tools = weather_tool_openai();
+    let body = json!({"model": "gpt-4o", "messages": user("Weather in Paris?"), "tools": tools});
     let v = openai(&sim, body.clone(), &[]).await.json();
     let call = &v["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
@@ -284,15 +288,19 @@ async fn openai_tool_calls_and_text_after_tool_result() {
 #[tokio::test]
 async fn openai_json_modes_produce_valid_json() {
     let sim = Sim::new(SimConfig::default());
-    let body = json!({"model": "gpt-4o-mini", "messages": user("json please"), "response_format": {"type": "json_object"}});
+    let body = json!({"model": "gpt-4o-mini", "messages": user("json please"),
+        "response_format": {"type": "json_object"}});
     let v = openai(&sim, body, &[]).await.json();
     let content: Value =
         serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
     assert_eq!(content["answer"].as_str().unwrap().split(' ').count(), 16);
-    let schema = json!({"type": "object", "properties": {"title": {"type": "string"}, "score": {"type": "number"},
-        "tags": {"type": "array", "items": {"type": "string"}}}, "required": ["title", "score", "tags"], "additionalProperties": false});
+    let schema = json!({"type": "object", "additionalProperties": false,
+        "properties": {"title": {"type": "string"}, "score": {"type": "number"},
+            "tags": {"type": "array", "items": {"type": "string"}}},
+        "required": ["title", "score", "tags"]});
     let body = json!({"model": "gpt-4o-mini", "messages": user("json please"),
-        "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": schema}}});
+        "response_format": {"type": "json_schema",
+            "json_schema": {"name": "answer", "strict": true, "schema": schema}}});
     let v = openai(&sim, body, &[]).await.json();
     let content: Value =
         serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
@@ -300,239 +308,6 @@ async fn openai_json_modes_produce_valid_json() {
         content["title"].is_string()
             && content["score"] == 1
             && content["tags"].as_array().unwrap().len() == 1
-    );
-}
-
-#[tokio::test]
-async fn anthropic_answer_shape_and_validation() {
-    let sim = Sim::new(SimConfig::default());
-    let body = json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 1024, "system": "Be terse.", "messages": user(HELLO)});
-    let got = anthropic(&sim, body.clone(), &[]).await;
-    assert_eq!(got.status, StatusCode::OK);
-    assert!(got.header("request-id").starts_with("req_"));
-    assert_eq!(got.header("anthropic-ratelimit-requests-limit"), "4000");
-    assert!(
-        got.header("anthropic-ratelimit-requests-reset")
-            .ends_with('Z')
-    );
-    let v = got.json();
-    assert_eq!(v["type"], "message");
-    assert_eq!(v["content"][0]["type"], "text");
-    assert_eq!(v["stop_reason"], "end_turn");
-    // system "Be terse." = ceil(9/4) + 3 = 6; message 7 + 3 = 10; + 3
-    assert_eq!(
-        v["usage"],
-        json!({"input_tokens": 19, "output_tokens": 16, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
-    );
-    let mut short = body.clone();
-    short["max_tokens"] = json!(4);
-    let v = anthropic(&sim, short, &[]).await.json();
-    assert_eq!(
-        (
-            v["stop_reason"].as_str(),
-            v["usage"]["output_tokens"].as_u64()
-        ),
-        (Some("max_tokens"), Some(4))
-    );
-
-    let h = [("x-api-key", "k")];
-    let got = send(&sim, "POST", "/anthropic/v1/messages", &h, body.clone()).await;
-    assert_eq!(got.status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        got.json()["error"]["message"],
-        "anthropic-version: header is required"
-    );
-    let got = send(
-        &sim,
-        "POST",
-        "/anthropic/v1/messages",
-        &[("anthropic-version", "2023-06-01")],
-        body.clone(),
-    )
-    .await;
-    assert_eq!(got.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(got.json()["error"]["type"], "authentication_error");
-    let mut no_max = body;
-    no_max.as_object_mut().unwrap().remove("max_tokens");
-    let got = anthropic(&sim, no_max, &[]).await;
-    let v = got.json();
-    assert_eq!(got.status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        (v["type"].as_str(), v["error"]["type"].as_str()),
-        (Some("error"), Some("invalid_request_error"))
-    );
-    assert!(v["request_id"].as_str().unwrap().starts_with("req_"));
-    let empty = json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 10, "messages": []});
-    assert_eq!(
-        anthropic(&sim, empty, &[]).await.status,
-        StatusCode::BAD_REQUEST
-    );
-}
-
-#[tokio::test]
-async fn anthropic_stream_events_in_order() {
-    let sim = Sim::new(SimConfig::default());
-    let body = json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 1024, "stream": true, "messages": user(HELLO)});
-    let ev = events(&anthropic(&sim, body, &[("x-sim-tokens", "3")]).await.text());
-    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "message_start",
-            "content_block_start",
-            "ping",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_stop",
-            "message_delta",
-            "message_stop"
-        ]
-    );
-    let start: Value = serde_json::from_str(&ev[0].1).unwrap();
-    assert_eq!(start["message"]["usage"]["input_tokens"], 13);
-    let delta: Value = serde_json::from_str(&ev[7].1).unwrap();
-    assert_eq!(delta["usage"]["output_tokens"], 3);
-    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
-    for (_, data) in &ev {
-        serde_json::from_str::<Value>(data).unwrap();
-    }
-}
-
-#[tokio::test]
-async fn anthropic_tool_use_block_and_stream() {
-    let sim = Sim::new(SimConfig::default());
-    let tools = json!([{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}}}}]);
-    let body = json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 100, "messages": user("Weather?"), "tools": tools});
-    let v = anthropic(&sim, body.clone(), &[]).await.json();
-    assert_eq!(v["stop_reason"], "tool_use");
-    let block = &v["content"][0];
-    assert_eq!(
-        (block["type"].as_str(), block["name"].as_str()),
-        (Some("tool_use"), Some("get_weather"))
-    );
-    assert!(block["id"].as_str().unwrap().starts_with("toolu_"));
-    assert_eq!(block["input"], json!({"city": "sample", "unit": "c"}));
-
-    let mut stream = body.clone();
-    stream["stream"] = json!(true);
-    let ev = events(&anthropic(&sim, stream, &[]).await.text());
-    let start: Value = serde_json::from_str(&ev[1].1).unwrap();
-    assert_eq!(start["content_block"]["type"], "tool_use");
-    let json: String = ev
-        .iter()
-        .filter(|(n, _)| n == "content_block_delta")
-        .map(|(_, d)| {
-            serde_json::from_str::<Value>(d).unwrap()["delta"]["partial_json"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(
-        serde_json::from_str::<Value>(&json).unwrap(),
-        block["input"]
-    );
-
-    let mut after = body;
-    after["messages"] = json!([{"role": "user", "content": "Weather?"},
-        {"role": "assistant", "content": [block]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block["id"], "content": "18C"}]}]);
-    assert_eq!(
-        anthropic(&sim, after, &[]).await.json()["content"][0]["type"],
-        "text"
-    );
-}
-
-#[tokio::test]
-async fn gemini_answer_stream_tools_and_json() {
-    let sim = Sim::new(SimConfig::default());
-    let body = json!({"contents": [{"role": "user", "parts": [{"text": HELLO}]}], "generationConfig": {"maxOutputTokens": 4}});
-    let got = gemini(&sim, "gemini-2.0-flash", false, body.clone(), &[]).await;
-    let v = got.json();
-    assert_eq!(v["candidates"][0]["content"]["role"], "model");
-    assert_eq!(v["candidates"][0]["finishReason"], "MAX_TOKENS");
-    assert_eq!(v["usageMetadata"]["promptTokenCount"], 13);
-    assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 4);
-    assert_eq!(v["usageMetadata"]["totalTokenCount"], 17);
-    assert_eq!(v["modelVersion"], "gemini-2.0-flash");
-
-    let got = gemini(&sim, "gemini-2.0-flash", true, body.clone(), &[]).await;
-    assert!(got.header("content-type").starts_with("text/event-stream"));
-    let text = got.text();
-    assert!(!text.contains("[DONE]") && text.ends_with("\r\n\r\n"));
-    let frames: Vec<Value> = sse_data(&text, "\r\n\r\n")
-        .iter()
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
-    assert_eq!(frames.len(), 4);
-    assert!(
-        frames
-            .iter()
-            .all(|f| f["usageMetadata"]["promptTokenCount"] == 13)
-    );
-    assert!(
-        frames[..3]
-            .iter()
-            .all(|f| f["candidates"][0].get("finishReason").is_none())
-    );
-    assert_eq!(frames[3]["candidates"][0]["finishReason"], "MAX_TOKENS");
-    assert_eq!(frames[3]["usageMetadata"]["candidatesTokenCount"], 4);
-
-    let tools = json!([{"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}}}}]}]);
-    let mut call = body.clone();
-    call["tools"] = tools;
-    let v = gemini(&sim, "gemini-2.0-flash", false, call.clone(), &[])
-        .await
-        .json();
-    assert_eq!(
-        v["candidates"][0]["content"]["parts"][0]["functionCall"],
-        json!({"name": "get_weather", "args": {"city": "sample"}})
-    );
-    assert_eq!(v["candidates"][0]["finishReason"], "STOP");
-    call["contents"] = json!([{"role": "user", "parts": [{"text": "w?"}]},
-        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
-        {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"result": "18C"}}}]}]);
-    let v = gemini(&sim, "gemini-2.0-flash", false, call, &[])
-        .await
-        .json();
-    assert!(v["candidates"][0]["content"]["parts"][0]["text"].is_string());
-
-    let mut js = body;
-    js["generationConfig"] = json!({"responseMimeType": "application/json",
-        "responseSchema": {"type": "OBJECT", "properties": {"name": {"type": "STRING"}, "n": {"type": "INTEGER"}}}});
-    let v = gemini(&sim, "gemini-2.0-flash", false, js, &[])
-        .await
-        .json();
-    let out: Value = serde_json::from_str(
-        v["candidates"][0]["content"]["parts"][0]["text"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    assert!(out["name"].is_string() && out["n"] == 1);
-
-    let got = send(
-        &sim,
-        "POST",
-        "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
-        &[],
-        json!({"contents": []}),
-    )
-    .await;
-    assert_eq!(got.status, StatusCode::FORBIDDEN);
-    assert_eq!(got.json()["error"]["status"], "PERMISSION_DENIED");
-    let got = gemini(
-        &sim,
-        "gemini-2.0-flash",
-        false,
-        json!({"contents": []}),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (got.status, got.json()["error"]["status"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_ARGUMENT"))
     );
 }
 
@@ -546,7 +321,8 @@ async fn ollama_quirks_usage_chunk_and_max_tokens() {
         json!({"prompt_tokens": 13, "completion_tokens": 16, "total_tokens": 29})
     );
     assert_eq!(v["system_fingerprint"], "fp_ollama");
-    let body = json!({"model": "llama3.2", "messages": user(HELLO), "max_tokens": 2, "stream": true, "stream_options": {"include_usage": true}});
+    let body = json!({"model": "llama3.2", "messages": user(HELLO), "max_tokens": 2,
+        "stream": true, "stream_options": {"include_usage": true}});
     let text = ollama(&sim, body.clone(), &[]).await.text();
     assert!(text.ends_with("data: [DONE]\n\n"));
     let data = sse_data(&text, "\n\n");
@@ -561,7 +337,8 @@ async fn ollama_quirks_usage_chunk_and_max_tokens() {
     assert_eq!(got.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         got.json(),
-        json!({"error": {"message": "[] is too short - 'messages'", "type": "invalid_request_error", "param": null, "code": null}})
+        json!({"error": {"message": "[] is too short - 'messages'",
+            "type": "invalid_request_error", "param": null, "code": null}})
     );
 }
 
@@ -650,87 +427,33 @@ async fn latency_follows_the_profile() {
 }
 
 #[tokio::test]
-async fn control_api_scripts_faults_and_reports_stats() {
-    let sim = Sim::new(SimConfig::default());
-    let got = send(
+async fn error_rate_and_config_validation() {
+    let mut cfg = SimConfig {
+        seed: 1,
+        ..SimConfig::default()
+    };
+    cfg.defaults.error_rate = Some(1.0);
+    cfg.defaults.error_fault = Some("503".into());
+    let sim = Sim::new(cfg.clone());
+    let got: Got = openai(
         &sim,
-        "POST",
-        "/_sim/faults",
+        json!({"model": "gpt-4o-mini", "messages": user("hello")}),
         &[],
-        json!({"model": "gpt-4o-mini", "fault": "500", "count": 2}),
     )
     .await;
-    assert_eq!(got.status, StatusCode::OK);
-    let ask = json!({"model": "gpt-4o-mini", "messages": user("hi")});
-    assert_eq!(
-        openai(&sim, ask.clone(), &[]).await.status,
-        StatusCode::INTERNAL_SERVER_ERROR
+    assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(got.header("retry-after"), "1");
+    assert!(cfg.validate().is_ok());
+    cfg.defaults.error_fault = Some("teapot".into());
+    cfg.models.insert(
+        "m".into(),
+        Profile {
+            error_rate: Some(2.0),
+            ..Default::default()
+        },
     );
-    assert_eq!(
-        openai(&sim, ask.clone(), &[]).await.status,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
-    assert_eq!(openai(&sim, ask.clone(), &[]).await.status, StatusCode::OK);
-    let bad = send(
-        &sim,
-        "POST",
-        "/_sim/faults",
-        &[],
-        json!({"model": "*", "fault": "teapot", "rate": 1.0}),
-    )
-    .await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    send(
-        &sim,
-        "POST",
-        "/_sim/faults",
-        &[],
-        json!({"model": "*", "fault": "429", "rate": 1.0}),
-    )
-    .await;
-    assert_eq!(
-        openai(&sim, ask.clone(), &[]).await.status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    assert_eq!(
-        send(&sim, "DELETE", "/_sim/faults", &[], Value::Null)
-            .await
-            .json()["cleared"],
-        1
-    );
-    assert_eq!(openai(&sim, ask, &[]).await.status, StatusCode::OK);
-    let stats = send(&sim, "GET", "/_sim/stats", &[], Value::Null)
-        .await
-        .json();
-    assert_eq!(stats["models"]["gpt-4o-mini"]["requests"], 5);
-    assert_eq!(stats["models"]["gpt-4o-mini"]["faults_injected"], 3);
-    assert_eq!(stats["models"]["gpt-4o-mini"]["in_flight"], 0);
-
-    let list = send(
-        &sim,
-        "GET",
-        "/openai/v1/models",
-        &[("authorization", "Bearer k")],
-        Value::Null,
-    )
-    .await
-    .json();
-    assert_eq!(list["object"], "list");
-    assert!(
-        list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["id"] == "gpt-4o-mini")
-    );
-    let list = send(&sim, "GET", "/ollama/v1/models", &[], Value::Null)
-        .await
-        .json();
-    assert!(
-        list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["id"] == "llama3.2")
-    );
+    assert_eq!(cfg.validate().unwrap_err().len(), 2);
+    let parsed: Result<SimConfig, _> =
+        serde_json::from_value(json!({"defaults": {"ttft_ms": {"mean": 5}}, "extra": 1}));
+    assert!(parsed.is_err(), "unknown fields are refused");
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-use super::tests::{Got, anthropic, events, gemini, ollama, openai, sse_data, user};
+use super::tests::{anthropic, events, gemini, ollama, openai, send, sse_data, user};
 use super::{ModelStats, Sim, SimConfig, WireFormat};
 
 fn chat(stream: bool) -> Value {
@@ -21,7 +21,8 @@ fn chat(stream: bool) -> Value {
 }
 
 fn claude(stream: bool) -> Value {
-    json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 100, "messages": user("hello"), "stream": stream})
+    json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 100, "messages": user("hello"),
+        "stream": stream})
 }
 
 fn contents() -> Value {
@@ -330,6 +331,17 @@ async fn dropped_stream_and_abandoned_hang_count_as_cancelled() {
         (s.streams_cancelled, s.faults_injected, s.in_flight),
         (2, 1, 0)
     );
+
+    // A non-streaming request abandoned during its latency counts too.
+    let mut req = stream_request(&[("x-sim-ttft-ms", "5000")]);
+    *req.body_mut() = Body::from(chat(false).to_string());
+    let slow = sim.router().oneshot(req);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), slow)
+            .await
+            .is_err()
+    );
+    assert_eq!(sim.stats().model("gpt-4o-mini").streams_cancelled, 3);
 }
 
 async fn eventually(sim: &Arc<Sim>, what: &str, ok: impl Fn(ModelStats) -> bool) {
@@ -346,7 +358,8 @@ async fn raw_post(addr: std::net::SocketAddr, headers: &str) -> tokio::net::TcpS
     let body = chat(true).to_string();
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: sim\r\nauthorization: Bearer k\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{headers}\r\n{body}",
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: sim\r\nauthorization: Bearer k\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n{headers}\r\n{body}",
         body.len()
     );
     tcp.write_all(req.as_bytes()).await.unwrap();
@@ -401,28 +414,87 @@ async fn loopback_server_notices_clients_that_go_away() {
 }
 
 #[tokio::test]
-async fn error_rate_and_config_validation() {
-    let mut cfg = SimConfig {
-        seed: 1,
-        ..SimConfig::default()
-    };
-    cfg.defaults.error_rate = Some(1.0);
-    cfg.defaults.error_fault = Some("503".into());
-    let sim = Sim::new(cfg.clone());
-    let got: Got = openai(&sim, chat(false), &[]).await;
-    assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(got.header("retry-after"), "1");
-    assert!(cfg.validate().is_ok());
-    cfg.defaults.error_fault = Some("teapot".into());
-    cfg.models.insert(
-        "m".into(),
-        super::Profile {
-            error_rate: Some(2.0),
-            ..Default::default()
-        },
+async fn control_api_scripts_faults_and_reports_stats() {
+    let sim = Sim::new(SimConfig::default());
+    let got = send(
+        &sim,
+        "POST",
+        "/_sim/faults",
+        &[],
+        json!({"model": "gpt-4o-mini", "fault": "500", "count": 2}),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    let ask = json!({"model": "gpt-4o-mini", "messages": user("hi")});
+    assert_eq!(
+        openai(&sim, ask.clone(), &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
     );
-    assert_eq!(cfg.validate().unwrap_err().len(), 2);
-    let parsed: Result<SimConfig, _> =
-        serde_json::from_value(json!({"defaults": {"ttft_ms": {"mean": 5}}, "extra": 1}));
-    assert!(parsed.is_err(), "unknown fields are refused");
+    assert_eq!(
+        openai(&sim, ask.clone(), &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(openai(&sim, ask.clone(), &[]).await.status, StatusCode::OK);
+    let bad = send(
+        &sim,
+        "POST",
+        "/_sim/faults",
+        &[],
+        json!({"model": "*", "fault": "teapot", "rate": 1.0}),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    send(
+        &sim,
+        "POST",
+        "/_sim/faults",
+        &[],
+        json!({"model": "*", "fault": "429", "rate": 1.0}),
+    )
+    .await;
+    assert_eq!(
+        openai(&sim, ask.clone(), &[]).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send(&sim, "DELETE", "/_sim/faults", &[], Value::Null)
+            .await
+            .json()["cleared"],
+        1
+    );
+    assert_eq!(openai(&sim, ask, &[]).await.status, StatusCode::OK);
+    let stats = send(&sim, "GET", "/_sim/stats", &[], Value::Null)
+        .await
+        .json();
+    assert_eq!(stats["models"]["gpt-4o-mini"]["requests"], 5);
+    assert_eq!(stats["models"]["gpt-4o-mini"]["faults_injected"], 3);
+    assert_eq!(stats["models"]["gpt-4o-mini"]["in_flight"], 0);
+
+    let list = send(
+        &sim,
+        "GET",
+        "/openai/v1/models",
+        &[("authorization", "Bearer k")],
+        Value::Null,
+    )
+    .await
+    .json();
+    assert_eq!(list["object"], "list");
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gpt-4o-mini")
+    );
+    let list = send(&sim, "GET", "/ollama/v1/models", &[], Value::Null)
+        .await
+        .json();
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "llama3.2")
+    );
 }

@@ -306,7 +306,8 @@ mod tests {
         let v = fill_schema(&schema, &mut Strings::Sample);
         assert_eq!(
             v,
-            json!({"city":"sample","n":1,"x":1,"ok":true,"unit":"c","tags":["sample"],"loc":{"lat":1}})
+            json!({"city": "sample", "n": 1, "x": 1, "ok": true, "unit": "c", "tags": ["sample"],
+                "loc": {"lat": 1}})
         );
         let mut rng = SplitMix64::new(1);
         let v = fill_schema(&json!({"type":"string"}), &mut Strings::Words(&mut rng));
