@@ -7,6 +7,8 @@
 
 pub mod anthropic;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod gemini;
 pub mod openai;
 

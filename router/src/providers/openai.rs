@@ -452,6 +452,72 @@ impl tower::Service<HttpRequestFactory> for CaptureErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::fixtures::{assert_golden, fixture};
+    use crate::types::{ChatRequest, ToolChoice, ToolChoiceMode};
+
+    /// The shared canonical request, plus fields only OpenAI-shaped upstreams receive: a
+    /// pass-through field Switchyard does not model, `user`, and `tool_choice`.
+    fn canonical() -> ChatRequest {
+        let mut r: ChatRequest = serde_json::from_str(&fixture("canonical_request.json")).unwrap();
+        r.extra.insert("metadata".into(), json!({"team": "weather"}));
+        r.extra.insert("logprobs".into(), json!(false));
+        r.user = Some("user-42".into());
+        r.tool_choice = Some(ToolChoice::Mode(ToolChoiceMode::Auto));
+        r
+    }
+
+    fn call<'a>(request: &'a ChatRequest, model: &'static str) -> Call<'a> {
+        Call {
+            request,
+            upstream_model: model,
+            default_max_tokens: 1024,
+        }
+    }
+
+    #[test]
+    fn canonical_request_matches_the_openai_golden_body() {
+        let r = canonical();
+        let quirks = Quirks::for_provider(ProviderKind::OpenAi, Dialect::Generic);
+        assert_golden(
+            "openai_request.json",
+            &to_wire(call(&r, "gpt-4o-mini"), quirks, false),
+        );
+        assert_golden(
+            "openai_request_stream.json",
+            &to_wire(call(&r, "gpt-4o-mini"), quirks, true),
+        );
+    }
+
+    #[test]
+    fn canonical_request_matches_the_ollama_golden_body() {
+        let r = canonical();
+        let quirks = Quirks::for_provider(ProviderKind::OpenAiCompatible, Dialect::Ollama);
+        let wire = to_wire(call(&r, "llama3.2"), quirks, true);
+        // Ollama reads only max_tokens and rejects tool_choice and user.
+        assert_eq!(wire["max_tokens"], 256);
+        assert!(wire.get("max_completion_tokens").is_none());
+        assert!(wire.get("tool_choice").is_none() && wire.get("user").is_none());
+        assert_golden("ollama_request_stream.json", &wire);
+    }
+
+    #[test]
+    fn a_clients_stream_options_are_kept_and_usage_is_always_asked_for() {
+        let mut r = canonical();
+        r.stream_options = Some(crate::types::StreamOptions {
+            include_usage: Some(false),
+            extra: [("include_obfuscation".to_owned(), json!(false))]
+                .into_iter()
+                .collect(),
+        });
+        let quirks = Quirks::for_provider(ProviderKind::OpenAi, Dialect::Generic);
+        let wire = to_wire(call(&r, "gpt-4o-mini"), quirks, true);
+        assert_eq!(
+            wire["stream_options"],
+            json!({"include_usage": true, "include_obfuscation": false})
+        );
+        let wire = to_wire(call(&r, "gpt-4o-mini"), quirks, false);
+        assert!(wire.get("stream").is_none() && wire.get("stream_options").is_none());
+    }
 
     #[test]
     fn quota_429_is_not_a_rate_limit() {

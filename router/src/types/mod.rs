@@ -11,7 +11,7 @@ mod stream;
 pub use request::{
     ChatRequest, Content, ContentPart, FunctionCall, FunctionDef, FunctionName, ImageUrl,
     JsonSchemaFormat, Message, NamedToolChoice, ResponseFormat, Role, Stop, StreamOptions, Tool,
-    ToolCall, ToolChoice, ToolChoiceMode,
+    ToolCall, ToolChoice, ToolChoiceMode, data_uri,
 };
 pub use response::{
     ChatResponse, Choice, CompletionTokensDetails, FinishReason, PromptTokensDetails, Usage,

@@ -187,13 +187,9 @@ pub struct ImageUrl {
     pub detail: Option<String>,
 }
 
-impl ImageUrl {
-    /// `(mime, base64)` when the URL is a `data:` URI.
-    pub fn as_data_uri(&self) -> Option<(&str, &str)> {
-        let rest = self.url.strip_prefix("data:")?;
-        let (mime, data) = rest.split_once(";base64,")?;
-        Some((mime, data))
-    }
+/// `(mime, base64)` when a URL is a base64 `data:` URI (images and files in message parts).
+pub fn data_uri(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:")?.split_once(";base64,")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

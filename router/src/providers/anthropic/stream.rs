@@ -244,7 +244,7 @@ impl StreamParser<eventsource_stream::Event> for EventParser {
 mod tests {
     use super::*;
     use crate::providers::ErrorKind;
-    use crate::providers::anthropic::fixtures::{fixture, run_sse};
+    use crate::providers::fixtures::{fixture, run_sse};
     use crate::types::{StreamAccumulator, Usage};
 
     fn parse(text: &str, json_tool: Option<&str>) -> (Vec<StreamEvent>, Option<ProviderError>) {
