@@ -211,6 +211,30 @@ impl CatalogEntry {
     pub fn is_local(&self) -> bool {
         self.kind == ModelKind::Local
     }
+
+    /// What an answer with this usage cost, USD: uncached input at the input price, cache reads
+    /// and writes at their own prices (input price when the catalog has none), output — which
+    /// includes reasoning tokens — at the output price; the long-context tier when the prompt
+    /// is above its threshold. Local models cost nothing.
+    pub fn usage_cost(&self, usage: &crate::types::Usage) -> f64 {
+        if self.is_local() {
+            return 0.0;
+        }
+        let (input, output) = match self.long_context {
+            Some(tier) if usage.prompt_tokens > tier.threshold => (tier.input, tier.output),
+            _ => (self.input, self.output),
+        };
+        let cached = usage.cached_tokens().min(usage.prompt_tokens);
+        let written = usage
+            .cache_write_tokens()
+            .min(usage.prompt_tokens.saturating_sub(cached));
+        let plain = usage.prompt_tokens - cached - written;
+        let per_m = f64::from(plain) * input
+            + f64::from(cached) * self.cached_input.unwrap_or(input)
+            + f64::from(written) * self.cache_write.unwrap_or(input)
+            + f64::from(usage.completion_tokens) * output;
+        per_m / 1e6
+    }
 }
 
 /// All known models, by catalog name.
@@ -293,6 +317,24 @@ mod tests {
         assert!(mini.capabilities.tools && mini.capabilities.json_schema);
         assert!(c.get("llama3.2").unwrap().is_local());
         assert_eq!(c.get("llama3.2").unwrap().input, 0.0);
+    }
+
+    #[test]
+    fn usage_cost_prices_cache_reads_writes_and_reasoning() {
+        use crate::types::Usage;
+        let c = Catalog::builtin().unwrap();
+        let mini = c.get("gpt-4o-mini").unwrap();
+        // 1M prompt tokens of which 400k cached; 1M output incl. reasoning.
+        let u = Usage::new(1_000_000, 1_000_000)
+            .with_cache(400_000, 0)
+            .with_reasoning(300_000);
+        let want = (600_000.0 * 0.15 + 400_000.0 * 0.075 + 1_000_000.0 * 0.60) / 1e6;
+        assert!((mini.usage_cost(&u) - want).abs() < 1e-12);
+        let haiku = c.get("claude-3-5-haiku").unwrap();
+        let u = Usage::new(1000, 100).with_cache(200, 300);
+        let want = (500.0 * 0.80 + 200.0 * 0.08 + 300.0 * 1.00 + 100.0 * 4.00) / 1e6;
+        assert!((haiku.usage_cost(&u) - want).abs() < 1e-15);
+        assert_eq!(c.get("llama3.2").unwrap().usage_cost(&u), 0.0);
     }
 
     #[test]

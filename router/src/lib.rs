@@ -12,10 +12,12 @@ pub mod execute;
 pub mod ids;
 pub mod pipeline;
 pub mod providers;
+pub mod routing;
 pub mod server;
 pub mod sim;
 pub mod state;
 pub mod telemetry;
+pub mod tokens;
 pub mod types;
 
 pub use api::app;

@@ -39,9 +39,20 @@ enum Command {
     Sim {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
-        /// A config file whose [sim] table sets model behaviour (default: the demo's).
+        /// A config file whose [sim] table sets model behaviour (default: no latency, no
+        /// faults — a fast upstream for benchmarks; `demo` uses realistic latencies).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Rank the candidates for a request without calling any model.
+    Route {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the ranking and every candidate's score terms (the default and only mode).
+        #[arg(long, default_value_t = true)]
+        explain: bool,
+        /// A `/ai/route` body, or an OpenAI chat body (`-` reads standard input).
+        request: PathBuf,
     },
     /// Run the simulator and the gateway together: no API keys needed.
     Demo {
@@ -87,6 +98,33 @@ async fn run(command: Command) -> Result<(), String> {
             let gw = Gateway::new(cfg)?;
             serve_gateway(gw, addr).await
         }
+        Command::Route {
+            config,
+            explain: _,
+            request,
+        } => {
+            let cfg = config::load_file(&config, &Vars::from_env())
+                .map_err(|e| format!("invalid config {}:\n{e}", config.display()))?;
+            let body = if request.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                    .map_err(|e| format!("cannot read standard input: {e}"))?;
+                buf
+            } else {
+                std::fs::read(&request)
+                    .map_err(|e| format!("cannot read {}: {e}", request.display()))?
+            };
+            // Exact token counts for the explanation.
+            switchyard::tokens::load_blocking();
+            let gw = Gateway::new(cfg)?;
+            let ranking = switchyard::api::explain(&gw, &body).map_err(|e| e.body().to_string())?;
+            let text = serde_json::to_string_pretty(&ranking).map_err(|e| e.to_string())?;
+            #[expect(clippy::print_stdout, reason = "the ranking is this command's output")]
+            {
+                println!("{text}");
+            }
+            Ok(())
+        }
         Command::Sim { listen, config } => {
             let sim_config = match config {
                 Some(path) => {
@@ -119,6 +157,8 @@ async fn run(command: Command) -> Result<(), String> {
 }
 
 async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<(), String> {
+    // Tokenizer tables load in the background; requests before then use a safe estimate.
+    switchyard::tokens::warm_up();
     let listener = server::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

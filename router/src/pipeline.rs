@@ -1,127 +1,214 @@
 //! THE ORDER OF STEPS for one chat request. Only this file knows it:
 //!
-//! admit (api/) → resolve the model → check capabilities → execute (one attempt) → respond.
+//! admit (api/) → target (route or model) → count + candidates + score (routing/) →
+//! execute (attempt loop with retries and fallback) → record (health, in execute) → respond.
 //!
-//! Later steps slot in here in this order: count → candidates and score → policies → cache →
-//! execute (attempt loop with fallback) → record.
+//! Still to slot in, in this order: policies (after scoring) → cache (before execute).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::api::ApiError;
-use crate::config::ModelConfig;
-use crate::execute::{self, Primed};
+use crate::config::{DEFAULT_ROUTE, RouteConfig};
+use crate::execute::{self, Attempt, Failure, Primed, Success};
 use crate::ids::{ModelId, ProviderId};
-use crate::providers::{Call, Provider};
+use crate::routing::candidates::{self, Decision, FilterReason, Preferences};
 use crate::state::Gateway;
-use crate::types::{ChatRequest, ChatResponse, ResponseFormat};
+use crate::types::{ChatRequest, ChatResponse};
 
-/// What was produced, and by whom.
-pub struct Outcome<T> {
+/// What to route over: a route name or a model name, optionally narrowed to some models, with
+/// the request's own preferences.
+#[derive(Debug, Clone, Default)]
+pub struct Target<'a> {
+    /// A route or a model; `None` = the default route.
+    pub name: Option<&'a str>,
+    /// Restrict (and order) the candidates to these models.
+    pub models: Option<&'a [String]>,
+    pub preferences: Option<RequestPreferences>,
+}
+
+/// `preferences` in a request: override the route's weights and add limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RequestPreferences {
+    pub weights: Option<crate::config::Weights>,
+    pub max_cost_usd: Option<f64>,
+    pub max_latency_ms: Option<f64>,
+}
+
+/// A routed answer and how it came about.
+pub struct Routed<T> {
     pub value: T,
     pub model: ModelId,
     pub provider: ProviderId,
-    pub attempts: u32,
+    pub route: String,
+    pub attempts: Vec<Attempt>,
+    pub decision: Decision,
+    /// To the answer, or to the first token when streaming.
+    pub latency: Duration,
+}
+
+impl<T> Routed<T> {
+    /// Successful upstream calls are one; skipped candidates are not attempts.
+    pub fn attempt_count(&self) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| a.outcome != "skipped")
+            .count()
+    }
+}
+
+/// The candidates for a request, ranked, without calling anything (`route --explain` too).
+pub fn plan(
+    gw: &Gateway,
+    request: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<(RouteConfig, Decision), ApiError> {
+    let name = target.name.unwrap_or(DEFAULT_ROUTE);
+    let route = if let Some(r) = gw.config.routes.get(name) {
+        r.clone()
+    } else if let Some(m) = gw.config.models.get(name) {
+        RouteConfig::single(m.id.clone())
+    } else {
+        let mut names: Vec<&str> = gw.config.models.keys().map(ModelId::as_str).collect();
+        names.extend(gw.config.routes.keys().map(String::as_str));
+        return Err(ApiError::model_not_found(name, &names));
+    };
+    let models: Vec<ModelId> = match target.models {
+        Some(list) if !list.is_empty() => {
+            let mut out = Vec::new();
+            for (i, m) in list.iter().enumerate() {
+                match gw.config.models.get(m.as_str()) {
+                    Some(cfg) => out.push(cfg.id.clone()),
+                    None => {
+                        return Err(ApiError::invalid_param(
+                            format!("models[{i}]"),
+                            format!("no model named '{m}'"),
+                        ));
+                    }
+                }
+            }
+            out
+        }
+        _ => route.models.clone(),
+    };
+    let p = target.preferences.unwrap_or_default();
+    let prefs = Preferences {
+        weights: p.weights.unwrap_or(route.weights),
+        max_cost_usd: p.max_cost_usd,
+        max_latency_ms: p.max_latency_ms,
+    };
+    let decision = candidates::decide(
+        &gw.config,
+        &gw.health,
+        &route,
+        &models,
+        request,
+        &prefs,
+        Instant::now(),
+    );
+    if decision.eligible().is_empty() {
+        return Err(no_candidate(&decision));
+    }
+    Ok((route, decision))
 }
 
 /// A complete answer.
 pub async fn complete(
     gw: &Gateway,
     request: &ChatRequest,
-) -> Result<Outcome<ChatResponse>, ApiError> {
-    let (model, provider) = resolve(gw, request)?;
-    let call = call_for(model, request);
-    match provider.chat(call).await {
-        Ok(response) => Ok(Outcome {
-            value: response,
-            model: model.id.clone(),
-            provider: model.provider.clone(),
-            attempts: 1,
-        }),
-        Err(e) => Err(upstream_error(model, &e)),
+    target: &Target<'_>,
+) -> Result<Routed<ChatResponse>, ApiError> {
+    let (route, decision) = plan(gw, request, target)?;
+    match execute::complete(gw, &route, &decision, request).await {
+        Ok(s) => Ok(routed(s, route.name, decision)),
+        Err(f) => Err(failed(f)),
     }
 }
 
-/// A streamed answer, primed: its first content token has arrived, nothing has been sent yet.
-pub async fn stream(gw: &Gateway, request: &ChatRequest) -> Result<Outcome<Primed>, ApiError> {
-    let (model, provider) = resolve(gw, request)?;
-    let call = call_for(model, request);
-    let primed = match provider.chat_stream(call).await {
-        Ok(s) => execute::prime(s).await,
-        Err(e) => Err(e),
-    };
-    match primed {
-        Ok(primed) => Ok(Outcome {
-            value: primed,
-            model: model.id.clone(),
-            provider: model.provider.clone(),
-            attempts: 1,
-        }),
-        Err(e) => Err(upstream_error(model, &e)),
-    }
-}
-
-fn call_for<'a>(model: &'a ModelConfig, request: &'a ChatRequest) -> Call<'a> {
-    Call {
-        request,
-        upstream_model: &model.upstream,
-        default_max_tokens: model.entry.max_output,
-    }
-}
-
-fn upstream_error(model: &ModelConfig, e: &crate::providers::ProviderError) -> ApiError {
-    tracing::warn!(
-        model = %model.id,
-        provider = %model.provider,
-        kind = e.kind.label(),
-        status = e.status,
-        upstream_message = %e.message,
-        "upstream call failed"
-    );
-    ApiError::upstream(model.id.as_str(), e)
-}
-
-/// The configured model a request names, its provider, and whether it can serve the request.
-pub fn resolve<'g>(
-    gw: &'g Gateway,
+/// A streamed answer, primed: some candidate's first content token has arrived, nothing has
+/// been sent to the client yet.
+pub async fn stream(
+    gw: &Gateway,
     request: &ChatRequest,
-) -> Result<(&'g ModelConfig, &'g Provider), ApiError> {
-    let Some(model) = gw.model(&request.model) else {
-        let names: Vec<&str> = gw.config.models.keys().map(ModelId::as_str).collect();
-        return Err(ApiError::model_not_found(&request.model, &names));
+    target: &Target<'_>,
+) -> Result<Routed<Primed>, ApiError> {
+    let (route, decision) = plan(gw, request, target)?;
+    match execute::streamed(gw, &route, &decision, request).await {
+        Ok(s) => Ok(routed(s, route.name, decision)),
+        Err(f) => Err(failed(f)),
+    }
+}
+
+fn routed<T>(s: Success<T>, route: String, decision: Decision) -> Routed<T> {
+    Routed {
+        value: s.value,
+        model: s.model,
+        provider: s.provider,
+        route,
+        attempts: s.attempts,
+        decision,
+        latency: s.latency,
+    }
+}
+
+/// No candidate passed the filters. When one model was named, its own filter decides the
+/// error (so `tools` on a model without tools is a 400 naming `tools`); otherwise the client
+/// gets every model's reason.
+fn no_candidate(decision: &Decision) -> ApiError {
+    let filtered: Vec<_> = decision
+        .candidates
+        .iter()
+        .filter_map(|c| c.filtered.as_ref().map(|f| (c, f)))
+        .collect();
+    let all_health = !filtered.is_empty()
+        && filtered
+            .iter()
+            .all(|(_, f)| f.reason == FilterReason::Health);
+    if all_health {
+        let detail: Vec<String> = filtered
+            .iter()
+            .map(|(c, f)| format!("{}: {f}", c.model))
+            .collect();
+        return ApiError::unavailable(&decision.route, &detail.join("; "));
+    }
+    if let [(_, f)] = filtered.as_slice() {
+        return if f.reason == FilterReason::Context {
+            ApiError::context_length(&f.detail)
+        } else {
+            ApiError::invalid_param(f.reason.param(), &f.detail)
+        };
+    }
+    let detail: Vec<String> = filtered
+        .iter()
+        .map(|(c, f)| format!("{}: {f}", c.model))
+        .collect();
+    ApiError::no_eligible_model(&decision.route, &detail.join("; "))
+}
+
+/// Every attempt failed (or one failed in a way no other model could fix).
+fn failed(f: Failure) -> ApiError {
+    let Some((model, err)) = f.last else {
+        let detail: Vec<String> = f
+            .attempts
+            .iter()
+            .filter_map(|a| a.detail.as_ref().map(|d| format!("{}: {d}", a.model)))
+            .collect();
+        return ApiError::unavailable("the route", &detail.join("; "));
     };
-    let caps = model.entry.capabilities;
-    let lacks = |param: &str, what: &str| {
-        Err(ApiError::invalid_param(
-            param,
-            format!("model '{}' does not support {what}", model.id),
-        ))
-    };
-    if request.has_tools() && !caps.tools {
-        return lacks("tools", "tools");
+    let mut api = ApiError::upstream(model.as_str(), &err);
+    let tried = f.attempts.iter().filter(|a| a.outcome != "skipped").count();
+    if !f.fail_fast && tried > 1 {
+        let summary: Vec<String> = f
+            .attempts
+            .iter()
+            .map(|a| format!("{} ({})", a.model, a.outcome))
+            .collect();
+        api.message = format!(
+            "All {tried} attempts failed: {}. Last: {}",
+            summary.join(", "),
+            api.message
+        );
     }
-    match &request.response_format {
-        Some(ResponseFormat::JsonSchema { .. }) if !caps.json_schema => {
-            return lacks("response_format", "JSON schema output");
-        }
-        Some(ResponseFormat::JsonObject) if !caps.json_object => {
-            return lacks("response_format", "JSON mode");
-        }
-        _ => {}
-    }
-    if request.stream && !caps.streaming {
-        return lacks("stream", "streaming");
-    }
-    if let Some(max) = request.max_tokens
-        && max > model.entry.max_output
-    {
-        return Err(ApiError::invalid_param(
-            "max_tokens",
-            format!(
-                "{max} exceeds model '{}''s maximum output of {} tokens",
-                model.id, model.entry.max_output
-            ),
-        ));
-    }
-    let provider = gw.provider(&model.provider).ok_or_else(|| {
-        ApiError::internal(format!("provider '{}' is not running", model.provider))
-    })?;
-    Ok((model, provider))
+    api
 }

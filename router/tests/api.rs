@@ -280,11 +280,13 @@ async fn upstream_failures_map_to_gateway_statuses() {
         ),
     ];
     for (upstream, model, fault, status, code) in cases {
+        // Every attempt fails (a named model is retried once before the error surfaces).
         s.sim
             .sim
-            .set_fault(upstream, fault, FaultMode::Count(1))
+            .set_fault(upstream, fault, FaultMode::Rate(1.0))
             .unwrap();
         let (got, err) = error_of(&s.gw, post(chat(model).to_string())).await;
+        s.sim.sim.clear_faults();
         assert_eq!(got.as_u16(), status, "{model} {fault}: {err}");
         assert_eq!(err["code"], code, "{model} {fault}: {err}");
     }
@@ -315,9 +317,10 @@ async fn a_failure_before_the_first_token_is_a_clean_http_error() {
         for fault in ["reset", "cut:0", "503"] {
             s.sim
                 .sim
-                .set_fault(upstream, fault, FaultMode::Count(1))
+                .set_fault(upstream, fault, FaultMode::Rate(1.0))
                 .unwrap();
             let (status, headers, body) = send(&s.gw, post(stream_body(model))).await;
+            s.sim.sim.clear_faults();
             assert!(
                 status.is_server_error(),
                 "{model} {fault}: got {status} {}",

@@ -16,7 +16,7 @@ use serde_json::error::Category;
 
 use super::{ApiError, routing_headers};
 use crate::execute::Primed;
-use crate::pipeline::{self, Outcome};
+use crate::pipeline::{self, Routed, Target};
 use crate::providers::EventStream;
 use crate::state::Gateway;
 use crate::types::{ChatRequest, ChunkRenderer, new_id, sse_json};
@@ -31,20 +31,21 @@ pub async fn chat_completions(State(gw): State<Arc<Gateway>>, body: Body) -> Res
 async fn handle(gw: &Gateway, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
     let request = parse_request(&bytes)?;
+    // `model` names a model or a route (`auto`, `cheap`, …).
+    let target = Target {
+        name: Some(&request.model),
+        ..Target::default()
+    };
     if request.stream {
-        let outcome = pipeline::stream(gw, &request).await?;
-        Ok(sse_response(outcome, request.include_usage()))
+        let routed = pipeline::stream(gw, &request, &target).await?;
+        Ok(sse_response(routed, request.include_usage()))
     } else {
-        let mut outcome = pipeline::complete(gw, &request).await?;
-        // Clients see the model they asked for; the upstream id is in the logs.
-        outcome.value.model = outcome.model.to_string();
-        let mut response = Json(&outcome.value).into_response();
-        routing_headers(
-            response.headers_mut(),
-            outcome.model.as_str(),
-            outcome.provider.as_str(),
-            outcome.attempts,
-        );
+        let mut routed = pipeline::complete(gw, &request, &target).await?;
+        let cost = gw.usage_cost(&routed.model, &routed.value.usage);
+        // Clients see the model that answered (by its configured name), not the upstream id.
+        routed.value.model = routed.model.to_string();
+        let mut response = Json(&routed.value).into_response();
+        routing_headers(response.headers_mut(), &routed, Some(cost));
         Ok(response)
     }
 }
@@ -67,12 +68,17 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     }
 }
 
+/// Parse a JSON body into `T`; errors name the offending field.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| data_error(e, bytes))?;
+    de.end().map_err(ApiError::invalid_json)?;
+    Ok(value)
+}
+
 /// Parse and validate a chat request; errors name the offending parameter.
 pub(crate) fn parse_request(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let mut request: ChatRequest =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| data_error(e, bytes))?;
-    de.end().map_err(ApiError::invalid_json)?;
+    let mut request: ChatRequest = parse_json(bytes)?;
     request.normalise();
     request
         .validate()
@@ -114,13 +120,14 @@ fn data_error(e: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) ->
 /// The SSE answer: the primed head, then the rest of the upstream stream, then `[DONE]` — or,
 /// if the upstream breaks, an error event and no `[DONE]`, so no client mistakes a cut answer
 /// for a complete one.
-fn sse_response(outcome: Outcome<Primed>, include_usage: bool) -> Response {
-    let Primed { head, tail } = outcome.value;
-    let model = outcome.model.to_string();
+fn sse_response(routed: Routed<Primed>, include_usage: bool) -> Response {
+    let model = routed.model.to_string();
+    let mut response = Response::new(Body::empty());
+    routing_headers(response.headers_mut(), &routed, None);
+    let Primed { head, tail } = routed.value;
     let renderer = ChunkRenderer::new(new_id("chatcmpl-"), model.clone(), include_usage);
     let events: EventStream = Box::pin(futures::stream::iter(head.into_iter().map(Ok)).chain(tail));
-    let body = Body::from_stream(render_sse(events, renderer, model));
-    let mut response = Response::new(body);
+    *response.body_mut() = Body::from_stream(render_sse(events, renderer, model));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -128,16 +135,10 @@ fn sse_response(outcome: Outcome<Primed>, include_usage: bool) -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    routing_headers(
-        headers,
-        outcome.model.as_str(),
-        outcome.provider.as_str(),
-        outcome.attempts,
-    );
     response
 }
 
-fn render_sse(
+pub(super) fn render_sse(
     events: EventStream,
     renderer: ChunkRenderer,
     model: String,

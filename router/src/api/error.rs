@@ -78,6 +78,40 @@ impl ApiError {
         e
     }
 
+    /// Every candidate is out of service for now (breakers open, cooling down, disabled).
+    pub fn unavailable(route: &str, detail: &str) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            format!("No model of {route} is available right now: {detail}"),
+        )
+        .code("no_model_available")
+    }
+
+    /// No candidate can serve this request as it is (capabilities, context, limits).
+    pub fn no_eligible_model(route: &str, detail: &str) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("No model of route '{route}' can serve this request: {detail}"),
+        )
+        .code("no_eligible_model");
+        e.param = Some("model".into());
+        e
+    }
+
+    /// The prompt does not fit the model's context window (caught before any call).
+    pub fn context_length(detail: &str) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("The prompt is too long: {detail}"),
+        )
+        .code("context_length_exceeded");
+        e.param = Some("messages".into());
+        e
+    }
+
     pub fn payload_too_large(limit: usize) -> Self {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -4,7 +4,11 @@
 mod chat;
 mod error;
 mod health;
+mod insight;
 mod models;
+mod route;
+
+pub use route::explain;
 
 use std::sync::Arc;
 
@@ -24,6 +28,14 @@ pub fn app(gw: Arc<Gateway>) -> Router {
             "/v1/chat/completions",
             post(chat::chat_completions).fallback(method_not_allowed),
         )
+        .route("/ai/route", post(route::route).fallback(method_not_allowed))
+        .route(
+            "/ai/route/batch",
+            post(route::batch).fallback(method_not_allowed),
+        )
+        .route("/ai/models", get(insight::models))
+        .route("/ai/performance", get(insight::performance))
+        .route("/health/detailed", get(insight::detailed))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*model}", get(models::get_one))
         .route("/health", get(health::live))
@@ -42,19 +54,23 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-/// `x-switchyard-*` headers describing who answered.
-pub(crate) fn routing_headers(
+/// `x-switchyard-*` headers describing who answered, over which route, after how many
+/// attempts, at what cost (known for complete answers only).
+pub(crate) fn routing_headers<T>(
     headers: &mut axum::http::HeaderMap,
-    model: &str,
-    provider: &str,
-    attempts: u32,
+    routed: &crate::pipeline::Routed<T>,
+    cost_usd: Option<f64>,
 ) {
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(HeaderName::from_static(name), v);
         }
     };
-    put("x-switchyard-model", model);
-    put("x-switchyard-provider", provider);
-    put("x-switchyard-attempts", &attempts.to_string());
+    put("x-switchyard-model", routed.model.as_str());
+    put("x-switchyard-provider", routed.provider.as_str());
+    put("x-switchyard-route", &routed.route);
+    put("x-switchyard-attempts", &routed.attempt_count().to_string());
+    if let Some(cost) = cost_usd {
+        put("x-switchyard-cost-usd", &format!("{cost:.8}"));
+    }
 }

@@ -6,6 +6,7 @@
 //! never appear in an error or in `Debug` output.
 
 mod interpolate;
+mod routes;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use interpolate::{Vars, interpolate};
+pub use routes::{DEFAULT_ROUTE, Optimize, RetryPolicy, RouteConfig, Weights};
 
 use crate::catalog::{Catalog, CatalogEntry, CatalogPatch};
 use crate::ids::{ModelId, ProviderId, Secret};
@@ -31,6 +33,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub providers: BTreeMap<ProviderId, ProviderSettings>,
     pub models: BTreeMap<ModelId, ModelConfig>,
+    /// Always holds `auto` (see `routes`).
+    pub routes: BTreeMap<String, RouteConfig>,
     pub catalog: Catalog,
     pub sim: SimConfig,
 }
@@ -109,7 +113,7 @@ struct RawModel {
     upstream: Option<String>,
 }
 
-const SECTIONS: &[&str] = &["server", "providers", "models", "catalog", "sim"];
+const SECTIONS: &[&str] = &["server", "providers", "models", "routes", "catalog", "sim"];
 
 /// Collects errors while loading.
 #[derive(Default)]
@@ -220,6 +224,8 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         errors.parse_entries(doc.remove("providers"), "providers");
     let raw_models: BTreeMap<String, RawModel> =
         errors.parse_entries(doc.remove("models"), "models");
+    let raw_routes: BTreeMap<String, routes::RawRoute> =
+        errors.parse_entries(doc.remove("routes"), "routes");
     let patches: BTreeMap<String, CatalogPatch> =
         errors.parse_entries(doc.remove("catalog"), "catalog");
     let sim: SimConfig = match doc.remove("sim") {
@@ -254,6 +260,11 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
     }
     let providers = resolve_providers(raw_providers, &mut errors);
     let models = resolve_models(raw_models, &providers, &catalog, &mut errors);
+    let mut route_errors = Vec::new();
+    let routes = routes::resolve(raw_routes, &models, &mut route_errors);
+    for (path, message) in route_errors {
+        errors.push(path, message);
+    }
 
     if !errors.0.is_empty() {
         return Err(ConfigErrors(errors.0));
@@ -262,6 +273,7 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         server,
         providers,
         models,
+        routes,
         catalog,
         sim,
     })
@@ -437,13 +449,20 @@ impl Config {
             .values()
             .map(|m| format!("{} → {}", m.id, m.provider))
             .collect();
+        let routes: Vec<String> = self
+            .routes
+            .values()
+            .map(|r| format!("{} ({} models)", r.name, r.models.len()))
+            .collect();
         format!(
-            "listen {}\n{} provider(s): {}\n{} model(s): {}\ncatalog: {} entries",
+            "listen {}\n{} provider(s): {}\n{} model(s): {}\n{} route(s): {}\ncatalog: {} entries",
             self.server.listen,
             providers.len(),
             providers.join(", "),
             models.len(),
             models.join(", "),
+            routes.len(),
+            routes.join(", "),
             self.catalog.len()
         )
     }

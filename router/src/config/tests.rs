@@ -162,3 +162,73 @@ error_fault = "explode"
     let errs = load_str(text, &Vars::only(&[])).unwrap_err().to_string();
     assert!(errs.contains("sim.models.llama3.2"), "{errs}");
 }
+
+#[test]
+fn routes_resolve_with_defaults_and_an_auto_route_always_exists() {
+    let base = r#"
+[providers.local]
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:11434/v1"
+[models."llama3.2"]
+provider = "local"
+[models."mistral-7b"]
+provider = "local"
+"#;
+    let c = load_str(base, &Vars::only(&[])).unwrap();
+    let auto = &c.routes[DEFAULT_ROUTE];
+    assert_eq!(auto.models.len(), 2);
+    assert_eq!(auto.weights, Optimize::Balanced.weights());
+
+    let text = format!(
+        "{base}\n[routes.cheap]\nmodels = [\"mistral-7b\", \"llama3.2\"]\noptimize = \"cost\"\n\
+         max_attempts = 4\nttft_ms = 500\ntotal_ms = 5000\nretry = {{ max_per_model = 2 }}\n"
+    );
+    let c = load_str(&text, &Vars::only(&[])).unwrap();
+    let cheap = &c.routes["cheap"];
+    assert_eq!(cheap.models[0].as_str(), "mistral-7b");
+    assert_eq!(cheap.weights, Optimize::Cost.weights());
+    assert_eq!(cheap.max_attempts, 4);
+    assert_eq!(cheap.ttft, std::time::Duration::from_millis(500));
+    assert_eq!(cheap.retry.max_per_model, 2);
+    assert_eq!(cheap.retry.base_ms, 100);
+    assert!(c.routes.contains_key(DEFAULT_ROUTE));
+}
+
+#[test]
+fn route_errors_are_reported_with_paths() {
+    let text = r#"
+[providers.local]
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:11434/v1"
+[models."llama3.2"]
+provider = "local"
+[routes.bad]
+models = ["llama3.2", "ghost", "llama3.2"]
+optimize = "cost"
+weights = { cost = 1.0 }
+ttft_ms = 9000
+total_ms = 1000
+[routes."llama3.2"]
+models = ["llama3.2"]
+[routes.empty]
+models = []
+max_attempts = 0
+[routes.odd]
+models = ["llama3.2"]
+weights = { cost = -1.0 }
+optimize = "speed"
+"#;
+    let errs = load_str(text, &Vars::only(&[])).unwrap_err().to_string();
+    for want in [
+        "routes.bad.models[1]: no model named 'ghost'",
+        "routes.bad.models[2]: 'llama3.2' is listed twice",
+        "routes.bad: set `optimize` or `weights`, not both",
+        "routes.bad.ttft_ms: 9000 exceeds total_ms (1000)",
+        "routes.\"llama3.2\": 'llama3.2' is also a model name",
+        "routes.empty.models: must name at least one model",
+        "routes.empty.max_attempts",
+        "routes.odd.optimize",
+    ] {
+        assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+    }
+}

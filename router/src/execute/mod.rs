@@ -1,75 +1,359 @@
-//! Execute: call a provider and hold a streamed answer back until its first content token.
+//! Execute: the attempt loop. Try the ranked candidates in order — retrying a model after a
+//! retryable failure (full-jitter backoff, `retry-after` honoured, bounded by a retry budget),
+//! then falling back to the next candidate, preferring another provider — within the route's
+//! attempt count and deadlines. Every attempt updates the model's health.
 //!
-//! IMPORTANT: nothing of a streamed answer reaches the client before `prime` returns `Ok`.
-//! Until then an upstream failure is still an ordinary error (a clean HTTP status, or — with
-//! routing — a silent move to the next candidate). After it, a failure can only be reported
-//! in-stream, as an explicit error event.
+//! IMPORTANT: a streamed answer is returned only once its first content token has arrived
+//! (`stream::prime`); until then a failure is just a failed attempt and the next candidate is
+//! tried — the client never sees it. After that, failures can only be reported in-stream.
 
-use std::collections::VecDeque;
+mod stream;
 
-use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::providers::{EventStream, ProviderError};
-use crate::types::StreamEvent;
+use serde::Serialize;
+use tokio::time::Instant;
 
-/// A stream whose first content (or its finish, for an empty answer) has arrived.
-pub struct Primed {
-    /// Events read while waiting, in order, the first content event last.
-    pub head: VecDeque<StreamEvent>,
-    /// The rest of the upstream stream.
-    pub tail: EventStream,
+pub use stream::{Primed, prime};
+
+use crate::catalog::CatalogEntry;
+use crate::config::RouteConfig;
+use crate::ids::{ModelId, ProviderId};
+use crate::providers::{Call, ErrorKind, Provider, ProviderError};
+use crate::routing::candidates::Decision;
+use crate::routing::health::{Admission, ModelHealth, RetryBudget, retry_delay};
+use crate::state::Gateway;
+use crate::types::{ChatRequest, ChatResponse};
+
+/// One attempt, for the `routing` object and the logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub model: ModelId,
+    pub provider: ProviderId,
+    /// `ok`, or the error kind's label (`server_error`, `timeout`, …), or `skipped`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
-/// Read events until the answer has started (content, a tool call, or a finish). An error or an
-/// end before that is returned as the error.
-pub async fn prime(mut stream: EventStream) -> Result<Primed, ProviderError> {
-    let mut head = VecDeque::new();
-    loop {
-        match stream.next().await {
-            Some(Ok(event)) => {
-                let started = event.is_content() || matches!(event, StreamEvent::Finish(_));
-                head.push_back(event);
-                if started {
-                    return Ok(Primed { head, tail: stream });
-                }
-            }
-            Some(Err(e)) => return Err(e),
-            None => return Err(ProviderError::cut("stream ended before any content")),
+/// What a successful run produced.
+pub struct Success<T> {
+    pub value: T,
+    pub model: ModelId,
+    pub provider: ProviderId,
+    pub attempts: Vec<Attempt>,
+    /// Time to the answer (non-streaming) or to its first token (streaming).
+    pub latency: Duration,
+}
+
+/// Why a run failed: the last upstream error (if any attempt was made) and every attempt.
+#[derive(Debug)]
+pub struct Failure {
+    pub last: Option<(ModelId, ProviderError)>,
+    pub attempts: Vec<Attempt>,
+    /// The last error may not be retried elsewhere (a request the upstream found invalid).
+    pub fail_fast: bool,
+}
+
+/// Shared retry state: one budget for the gateway, one source of jitter.
+#[derive(Debug)]
+pub struct Retries {
+    pub budget: RetryBudget,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            budget: RetryBudget::new(0.2, 3, Duration::from_secs(10)),
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::providers::ErrorKind;
-    use crate::types::{FinishReason, Usage};
+/// What one attempt does; implemented for complete and streamed answers.
+trait Mode {
+    type Output;
+    async fn attempt(
+        &self,
+        provider: &Provider,
+        entry: &CatalogEntry,
+        call: Call<'_>,
+        health: &Arc<ModelHealth>,
+        route: &RouteConfig,
+        deadline: Instant,
+    ) -> Result<(Self::Output, Duration), ProviderError>;
+}
 
-    fn stream(items: Vec<Result<StreamEvent, ProviderError>>) -> EventStream {
-        Box::pin(futures::stream::iter(items))
+struct Complete;
+struct Streamed;
+
+impl Mode for Complete {
+    type Output = ChatResponse;
+    async fn attempt(
+        &self,
+        provider: &Provider,
+        entry: &CatalogEntry,
+        call: Call<'_>,
+        health: &Arc<ModelHealth>,
+        route: &RouteConfig,
+        deadline: Instant,
+    ) -> Result<(ChatResponse, Duration), ProviderError> {
+        let started = Instant::now();
+        let limit = route
+            .attempt
+            .min(deadline.saturating_duration_since(started));
+        let _in_flight = health.start();
+        let response = match tokio::time::timeout(limit, provider.chat(call)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(timeout_error("answer", limit)),
+        };
+        let elapsed = started.elapsed();
+        let now = Instant::now();
+        health.record_success(now, elapsed, elapsed, response.usage.completion_tokens);
+        let u = &response.usage;
+        health.record_usage(
+            now,
+            u.prompt_tokens,
+            u.completion_tokens,
+            entry.usage_cost(u),
+        );
+        Ok((response, elapsed))
+    }
+}
+
+impl Mode for Streamed {
+    type Output = Primed;
+    async fn attempt(
+        &self,
+        provider: &Provider,
+        entry: &CatalogEntry,
+        call: Call<'_>,
+        health: &Arc<ModelHealth>,
+        route: &RouteConfig,
+        deadline: Instant,
+    ) -> Result<(Primed, Duration), ProviderError> {
+        let started = Instant::now();
+        let limit = route.ttft.min(deadline.saturating_duration_since(started));
+        let in_flight = health.start();
+        let opened = async {
+            let events = provider.chat_stream(call).await?;
+            prime(events).await
+        };
+        let primed = match tokio::time::timeout(limit, opened).await {
+            Ok(r) => r?,
+            Err(_) => return Err(timeout_error("first token", limit)),
+        };
+        let ttft = started.elapsed();
+        // From here the stream records its own end (success, failure or abandonment).
+        let primed = stream::watch(
+            primed,
+            stream::Watch {
+                health: health.clone(),
+                in_flight,
+                entry: entry.clone(),
+                started,
+                stall: route.ttft,
+                deadline,
+            },
+        );
+        Ok((primed, ttft))
+    }
+}
+
+fn timeout_error(what: &str, limit: Duration) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Timeout,
+        format!("no {what} within {} ms", limit.as_millis()),
+    )
+}
+
+/// Run a complete (non-streaming) request over the decision's candidates.
+pub async fn complete(
+    gw: &Gateway,
+    route: &RouteConfig,
+    decision: &Decision,
+    request: &ChatRequest,
+) -> Result<Success<ChatResponse>, Failure> {
+    run(gw, route, decision, request, &Complete).await
+}
+
+/// Run a streaming request: returns once some candidate's first token has arrived.
+pub async fn streamed(
+    gw: &Gateway,
+    route: &RouteConfig,
+    decision: &Decision,
+    request: &ChatRequest,
+) -> Result<Success<Primed>, Failure> {
+    run(gw, route, decision, request, &Streamed).await
+}
+
+async fn run<M: Mode>(
+    gw: &Gateway,
+    route: &RouteConfig,
+    decision: &Decision,
+    request: &ChatRequest,
+    mode: &M,
+) -> Result<Success<M::Output>, Failure> {
+    let start = Instant::now();
+    let deadline = start + route.total;
+    let budget = &gw.retries.budget;
+    budget.deposit(start);
+    let mut queue: Vec<&crate::routing::candidates::Candidate> =
+        decision.eligible().iter().collect();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut last: Option<(ModelId, ProviderError)> = None;
+    let mut avoid: Option<ProviderId> = None;
+    let mut jitter = Jitter::new(start);
+
+    while !queue.is_empty() && attempts.len() < route.max_attempts as usize {
+        // Prefer a provider other than the one that just failed: its outage is often shared.
+        let next = avoid
+            .as_ref()
+            .and_then(|p| queue.iter().position(|c| &c.provider != p))
+            .unwrap_or(0);
+        let candidate = queue.remove(next);
+        let (Some(model), Some(health)) = (
+            gw.config.models.get(&candidate.model),
+            gw.health.get(candidate.model.as_str()),
+        ) else {
+            continue;
+        };
+        let Some(provider) = gw.provider(&model.provider) else {
+            continue;
+        };
+        let mut retries_here = 0;
+        loop {
+            let now = Instant::now();
+            if now >= deadline || attempts.len() >= route.max_attempts as usize {
+                break;
+            }
+            if let Admission::Rejected(why) = health.admit(now) {
+                attempts.push(Attempt {
+                    model: model.id.clone(),
+                    provider: model.provider.clone(),
+                    outcome: "skipped",
+                    status: None,
+                    latency_ms: 0.0,
+                    detail: Some(why.describe()),
+                });
+                break;
+            }
+            let call = Call {
+                request,
+                upstream_model: &model.upstream,
+                default_max_tokens: model.entry.max_output,
+            };
+            let began = Instant::now();
+            match mode
+                .attempt(provider, &model.entry, call, health, route, deadline)
+                .await
+            {
+                Ok((value, latency)) => {
+                    attempts.push(Attempt {
+                        model: model.id.clone(),
+                        provider: model.provider.clone(),
+                        outcome: "ok",
+                        status: None,
+                        latency_ms: ms(latency),
+                        detail: None,
+                    });
+                    return Ok(Success {
+                        value,
+                        model: model.id.clone(),
+                        provider: model.provider.clone(),
+                        attempts,
+                        latency: start.elapsed(),
+                    });
+                }
+                Err(err) => {
+                    let elapsed = began.elapsed();
+                    health.record_failure(Instant::now(), &err, elapsed);
+                    tracing::info!(
+                        model = %model.id,
+                        provider = %model.provider,
+                        kind = err.kind.label(),
+                        status = err.status,
+                        upstream_message = %err.message,
+                        "attempt failed"
+                    );
+                    attempts.push(Attempt {
+                        model: model.id.clone(),
+                        provider: model.provider.clone(),
+                        outcome: err.kind.label(),
+                        status: err.status,
+                        latency_ms: ms(elapsed),
+                        detail: None,
+                    });
+                    if !err.kind.allows_fallback() {
+                        return Err(Failure {
+                            last: Some((model.id.clone(), err)),
+                            attempts,
+                            fail_fast: true,
+                        });
+                    }
+                    let now = Instant::now();
+                    let delay = retry_delay(
+                        &err,
+                        retries_here,
+                        Duration::from_millis(route.retry.base_ms),
+                        Duration::from_millis(route.retry.cap_ms),
+                        &mut || jitter.next(),
+                    );
+                    // Retry this model only after a wait no longer than the backoff cap (a
+                    // longer retry-after is the client's to wait out, or another model's turn),
+                    // while it still fits before the deadline, and as far as the shared budget
+                    // allows (no retry storms).
+                    let retry_here = err.retryable
+                        && retries_here < route.retry.max_per_model
+                        && delay <= Duration::from_millis(route.retry.cap_ms)
+                        && now + delay < deadline
+                        && budget.try_withdraw(now);
+                    last = Some((model.id.clone(), err));
+                    if retry_here {
+                        retries_here += 1;
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    avoid = Some(model.provider.clone());
+                    break;
+                }
+            }
+        }
+    }
+    Err(Failure {
+        last,
+        attempts,
+        fail_fast: false,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Cheap jitter for backoff: a SplitMix64 sequence seeded from the clock (no shared RNG state).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(now: Instant) -> Jitter {
+        let seed = now.elapsed().as_nanos() as u64
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9E37_79B9);
+        Jitter(seed)
     }
 
-    #[tokio::test]
-    async fn waits_for_the_first_content() {
-        let s = stream(vec![
-            Ok(StreamEvent::Content(String::new())),
-            Ok(StreamEvent::Content("Hi".into())),
-            Ok(StreamEvent::Finish(FinishReason::Stop)),
-        ]);
-        let primed = prime(s).await.unwrap();
-        assert_eq!(primed.head.len(), 2);
-        let rest: Vec<_> = primed.tail.collect().await;
-        assert_eq!(rest.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn an_error_before_content_is_an_error() {
-        let s = stream(vec![
-            Ok(StreamEvent::Usage(Usage::new(3, 0))),
-            Err(ProviderError::new(ErrorKind::Overloaded, "busy")),
-        ]);
-        assert_eq!(prime(s).await.err().unwrap().kind, ErrorKind::Overloaded);
-        let empty = stream(vec![]);
-        assert_eq!(prime(empty).await.err().unwrap().kind, ErrorKind::StreamCut);
+    /// Uniform in [0, 1).
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 }

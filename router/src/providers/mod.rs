@@ -285,6 +285,25 @@ where
     parse_stream(events, parser)
 }
 
+/// A tool call's arguments as a JSON object, for wire formats that carry them as an object
+/// rather than OpenAI's JSON string (Anthropic `input`, Gemini `args`). Kept as raw text so the
+/// client's key order survives. An empty string is `{}`.
+pub(crate) fn arguments_object(
+    call: &crate::types::ToolCall,
+) -> Result<Box<serde_json::value::RawValue>, ProviderError> {
+    let args = call.function.arguments.trim();
+    let args = if args.is_empty() { "{}" } else { args };
+    serde_json::from_str::<Box<serde_json::value::RawValue>>(args)
+        .ok()
+        .filter(|raw| raw.get().starts_with('{'))
+        .ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::InvalidRequest,
+                format!("tool call '{}': arguments are not a JSON object", call.id),
+            )
+        })
+}
+
 /// Join a base URL and a path with exactly one slash.
 pub(crate) fn join_url(base: &str, path: &str) -> String {
     format!(

@@ -459,7 +459,8 @@ mod tests {
     /// pass-through field Switchyard does not model, `user`, and `tool_choice`.
     fn canonical() -> ChatRequest {
         let mut r: ChatRequest = serde_json::from_str(&fixture("canonical_request.json")).unwrap();
-        r.extra.insert("metadata".into(), json!({"team": "weather"}));
+        r.extra
+            .insert("metadata".into(), json!({"team": "weather"}));
         r.extra.insert("logprobs".into(), json!(false));
         r.user = Some("user-42".into());
         r.tool_choice = Some(ToolChoice::Mode(ToolChoiceMode::Auto));

@@ -1,7 +1,7 @@
 //! Anthropic request translation: hub `ChatRequest` → wire body.
 
 use super::JSON_OBJECT_TOOL;
-use crate::providers::{Call, ErrorKind, ProviderError};
+use crate::providers::{Call, ErrorKind, ProviderError, arguments_object};
 use crate::types::{
     ChatRequest, Content, ContentPart, Message, ResponseFormat, Role, ToolChoice, ToolChoiceMode,
     data_uri,
@@ -274,17 +274,7 @@ fn assistant_blocks(m: &Message) -> Result<Vec<Block>, ProviderError> {
         });
     }
     for call in m.tool_calls() {
-        let args = call.function.arguments.trim();
-        let args = if args.is_empty() { "{}" } else { args };
-        let input = serde_json::from_str::<Box<RawValue>>(args)
-            .ok()
-            .filter(|raw| raw.get().starts_with('{'))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "tool call '{}': arguments are not a JSON object",
-                    call.id
-                ))
-            })?;
+        let input = arguments_object(call)?;
         blocks.push(Block::ToolUse {
             id: call.id.clone(),
             name: call.function.name.clone(),

@@ -1,6 +1,6 @@
 //! Gemini request translation: hub `ChatRequest` → wire body.
 
-use crate::providers::{Call, ErrorKind, ProviderError};
+use crate::providers::{Call, ErrorKind, ProviderError, arguments_object};
 use crate::types::{
     Content, ContentPart, Message, ResponseFormat, Role, ToolChoice, ToolChoiceMode, data_uri,
 };
@@ -297,17 +297,7 @@ fn media(url: &str) -> Result<Part, ProviderError> {
 fn model_parts(m: &Message) -> Result<Vec<Part>, ProviderError> {
     let mut out = parts(m.content.as_ref())?;
     for call in m.tool_calls() {
-        let args = call.function.arguments.trim();
-        let args = if args.is_empty() { "{}" } else { args };
-        let args = serde_json::from_str::<Box<RawValue>>(args)
-            .ok()
-            .filter(|raw| raw.get().starts_with('{'))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "tool call '{}': arguments are not a JSON object",
-                    call.id
-                ))
-            })?;
+        let args = arguments_object(call)?;
         out.push(Part::FunctionCall {
             name: call.function.name.clone(),
             args,
