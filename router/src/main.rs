@@ -132,11 +132,7 @@ async fn run(command: Command) -> Result<(), String> {
                         .map_err(|e| format!("invalid config {}:\n{e}", path.display()))?
                         .sim
                 }
-                None => {
-                    demo::config("http://127.0.0.1:0")
-                        .map_err(|e| e.to_string())?
-                        .sim
-                }
+                None => sim::SimConfig::default(),
             };
             let handle = sim::spawn(sim_config, listen)
                 .await

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Gateway overhead: the same oha loads against the simulator directly and through the gateway
+# (routing on: every request is counted, scored, executed and recorded). Loopback only; every
+# load is bounded in count or time. Prints a markdown table.
+#
+#   cargo build --release -p switchyard && bash examples/bench/overhead.sh
+#
+# Env: BIN (default target/release/switchyard), LOADS ("label|oha args;..."), OUT (raw JSON dir).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${BIN:-target/release/switchyard}
+OUT=${OUT:-/tmp/switchyard-bench/overhead}
+SIM=127.0.0.1:18290
+GW=127.0.0.1:18291
+LOADS=${LOADS:-"c1|-n 2000 -c 1;c32|-n 20000 -c 32;q2000|-z 10s -q 2000 -c 128 --latency-correction"}
+mkdir -p "$OUT"
+command -v oha >/dev/null || { echo "oha not found: cargo install oha --version 1.16.0 --locked"; exit 1; }
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listening on $1"; exit 1
+}
+
+"$BIN" sim --listen "$SIM" >"$OUT/sim.log" 2>&1 & pids+=($!)
+SWITCHYARD_SIM_URL="http://$SIM" RUST_LOG=warn "$BIN" serve --config router/data/demo.toml \
+  --listen "$GW" >"$OUT/gateway.log" 2>&1 & GW_PID=$!; pids+=($GW_PID)
+wait_port "$SIM"; wait_port "$GW"
+
+BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16,"temperature":0}'
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+TICK=$(getconf CLK_TCK)
+
+run() { # label target args...
+  local label=$1 target=$2; shift 2
+  local url=http://$SIM/openai/v1/chat/completions
+  [ "$target" = gateway ] && url=http://$GW/v1/chat/completions
+  # shellcheck disable=SC2086
+  timeout 150 oha --no-tui --output-format json -m POST -H 'content-type: application/json' \
+    -H 'authorization: Bearer sim' -d "$BODY" "$@" "$url" >"$OUT/$label-$target.json"
+}
+
+# Warm up both paths (connections, tokenizer tables, health estimates).
+run warmup direct -n 2000 -c 8; run warmup gateway -n 2000 -c 8
+
+printf '| load | path | req/s | p50 ms | p99 ms | Δp50 ms | Δp99 ms | success | gateway CPU ms/req | gateway RSS MiB |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+IFS=';' read -r -a loads <<<"$LOADS"
+for spec in "${loads[@]}"; do
+  label=${spec%%|*}; args=${spec#*|}
+  # shellcheck disable=SC2086
+  run "$label" direct $args
+  c0=$(cpu_ticks "$GW_PID")
+  # shellcheck disable=SC2086
+  run "$label" gateway $args
+  c1=$(cpu_ticks "$GW_PID")
+  python3 - "$OUT/$label-direct.json" "$OUT/$label-gateway.json" "$label" "$((c1 - c0))" "$TICK" "$(rss_kb "$GW_PID")" <<'PY'
+import json, sys
+d, g = (json.load(open(p)) for p in sys.argv[1:3])
+label, ticks, hz, rss = sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+def row(r):
+    s = r["summary"]; p = r["latencyPercentiles"]
+    n = sum(r.get("statusCodeDistribution", {}).values())
+    ok = r.get("statusCodeDistribution", {}).get("200", 0)
+    return s["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000, ok, n
+dr, gr = row(d), row(g)
+cpu = ticks / hz * 1000 / max(gr[4], 1)
+print(f"| {label} | direct | {dr[0]:.0f} | {dr[1]:.3f} | {dr[2]:.3f} | - | - | {dr[3]}/{dr[4]} | - | - |")
+print(f"| {label} | gateway | {gr[0]:.0f} | {gr[1]:.3f} | {gr[2]:.3f} | {gr[1]-dr[1]:+.3f} | {gr[2]-dr[2]:+.3f} | {gr[3]}/{gr[4]} | {cpu:.3f} | {rss/1024:.0f} |")
+PY
+done
