@@ -14,13 +14,8 @@ C=${C:-8}
 SIM=127.0.0.1:18390
 GW=127.0.0.1:18391
 mkdir -p "$OUT"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done
-  echo "nothing listening on $1"; exit 1
-}
+# shellcheck source=examples/bench/common.sh
+source examples/bench/common.sh
 
 "$BIN" sim --listen "$SIM" --config router/data/demo.toml >"$OUT/sim.log" 2>&1 & pids+=($!)
 SWITCHYARD_SIM_URL="http://$SIM" RUST_LOG=warn "$BIN" serve --config router/data/demo.toml \

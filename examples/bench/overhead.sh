@@ -14,16 +14,11 @@ SIM=127.0.0.1:18290
 GW=127.0.0.1:18291
 LOADS=${LOADS:-"c1|-n 2000 -c 1;c32|-n 20000 -c 32;q2000|-z 10s -q 2000 -c 128 --latency-correction"}
 mkdir -p "$OUT"
+# shellcheck source=examples/bench/common.sh
+source examples/bench/common.sh
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --version 1.16.0 --locked"; exit 1; }
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done
-  echo "nothing listening on $1"; exit 1
-}
 
 "$BIN" sim --listen "$SIM" >"$OUT/sim.log" 2>&1 & pids+=($!)
 SWITCHYARD_SIM_URL="http://$SIM" RUST_LOG=warn "$BIN" serve --config router/data/demo.toml \

@@ -304,6 +304,21 @@ pub(crate) fn arguments_object(
         })
 }
 
+/// A name for the tool or function that carries an emulated JSON answer (Anthropic, and Gemini
+/// next to function declarations): `base`, with `_answer` appended until no client tool has it.
+pub(crate) fn unused_tool_name(request: &ChatRequest, base: &str) -> String {
+    let mut name = base.to_owned();
+    while request
+        .tools
+        .iter()
+        .flatten()
+        .any(|t| t.function.name == name)
+    {
+        name.push_str("_answer");
+    }
+    name
+}
+
 /// Join a base URL and a path with exactly one slash.
 pub(crate) fn join_url(base: &str, path: &str) -> String {
     format!(

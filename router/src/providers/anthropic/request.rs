@@ -1,7 +1,7 @@
 //! Anthropic request translation: hub `ChatRequest` → wire body.
 
 use super::JSON_OBJECT_TOOL;
-use crate::providers::{Call, ErrorKind, ProviderError, arguments_object};
+use crate::providers::{Call, ErrorKind, ProviderError, arguments_object, unused_tool_name};
 use crate::types::{
     ChatRequest, Content, ContentPart, Message, ResponseFormat, Role, ToolChoice, ToolChoiceMode,
     data_uri,
@@ -148,7 +148,7 @@ pub fn to_wire(call: Call<'_>, stream: bool) -> Result<WireRequest, ProviderErro
 
 /// The JSON-mode answer tool, named after the schema (renamed if a client tool has that name).
 fn answer_tool(request: &ChatRequest) -> Option<WireTool> {
-    let (mut name, description, schema) = match &request.response_format {
+    let (name, description, schema) = match &request.response_format {
         Some(ResponseFormat::JsonSchema { json_schema }) => (
             json_schema.name.clone(),
             json_schema.description.clone(),
@@ -157,14 +157,7 @@ fn answer_tool(request: &ChatRequest) -> Option<WireTool> {
         Some(ResponseFormat::JsonObject) => (JSON_OBJECT_TOOL.to_owned(), None, None),
         Some(ResponseFormat::Text) | None => return None,
     };
-    while request
-        .tools
-        .iter()
-        .flatten()
-        .any(|t| t.function.name == name)
-    {
-        name.push_str("_answer");
-    }
+    let name = unused_tool_name(request, &name);
     let description = description.unwrap_or_else(|| {
         "Give your final answer by calling this tool: its input is the answer.".to_owned()
     });

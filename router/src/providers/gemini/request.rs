@@ -1,6 +1,6 @@
 //! Gemini request translation: hub `ChatRequest` → wire body.
 
-use crate::providers::{Call, ErrorKind, ProviderError, arguments_object};
+use crate::providers::{Call, ErrorKind, ProviderError, arguments_object, unused_tool_name};
 use crate::types::{
     Content, ContentPart, Message, ResponseFormat, Role, ToolChoice, ToolChoiceMode, data_uri,
 };
@@ -111,15 +111,7 @@ pub fn to_wire(call: Call<'_>) -> Result<WireRequest, ProviderError> {
         if let (Some(format), Some(params)) = (schema, response_schema.take())
             && !is_empty_object_schema(&params)
         {
-            let mut name = format.name.clone();
-            while request
-                .tools
-                .iter()
-                .flatten()
-                .any(|t| t.function.name == name)
-            {
-                name.push_str("_answer");
-            }
+            let name = unused_tool_name(request, &format.name);
             let description = format.description.as_deref().unwrap_or(
                 "Give your final answer by calling this function: its arguments are the answer.",
             );
