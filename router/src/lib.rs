@@ -4,6 +4,7 @@
 //! names follow a request: api → pipeline → execute → providers (see ARCHITECTURE.md).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod analyst;
 pub mod api;
 pub mod catalog;
 pub mod config;

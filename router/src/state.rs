@@ -18,6 +18,8 @@ pub struct Gateway {
     pub health: Health,
     /// The gateway-wide retry budget.
     pub retries: Retries,
+    /// Prompts of the analyst endpoints, checked at startup.
+    pub analyst: crate::analyst::Analyst,
     pub started_at: Instant,
 }
 
@@ -36,11 +38,13 @@ impl Gateway {
             .map(|s| (s.id.clone(), Provider::new(s.clone(), http.clone())))
             .collect();
         let health = Health::new(health, config.models.keys().cloned());
+        let analyst = crate::analyst::Analyst::new(&config.analyst)?;
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
             providers,
             health,
             retries: Retries::default(),
+            analyst,
             started_at: Instant::now(),
         }))
     }

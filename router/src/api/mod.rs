@@ -1,6 +1,7 @@
 //! Ingress: the HTTP surface. One file per endpoint family; `ApiError` is the one conversion of
 //! any failure to an HTTP answer. Handlers parse and validate, then hand over to `pipeline`.
 
+mod analyst;
 mod chat;
 mod error;
 mod health;
@@ -32,6 +33,10 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route(
             "/ai/route/batch",
             post(route::batch).fallback(method_not_allowed),
+        )
+        .route(
+            "/ai/sentiment/news",
+            post(analyst::sentiment).fallback(method_not_allowed),
         )
         .route("/ai/models", get(insight::models))
         .route("/ai/performance", get(insight::performance))

@@ -36,7 +36,18 @@ pub struct Config {
     /// Always holds `auto` (see `routes`).
     pub routes: BTreeMap<String, RouteConfig>,
     pub catalog: Catalog,
+    pub analyst: AnalystConfig,
     pub sim: SimConfig,
+}
+
+/// `[analyst]`: where the analyst endpoints' prompts come from and how their narratives route.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalystConfig {
+    /// A folder laid out like `prompts/` (default: the copies built into the binary).
+    pub prompts_dir: Option<std::path::PathBuf>,
+    /// The route (or model) narratives are asked of (default `auto`).
+    pub route: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,7 +124,15 @@ struct RawModel {
     upstream: Option<String>,
 }
 
-const SECTIONS: &[&str] = &["server", "providers", "models", "routes", "catalog", "sim"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "providers",
+    "models",
+    "routes",
+    "catalog",
+    "analyst",
+    "sim",
+];
 
 /// Collects errors while loading.
 #[derive(Default)]
@@ -228,6 +247,10 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         errors.parse_entries(doc.remove("routes"), "routes");
     let patches: BTreeMap<String, CatalogPatch> =
         errors.parse_entries(doc.remove("catalog"), "catalog");
+    let analyst: AnalystConfig = match doc.remove("analyst") {
+        Some(v) => errors.parse(v, "analyst").unwrap_or_default(),
+        None => AnalystConfig::default(),
+    };
     let sim: SimConfig = match doc.remove("sim") {
         Some(v) => errors.parse(v, "sim").unwrap_or_default(),
         None => SimConfig::default(),
@@ -265,6 +288,15 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
     for (path, message) in route_errors {
         errors.push(path, message);
     }
+    if let Some(route) = &analyst.route
+        && !routes.contains_key(route)
+        && !models.contains_key(route.as_str())
+    {
+        errors.push(
+            "analyst.route",
+            format!("no route or model named '{route}'"),
+        );
+    }
 
     if !errors.0.is_empty() {
         return Err(ConfigErrors(errors.0));
@@ -275,6 +307,7 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         models,
         routes,
         catalog,
+        analyst,
         sim,
     })
 }

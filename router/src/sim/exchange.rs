@@ -284,6 +284,11 @@ impl Exchange {
                 )
             }
         };
+        let (kind, text) = if self.fault == Some(Fault::BadJson) {
+            spoil(kind, text)
+        } else {
+            (kind, text)
+        };
         let tokens = match kind {
             AnswerKind::Text => n,
             _ => count_u32(chunk4(&text).count()),
@@ -321,5 +326,25 @@ impl Exchange {
         self.tracker.outcome = Outcome::Cancelled;
         self.closing.cancelled().await;
         self.tracker.outcome = Outcome::Ended;
+    }
+}
+
+/// `bad-json`: what a model that ignored the requested format sends — JSON text cut short after
+/// a chatty preamble, or tool arguments that miss the schema.
+fn spoil(kind: AnswerKind, text: String) -> (AnswerKind, String) {
+    match kind {
+        AnswerKind::Json => {
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            (kind, format!("Sure! Here is the JSON: {}", &text[..cut]))
+        }
+        AnswerKind::Tool { id, name, .. } => {
+            let args = serde_json::json!({"unexpected": true});
+            let text = args.to_string();
+            (AnswerKind::Tool { id, name, args }, text)
+        }
+        AnswerKind::Text => (kind, text),
     }
 }

@@ -21,7 +21,7 @@ const MAX_LATENCY_MS: f64 = 1.0e9;
 pub enum SimError {
     #[error(
         "unknown fault spec `{0}` (expected 400|401|403|404|429[:SECS]|500|502|503|504|529|\
-         quota|context|hang|reset|cut:N|malformed|stream-error)"
+         quota|context|hang|reset|cut:N|malformed|stream-error|bad-json)"
     )]
     BadFault(String),
     #[error("fault rate must be within 0..=1, got {0}")]
@@ -205,6 +205,9 @@ pub enum Fault {
     Malformed,
     /// `stream-error`: the provider's in-stream error after 2 chunks.
     StreamError,
+    /// `bad-json`: a normal 200 answer whose JSON-mode content is not valid JSON (or, for a tool
+    /// call, arguments that miss the schema) — a model that ignored the format.
+    BadJson,
 }
 
 impl Fault {
@@ -212,7 +215,9 @@ impl Fault {
     /// request becomes the overload error that the stream would have carried.
     pub(crate) fn http_error(self, stream: bool) -> Option<Fault> {
         match self {
-            Fault::Hang | Fault::Reset | Fault::Cut { .. } | Fault::Malformed => None,
+            Fault::Hang | Fault::Reset | Fault::Cut { .. } | Fault::Malformed | Fault::BadJson => {
+                None
+            }
             Fault::StreamError if stream => None,
             Fault::StreamError => Some(Fault::Overloaded),
             other => Some(other),
@@ -245,6 +250,7 @@ impl FromStr for Fault {
             "reset" => Fault::Reset,
             "malformed" => Fault::Malformed,
             "stream-error" => Fault::StreamError,
+            "bad-json" => Fault::BadJson,
             _ => match spec.split_once(':') {
                 Some(("429", secs)) => Fault::RateLimited {
                     retry_after_secs: secs.parse().map_err(|_| bad())?,
@@ -279,6 +285,7 @@ impl fmt::Display for Fault {
             Fault::Cut { chunks } => write!(f, "cut:{chunks}"),
             Fault::Malformed => f.write_str("malformed"),
             Fault::StreamError => f.write_str("stream-error"),
+            Fault::BadJson => f.write_str("bad-json"),
         }
     }
 }
@@ -387,6 +394,7 @@ mod tests {
             "cut:3",
             "malformed",
             "stream-error",
+            "bad-json",
         ] {
             let fault: Fault = spec.parse().unwrap();
             assert_eq!(fault.to_string(), spec);

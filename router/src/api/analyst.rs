@@ -1,0 +1,173 @@
+//! The analyst endpoints: `POST /ai/analyze/market`, `POST /ai/sentiment/news`,
+//! `POST /ai/optimize/portfolio`. Each computes its figures in Rust, then asks the router for the
+//! language (`analyst::narrative`); when no model answers, the figures still come back with
+//! `degraded: true`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::chat::{parse_json, read_body};
+use crate::analyst::narrative::{self, Narrative};
+use crate::analyst::prompts::Endpoint;
+use crate::analyst::sentiment::{self, Scored, SentimentRequest};
+use crate::analyst::{PromptItem, sentiment_context};
+use crate::state::Gateway;
+
+/// Read and parse a JSON body under the configured size limit.
+async fn body_json<T: serde::de::DeserializeOwned>(
+    gw: &Gateway,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
+    parse_json(&bytes)
+}
+
+/// Ask for an endpoint's narrative with the configured route.
+async fn ask(
+    gw: &Gateway,
+    endpoint: Endpoint,
+    context: &Value,
+    schema: Option<&Value>,
+) -> Narrative {
+    let Some(spec) = narrative::spec(gw, endpoint) else {
+        return Narrative {
+            value: None,
+            repaired: false,
+            error: Some("no prompt for this endpoint".into()),
+            routing: Vec::new(),
+        };
+    };
+    let user = match gw.analyst.prompts.render(endpoint, context) {
+        Ok(text) => text,
+        Err(e) => {
+            return Narrative {
+                value: None,
+                repaired: false,
+                error: Some(format!("prompt: {e}")),
+                routing: Vec::new(),
+            };
+        }
+    };
+    narrative::ask(gw, spec, user, schema, gw.analyst.route.as_deref()).await
+}
+
+fn respond(result: Result<Value, ApiError>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Batches scored concurrently, at most this many at a time.
+const SENTIMENT_CONCURRENCY: usize = 4;
+
+pub async fn sentiment(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
+    respond(news_sentiment(&gw, body).await)
+}
+
+async fn news_sentiment(gw: &Gateway, body: Body) -> Result<Value, ApiError> {
+    let req: SentimentRequest = body_json(gw, body).await?;
+    let times = sentiment::validate(&req).map_err(|(p, m)| ApiError::invalid_param(p, m))?;
+    let schema = narrative::spec(gw, Endpoint::Sentiment).map(|s| s.schema.clone());
+    let batches = sentiment::batches(&req.items);
+    let results: Vec<(Vec<usize>, Narrative)> = futures::stream::iter(batches)
+        .map(|(indices, body_cap)| {
+            let items: Vec<PromptItem> = indices
+                .iter()
+                .map(|&i| {
+                    let it = &req.items[i];
+                    PromptItem {
+                        index: i,
+                        headline: it.headline.clone(),
+                        body: it.body.as_ref().map(|b| b.chars().take(body_cap).collect()),
+                        source: it.source.clone(),
+                        published_at: it.published_at.clone(),
+                        symbols: it.symbols.clone().unwrap_or_default(),
+                    }
+                })
+                .collect();
+            // Exactly one result per item in this batch.
+            let mut schema = schema.clone().unwrap_or(Value::Null);
+            schema["properties"]["items"]["minItems"] = json!(items.len());
+            schema["properties"]["items"]["maxItems"] = json!(items.len());
+            async move {
+                let n = ask(
+                    gw,
+                    Endpoint::Sentiment,
+                    &sentiment_context(&items),
+                    Some(&schema),
+                )
+                .await;
+                (indices, n)
+            }
+        })
+        .buffered(SENTIMENT_CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut scored: Vec<Scored> = Vec::with_capacity(req.items.len());
+    let mut routing = Vec::new();
+    let mut degraded = false;
+    let mut notes = Vec::new();
+    for (indices, n) in results {
+        routing.extend(n.routing.iter().cloned());
+        let answers = n.value.as_ref().and_then(|v| v["items"].as_array());
+        match answers {
+            // Results map to items by position; the schema made their count exact.
+            Some(list) => {
+                for (&i, a) in indices.iter().zip(list) {
+                    let score = a["score"].as_f64().unwrap_or(0.0).clamp(-1.0, 1.0);
+                    scored.push(Scored {
+                        index: i,
+                        score,
+                        label: a["label"].as_str().unwrap_or("neutral").to_owned(),
+                        confidence: a["confidence"].as_f64().unwrap_or(0.0).clamp(0.0, 1.0),
+                        rationale: a["rationale"].as_str().unwrap_or_default().to_owned(),
+                        entities: a["entities"]
+                            .as_array()
+                            .map(|e| {
+                                e.iter()
+                                    .filter_map(|s| s.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        scored_by: "model",
+                    });
+                }
+            }
+            None => {
+                degraded = true;
+                if let Some(e) = &n.error {
+                    notes.push(e.clone());
+                }
+                scored.extend(
+                    indices
+                        .iter()
+                        .map(|&i| sentiment::lexicon_score(i, &req.items[i])),
+                );
+            }
+        }
+    }
+    scored.sort_by_key(|s| s.index);
+    let half_life = req
+        .half_life_hours
+        .unwrap_or(sentiment::DEFAULT_HALF_LIFE_HOURS);
+    let aggregates = sentiment::aggregate(&req.items, &times, &scored, half_life);
+    let cost: f64 = routing.iter().filter_map(|r| r["cost_usd"].as_f64()).sum();
+    Ok(json!({
+        "items": scored,
+        "aggregates": aggregates,
+        "degraded": degraded,
+        "notes": notes,
+        "half_life_hours": half_life,
+        "cost_usd": cost,
+        "routing": routing,
+    }))
+}
