@@ -168,3 +168,107 @@ async fn an_invalid_json_answer_is_repaired_with_one_retry() {
     assert!(n.value.is_none());
     assert!(n.error.unwrap().contains("not valid JSON"));
 }
+
+fn example(name: &str) -> Value {
+    let path = format!("{}/../examples/analyst/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn market_analysis_returns_indicators_signals_and_a_validated_narrative() {
+    let s = setup().await;
+    for file in ["market.json", "market-csv.json"] {
+        let (status, v) = post(&s.gw, "/ai/analyze/market", example(file)).await;
+        assert_eq!(status, StatusCode::OK, "{file}: {v}");
+        assert_eq!(v["degraded"], false, "{file}: {}", v["narrative_error"]);
+        let first = &v["symbols"][0];
+        assert_eq!(first["analysis"]["symbol"], "ACME");
+        let latest = &first["analysis"]["latest"];
+        for key in [
+            "rsi",
+            "macd",
+            "bollinger",
+            "atr",
+            "realised_volatility",
+            "max_drawdown",
+            "sma",
+            "ema",
+        ] {
+            assert!(
+                !latest[key].is_null(),
+                "{file}: latest.{key} missing: {latest}"
+            );
+        }
+        let rsi = latest["rsi"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&rsi));
+        assert!(first["signals"].is_array() && first["stance"].is_string());
+        let narrative = &v["narrative"];
+        assert!(narrative["summary"].is_string(), "{narrative}");
+        assert!(
+            ["bullish", "bearish", "neutral"].contains(&narrative["outlook"].as_str().unwrap())
+        );
+        assert!(v["routing"][0]["model"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn market_indicators_survive_when_every_model_fails() {
+    let s = setup().await;
+    s.sim
+        .sim
+        .set_fault("*", "503", FaultMode::Rate(1.0))
+        .unwrap();
+    let (status, v) = post(&s.gw, "/ai/analyze/market", example("market.json")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["degraded"], true);
+    assert!(v["narrative"].is_null());
+    assert!(v["symbols"][0]["analysis"]["latest"]["rsi"].is_number());
+}
+
+#[tokio::test]
+async fn market_input_errors_name_the_field() {
+    let s = setup().await;
+    let mut bad = example("market.json");
+    bad["symbols"][1]["bars"][5]["close"] = json!(-3.0);
+    let (status, v) = post(&s.gw, "/ai/analyze/market", bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["param"]
+            .as_str()
+            .unwrap()
+            .starts_with("symbols[1].bars[5]"),
+        "{v}"
+    );
+
+    let mut short = example("market.json");
+    short["symbols"][1]["bars"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(40);
+    let (status, v) = post(&s.gw, "/ai/analyze/market", short).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
+    let mut tiny = example("market.json");
+    tiny["symbols"].as_array_mut().unwrap().truncate(1);
+    tiny["symbols"][0]["bars"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(30);
+    let (status, v) = post(&s.gw, "/ai/analyze/market", tiny).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("SMA(50)"),
+        "{v}"
+    );
+
+    let csv = json!({"csv": "symbol,t,open,high,low,close\nACME,1,1,1,1,x\n"});
+    let (status, v) = post(&s.gw, "/ai/analyze/market", csv).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["param"]
+            .as_str()
+            .unwrap()
+            .starts_with("csv:line 2"),
+        "{v}"
+    );
+}

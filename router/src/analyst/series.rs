@@ -151,6 +151,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<SymbolSeries>, InputError> {
                     })?;
                 }
                 Column::Volume if field.is_empty() => bar.volume = 0.0,
+                _ if field.is_empty() => return Err(InputError::new(path(), "missing value")),
                 _ => {
                     let v = parse_number(field).ok_or_else(|| {
                         InputError::new(path(), format!("`{field}` is not a finite number"))

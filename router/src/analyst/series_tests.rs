@@ -94,6 +94,8 @@ fn csv_structural_errors() {
     assert_eq!(empty.path, "csv");
     let quoted = parse_csv("symbol,t,open,high,low,close\n\"X\",1,1,2,0.5,1.5\n").unwrap_err();
     assert_eq!(quoted.path, "csv:line 2.symbol");
+    let blank = parse_csv("symbol,t,open,high,low,close\nX,1,1,,0.5,1.5\n").unwrap_err();
+    assert_eq!(blank.to_string(), "csv:line 2.high: missing value");
     let no_symbol = parse_csv("symbol,t,open,high,low,close\n,1,1,2,0.5,1.5\n").unwrap_err();
     assert_eq!(no_symbol.path, "csv:line 2.symbol");
 }

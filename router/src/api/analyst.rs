@@ -14,10 +14,13 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use super::chat::{parse_json, read_body};
+use crate::analyst::indicators::{self, Params};
 use crate::analyst::narrative::{self, Narrative};
 use crate::analyst::prompts::Endpoint;
 use crate::analyst::sentiment::{self, Scored, SentimentRequest};
-use crate::analyst::{PromptItem, sentiment_context};
+use crate::analyst::series::{self, InputError, SymbolSeries};
+use crate::analyst::signals;
+use crate::analyst::{MarketSymbol, PromptItem, PromptSignal, market_context, sentiment_context};
 use crate::state::Gateway;
 
 /// Read and parse a JSON body under the configured size limit.
@@ -169,5 +172,109 @@ async fn news_sentiment(gw: &Gateway, body: Body) -> Result<Value, ApiError> {
         "half_life_hours": half_life,
         "cost_usd": cost,
         "routing": routing,
+    }))
+}
+
+/// `POST /ai/analyze/market` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketRequest {
+    #[serde(default)]
+    pub symbols: Option<Vec<SymbolSeries>>,
+    /// `symbol,t,open,high,low,close,volume` text, instead of `symbols`.
+    #[serde(default)]
+    pub csv: Option<String>,
+    #[serde(default)]
+    pub question: Option<String>,
+    #[serde(default)]
+    pub horizon: Option<String>,
+    /// Indicator windows (defaults: SMA 20/50, EMA 12/26, RSI 14, MACD 12/26/9, Bollinger 20/2).
+    #[serde(default)]
+    pub params: Option<Params>,
+}
+
+const DEFAULT_HORIZON: &str = "the next few weeks";
+
+fn input_error(e: InputError) -> ApiError {
+    ApiError::invalid_param(e.path, e.message)
+}
+
+pub async fn market(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
+    respond(analyze_market(&gw, body).await)
+}
+
+async fn analyze_market(gw: &Gateway, body: Body) -> Result<Value, ApiError> {
+    let req: MarketRequest = body_json(gw, body).await?;
+    let (series, prefix) = match (req.symbols, req.csv) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_param(
+                "csv",
+                "give `symbols` or `csv`, not both",
+            ));
+        }
+        (Some(s), None) => (s, "symbols"),
+        (None, Some(text)) => (series::parse_csv(&text).map_err(input_error)?, "csv"),
+        (None, None) => {
+            return Err(ApiError::invalid_param(
+                "symbols",
+                "give `symbols` or `csv`",
+            ));
+        }
+    };
+    if series.is_empty() {
+        return Err(ApiError::invalid_param(prefix, "holds no series"));
+    }
+    series::validate(&series).map_err(input_error)?;
+    // Several instruments are analysed over one common period.
+    if series.len() > 1 {
+        series::check_aligned(&series).map_err(input_error)?;
+    }
+    let params = req.params.unwrap_or_default();
+    let mut analyses = Vec::with_capacity(series.len());
+    for (i, s) in series.iter().enumerate() {
+        let a = indicators::analyse(s, &params, &format!("{prefix}[{i}]")).map_err(input_error)?;
+        let sig = signals::signals(&a);
+        let stance = signals::stance(&sig);
+        analyses.push((a, sig, stance));
+    }
+    let prompt_symbols: Vec<MarketSymbol> = analyses
+        .iter()
+        .map(|(a, sig, stance)| MarketSymbol {
+            symbol: a.symbol.clone(),
+            bars: a.bars,
+            last_close: a.last_close,
+            figures: json!({
+                "last_return": a.last_return,
+                "total_return": a.total_return,
+                "latest": a.latest,
+            }),
+            signals: sig
+                .iter()
+                .map(|s| PromptSignal {
+                    name: s.name.to_owned(),
+                    direction: s.direction.as_str().to_owned(),
+                    detail: s.detail.clone(),
+                })
+                .collect(),
+            stance: (*stance).to_owned(),
+        })
+        .collect();
+    let horizon = req.horizon.as_deref().unwrap_or(DEFAULT_HORIZON);
+    let context = market_context(&prompt_symbols, req.question.as_deref(), horizon);
+    let n = ask(gw, Endpoint::Market, &context, None).await;
+    let symbols: Vec<Value> = analyses
+        .iter()
+        .map(|(a, sig, stance)| json!({"analysis": a, "signals": sig, "stance": stance}))
+        .collect();
+    Ok(json!({
+        "symbols": symbols,
+        "question": req.question,
+        "horizon": horizon,
+        "narrative": n.value,
+        "degraded": n.value.is_none(),
+        "narrative_error": n.error,
+        "repaired": n.repaired,
+        "cost_usd": n.cost_usd(),
+        "routing": n.routing,
     }))
 }

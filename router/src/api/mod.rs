@@ -35,6 +35,10 @@ pub fn app(gw: Arc<Gateway>) -> Router {
             post(route::batch).fallback(method_not_allowed),
         )
         .route(
+            "/ai/analyze/market",
+            post(analyst::market).fallback(method_not_allowed),
+        )
+        .route(
             "/ai/sentiment/news",
             post(analyst::sentiment).fallback(method_not_allowed),
         )
