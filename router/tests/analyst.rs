@@ -272,3 +272,68 @@ async fn market_input_errors_name_the_field() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn portfolio_weights_come_with_a_validated_commentary() {
+    let s = setup().await;
+    let (status, v) = post(&s.gw, "/ai/optimize/portfolio", example("portfolio.json")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let p = &v["portfolio"];
+    let weights: Vec<f64> = p["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["weight"].as_f64().unwrap())
+        .collect();
+    assert_eq!(weights.len(), 3);
+    assert!(
+        (weights.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+        "{weights:?}"
+    );
+    assert!(
+        weights.iter().all(|w| (-1e-12..=0.6 + 1e-9).contains(w)),
+        "{weights:?}"
+    );
+    assert!(p["sharpe"].is_number() && p["volatility"].as_f64().unwrap() > 0.0);
+    assert_eq!(p["frontier"].as_array().unwrap().len(), 5);
+    assert_eq!(v["degraded"], false, "{}", v["commentary_error"]);
+    assert!(v["commentary"]["commentary"].is_string());
+}
+
+#[tokio::test]
+async fn portfolio_rejects_impossible_problems_by_name() {
+    let s = setup().await;
+    let cov = |c: f64| json!([[0.04, c], [c, 0.09]]);
+    let cases = [
+        // Perfectly correlated: singular.
+        (
+            json!({"assets": [{"symbol": "A", "expected_return": 0.1}, {"symbol": "B", "expected_return": 0.2}],
+                "covariance": cov(0.06), "objective": "min_variance"}),
+            "covariance",
+        ),
+        // Two assets can't each hold at most 40%.
+        (
+            json!({"assets": [{"symbol": "A", "expected_return": 0.1}, {"symbol": "B", "expected_return": 0.2}],
+                "covariance": cov(0.0), "objective": "min_variance", "constraints": {"max_weight": 0.4}}),
+            "constraints",
+        ),
+        (
+            json!({"assets": [{"symbol": "A", "prices": [1.0, 1.1, 1.2]}, {"symbol": "B", "prices": [1.0, 1.1]}],
+                "objective": "min_variance"}),
+            "assets[1].prices",
+        ),
+        (
+            json!({"assets": [{"symbol": "A", "expected_return": 0.1}, {"symbol": "B", "expected_return": 0.2}],
+                "covariance": cov(0.0), "objective": "target_return", "target_return": 0.5}),
+            "target_return",
+        ),
+    ];
+    for (body, param) in cases {
+        let (status, v) = post(&s.gw, "/ai/optimize/portfolio", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{param}: {v}");
+        assert!(
+            v["error"]["param"].as_str().unwrap().starts_with(param),
+            "{param}: {v}"
+        );
+    }
+}

@@ -7,11 +7,14 @@
 //! The solver is the primal active-set method for a strictly convex QP (Nocedal & Wright,
 //! *Numerical Optimization*, algorithm 16.3) with box bounds as the only inequalities. The
 //! working set pins some weights to a bound; each iteration solves the KKT system of the face
-//! (free variables plus equality multipliers, Gaussian elimination with partial pivoting and one
-//! step of iterative refinement), steps from the feasible iterate towards the face optimum,
-//! adds the first blocking bound, or — at the face optimum — drops the bound whose multiplier has
-//! the wrong sign. A degenerate (zero-length) step switches the drop rule to lowest index
-//! (Bland) until the iterate moves again, which rules out cycling in practice.
+//! (free variables plus equality multipliers, Gaussian elimination with partial pivoting, then
+//! iterative refinement with doubled-precision residuals), steps from the feasible iterate
+//! towards the face optimum, adds the first blocking bound, or — at the face optimum — drops the
+//! bound whose multiplier is most wrong-signed. A bound that would make the face singular never
+//! blocks (its rate is rounding noise), and a zero-length step switches the drop rule to lowest
+//! index (Bland) until the iterate moves again, which rules out cycling in practice.
+
+use std::cmp::Ordering;
 
 use super::BoundSide;
 
@@ -20,6 +23,8 @@ use super::BoundSide;
 const PD_RELATIVE: f64 = 1e-12;
 /// Elimination pivots smaller than this share of the largest entry mean a singular system.
 const PIVOT_RELATIVE: f64 = 1e-14;
+/// Refinement steps after the first solve (each costs O(k²) against the O(k³) factorisation).
+const REFINEMENTS: usize = 3;
 /// Multipliers are wrong-signed only beyond this share of the gradient's magnitude.
 const MULTIPLIER_RELATIVE: f64 = 1e-12;
 
@@ -55,15 +60,44 @@ pub(super) fn is_positive_definite(m: &[Vec<f64>]) -> bool {
     true
 }
 
-/// Solves `a x = b` by Gaussian elimination with partial pivoting plus one refinement step.
+/// Solves `a x = b` by Gaussian elimination with partial pivoting, then iterative refinement
+/// with residuals in doubled precision, so the answer is accurate to the last bit or so.
 pub(super) fn solve_linear(a: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
     let lu = Lu::factor(a)?;
     let mut x = lu.solve(b);
-    let residual: Vec<f64> = a.iter().zip(b).map(|(row, bi)| bi - dot(row, &x)).collect();
-    for (xi, di) in x.iter_mut().zip(lu.solve(&residual)) {
-        *xi += di;
+    for _ in 0..REFINEMENTS {
+        let residual: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .map(|(row, bi)| residual(*bi, row, &x))
+            .collect();
+        if residual.iter().all(|r| *r == 0.0) {
+            break;
+        }
+        let mut moved = false;
+        for (xi, di) in x.iter_mut().zip(lu.solve(&residual)) {
+            moved |= *xi + di != *xi;
+            *xi += di;
+        }
+        if !moved {
+            break;
+        }
     }
     x.iter().all(|v| v.is_finite()).then_some(x)
+}
+
+/// b − rowᵀx, with error-free products (FMA) and sums (Knuth's TwoSum) carried alongside.
+fn residual(b: f64, row: &[f64], x: &[f64]) -> f64 {
+    let (mut sum, mut carry) = (b, 0.0);
+    for (r, xi) in row.iter().zip(x) {
+        let p = -r * xi;
+        let p_err = (-r).mul_add(*xi, -p);
+        let s = sum + p;
+        let z = s - sum;
+        carry += (sum - (s - z)) + (p - z) + p_err;
+        sum = s;
+    }
+    sum + carry
 }
 
 /// Packed LU factors (unit lower triangle below the diagonal) and the row order.
@@ -88,7 +122,9 @@ impl Lu {
                     best = i;
                 }
             }
-            if !(rows[best][k].abs() > PIVOT_RELATIVE * scale) {
+            // Not strictly above the threshold, or NaN.
+            if rows[best][k].abs().partial_cmp(&(PIVOT_RELATIVE * scale)) != Some(Ordering::Greater)
+            {
                 return None;
             }
             rows.swap(k, best);
@@ -156,6 +192,9 @@ pub(super) enum QpError {
     /// Tangency only: the optimum has κ ≤ 0, i.e. no finite portfolio attains the supremum.
     NoTangency,
 }
+
+/// An equality row of a face: (coefficients on v, coefficient on κ, right-hand side).
+type EqualityRow<'a> = (&'a [f64], f64, f64);
 
 /// The optimum of one face, with the gradient of the Lagrangian (zero on free variables, the
 /// bound multiplier on pinned ones: ≥ 0 is right at a lower bound, ≤ 0 at an upper one).
@@ -314,96 +353,66 @@ impl Qp<'_> {
         }
     }
 
+    /// Solves the face's KKT system. Unknowns: the free entries of v, then (tangency) κ, then
+    /// one multiplier per equality row. Pinned entries are their bound (budget) or bound·κ
+    /// (tangency, where the row Σy − κ = 0 ties κ to y).
     fn face(&self, mode: Mode<'_>, fixed: &[Option<BoundSide>]) -> Option<Face> {
-        let free: Vec<usize> = (0..fixed.len()).filter(|&i| fixed[i].is_none()).collect();
+        let n = fixed.len();
+        let free: Vec<usize> = (0..n).filter(|&i| fixed[i].is_none()).collect();
         let pinned: Vec<f64> = fixed
             .iter()
             .map(|f| f.map_or(0.0, |s| self.bound(s)))
             .collect();
-        match mode {
-            Mode::Budget { target } => {
-                let mut rows = vec![(vec![1.0; fixed.len()], 1.0)];
-                if let Some((mu, t)) = target {
-                    rows.push((mu.to_vec(), t));
-                }
-                self.budget_face(&free, &pinned, &rows)
-            }
-            Mode::Tangency { excess } => self.tangency_face(&free, &pinned, excess),
-        }
-    }
-
-    /// Unknowns: the free weights, then one multiplier per equality row.
-    fn budget_face(
-        &self,
-        free: &[usize],
-        pinned: &[f64],
-        rows: &[(Vec<f64>, f64)],
-    ) -> Option<Face> {
-        let k = free.len();
+        let ones = vec![1.0; n];
+        let (rows, scaled): (Vec<EqualityRow<'_>>, bool) = match mode {
+            Mode::Budget { target: None } => (vec![(&ones, 0.0, 1.0)], false),
+            Mode::Budget {
+                target: Some((mu, t)),
+            } => (vec![(&ones, 0.0, 1.0), (mu, 0.0, t)], false),
+            Mode::Tangency { excess } => (vec![(excess, 0.0, 1.0), (&ones, -1.0, 0.0)], true),
+        };
+        let k = free.len() + usize::from(scaled);
         let size = k + rows.len();
-        let pinned_cov = mat_vec(self.cov, pinned);
+        let pinned_cov = mat_vec(self.cov, &pinned);
         let mut a = vec![vec![0.0; size]; size];
         let mut b = vec![0.0; size];
         for (r, &i) in free.iter().enumerate() {
             for (c, &j) in free.iter().enumerate() {
                 a[r][c] = self.cov[i][j];
             }
-            for (e, (row, _)) in rows.iter().enumerate() {
-                a[r][k + e] = row[i];
-                a[k + e][r] = row[i];
+            if scaled {
+                (a[r][k - 1], a[k - 1][r]) = (pinned_cov[i], pinned_cov[i]);
+            } else {
+                b[r] = -pinned_cov[i];
             }
-            b[r] = -pinned_cov[i];
         }
-        for (e, (row, rhs)) in rows.iter().enumerate() {
-            b[k + e] = rhs - dot(row, pinned);
+        if scaled {
+            a[k - 1][k - 1] = dot(&pinned, &pinned_cov);
+        }
+        for (e, &(coef, on_kappa, rhs)) in rows.iter().enumerate() {
+            for (r, &i) in free.iter().enumerate() {
+                (a[r][k + e], a[k + e][r]) = (coef[i], coef[i]);
+            }
+            let on_pinned = dot(coef, &pinned);
+            if scaled {
+                let c = on_pinned + on_kappa;
+                (a[k - 1][k + e], a[k + e][k - 1], b[k + e]) = (c, c, rhs);
+            } else {
+                b[k + e] = rhs - on_pinned;
+            }
         }
         let x = solve_linear(&a, &b)?;
-        let mut point = pinned.to_vec();
+        let kappa = if scaled { x[k - 1] } else { 1.0 };
+        let mut point: Vec<f64> = pinned.iter().map(|p| p * kappa).collect();
         for (&i, xi) in free.iter().zip(&x) {
             point[i] = *xi;
         }
         let terms: Vec<(f64, &[f64])> = rows
             .iter()
             .zip(&x[k..])
-            .map(|((row, _), m)| (*m, row.as_slice()))
+            .map(|(&(coef, _, _), m)| (*m, coef))
             .collect();
         Some(self.gradient(point, &terms))
-    }
-
-    /// Unknowns: the free y, κ (pinned y are bound·κ), then the multipliers of
-    /// (μ − r_f)ᵀy = 1 and Σy − κ = 0.
-    fn tangency_face(&self, free: &[usize], pinned: &[f64], excess: &[f64]) -> Option<Face> {
-        let k = free.len();
-        let pinned_cov = mat_vec(self.cov, pinned);
-        let pinned_excess = dot(excess, pinned);
-        let pinned_sum = pinned.iter().sum::<f64>() - 1.0;
-        let mut a = vec![vec![0.0; k + 3]; k + 3];
-        for (r, &i) in free.iter().enumerate() {
-            for (c, &j) in free.iter().enumerate() {
-                a[r][c] = self.cov[i][j];
-            }
-            a[r][k] = pinned_cov[i];
-            a[k][r] = pinned_cov[i];
-            a[r][k + 1] = excess[i];
-            a[k + 1][r] = excess[i];
-            a[r][k + 2] = 1.0;
-            a[k + 2][r] = 1.0;
-        }
-        a[k][k] = dot(pinned, &pinned_cov);
-        a[k][k + 1] = pinned_excess;
-        a[k + 1][k] = pinned_excess;
-        a[k][k + 2] = pinned_sum;
-        a[k + 2][k] = pinned_sum;
-        let mut b = vec![0.0; k + 3];
-        b[k + 1] = 1.0;
-        let x = solve_linear(&a, &b)?;
-        let kappa = x[k];
-        let mut point: Vec<f64> = pinned.iter().map(|p| p * kappa).collect();
-        for (&i, xi) in free.iter().zip(&x) {
-            point[i] = *xi;
-        }
-        let ones = vec![1.0; pinned.len()];
-        Some(self.gradient(point, &[(x[k + 1], excess), (x[k + 2], &ones)]))
     }
 
     /// g = Σv + Σ_r η_r·row_r, with the magnitude of its terms for the multiplier tolerance.

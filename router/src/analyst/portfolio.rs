@@ -40,6 +40,8 @@ const MIN_PRICES: usize = 3;
 const SYMMETRY_RELATIVE: f64 = 1e-9;
 /// Slack for sums of weights and returns that rounding may push a hair across a limit.
 const ROUNDING: f64 = 1e-12;
+const SINGULAR: &str = "covariance is singular or not positive definite";
+const ILL_CONDITIONED: &str = "covariance is too ill-conditioned: a KKT system was singular";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,21 +87,13 @@ pub struct Constraints {
     pub max_weight: Option<f64>,
 }
 
-/// A rejected request: `path` is the JSON path of the offending value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct InputError {
-    pub path: String,
-    pub message: String,
-}
+/// A rejected request: `path` is the JSON path of the offending value (shared with the market
+/// endpoint's input checks).
+pub use super::series::InputError;
 
-impl InputError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        InputError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
+/// `Err(InputError)` at `path`.
+fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, InputError> {
+    Err(InputError::new(path, message))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,44 +150,33 @@ pub struct FrontierPoint {
 /// Validates the request, then solves its objective (and frontier, if asked).
 pub fn optimise(req: &PortfolioRequest) -> Result<PortfolioResult, InputError> {
     let stats = statistics(req)?;
-    let n = stats.mu.len();
-    let risk_free_rate = req.risk_free_rate.unwrap_or(0.0);
-    if !risk_free_rate.is_finite() {
-        return Err(InputError::new("risk_free_rate", "must be a finite number"));
+    let rf = req.risk_free_rate.unwrap_or(0.0);
+    if !rf.is_finite() {
+        return fail("risk_free_rate", "must be a finite number");
     }
-    let bounds = Bounds::from_request(req.constraints.as_ref(), n)?;
+    let bounds = Bounds::from_request(req.constraints.as_ref(), stats.mu.len())?;
     let points = req.frontier_points.unwrap_or(0);
     if points > MAX_FRONTIER_POINTS {
-        return Err(InputError::new(
+        return fail(
             "frontier_points",
-            format!("at most {MAX_FRONTIER_POINTS} points, got {points}"),
-        ));
+            format!("at most {MAX_FRONTIER_POINTS}, got {points}"),
+        );
     }
     let target = match (req.objective, req.target_return) {
-        (Objective::TargetReturn, None) => {
-            return Err(InputError::new(
-                "target_return",
-                "required for objective target_return",
-            ));
-        }
+        (Objective::TargetReturn, None) => return fail("target_return", "required"),
         (Objective::TargetReturn, Some(t)) if !t.is_finite() => {
-            return Err(InputError::new("target_return", "must be a finite number"));
+            return fail("target_return", "must be a finite number");
         }
-        (Objective::TargetReturn, Some(t)) => Some(t),
-        (_, Some(_)) => {
-            return Err(InputError::new(
-                "target_return",
-                "only used with objective target_return",
-            ));
-        }
+        (Objective::TargetReturn, t) => t,
+        (_, Some(_)) => return fail("target_return", "only used with objective target_return"),
         (_, None) => None,
     };
-    let problem = Problem::new(stats, bounds, risk_free_rate);
+    let problem = Problem::new(stats, bounds, rf);
     let gmv = problem.min_variance()?;
     let solution = match (req.objective, target) {
-        (Objective::TargetReturn, Some(t)) => problem.target(t, &gmv)?,
         (Objective::MaxSharpe, _) => problem.max_sharpe(&gmv)?,
-        _ => gmv.clone(),
+        (_, Some(t)) => problem.target(t, &gmv)?,
+        (_, None) => gmv.clone(),
     };
     let frontier = problem.frontier(points, &gmv)?;
     Ok(problem.result(req, solution, frontier))
@@ -208,141 +191,91 @@ struct Stats {
 
 fn statistics(req: &PortfolioRequest) -> Result<Stats, InputError> {
     let n = req.assets.len();
-    if n == 0 {
-        return Err(InputError::new("assets", "at least one asset is required"));
-    }
-    if n > MAX_ASSETS {
-        return Err(InputError::new(
+    if n == 0 || n > MAX_ASSETS {
+        return fail(
             "assets",
-            format!("at most {MAX_ASSETS} assets, got {n}"),
-        ));
+            format!("1 to {MAX_ASSETS} assets are required, got {n}"),
+        );
     }
-    let periods = match req.periods_per_year {
-        None => DEFAULT_PERIODS_PER_YEAR,
-        Some(p) if p.is_finite() && p > 0.0 => p,
-        Some(p) => {
-            return Err(InputError::new(
-                "periods_per_year",
-                format!("must be a positive number, got {p}"),
-            ));
-        }
-    };
+    let periods = req.periods_per_year.unwrap_or(DEFAULT_PERIODS_PER_YEAR);
+    if !(periods.is_finite() && periods > 0.0) {
+        return fail(
+            "periods_per_year",
+            format!("must be a positive number, got {periods}"),
+        );
+    }
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut first_series: Option<(usize, usize)> = None;
-    let mut returns: Vec<Option<Vec<f64>>> = Vec::with_capacity(n);
+    let mut first: Option<(usize, usize)> = None;
+    let (mut mu, mut returns) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for (i, asset) in req.assets.iter().enumerate() {
         if asset.symbol.trim().is_empty() {
-            return Err(InputError::new(
-                format!("assets[{i}].symbol"),
-                "must not be empty",
-            ));
+            return fail(format!("assets[{i}].symbol"), "must not be empty");
         }
-        if let Some(j) = seen.get(asset.symbol.as_str()) {
-            return Err(InputError::new(
-                format!("assets[{i}].symbol"),
-                format!("duplicate symbol {:?} (also assets[{j}])", asset.symbol),
-            ));
-        }
-        seen.insert(&asset.symbol, i);
-        if let Some(r) = asset.expected_return
-            && !r.is_finite()
-        {
-            return Err(InputError::new(
-                format!("assets[{i}].expected_return"),
-                "must be a finite number",
-            ));
+        if let Some(j) = seen.insert(&asset.symbol, i) {
+            let message = format!("duplicate symbol {:?} (also assets[{j}])", asset.symbol);
+            return fail(format!("assets[{i}].symbol"), message);
         }
         let series = match &asset.prices {
-            Some(prices) => Some(period_returns(prices, i, &mut first_series)?),
+            Some(prices) => Some(period_returns(prices, i, &mut first)?),
             None => None,
         };
+        let path = || format!("assets[{i}].expected_return");
+        mu.push(match (asset.expected_return, &series) {
+            (Some(m), _) if !m.is_finite() => return fail(path(), "must be a finite number"),
+            (Some(m), _) => m,
+            (None, Some(r)) => mean(r) * periods,
+            (None, None) => return fail(path(), "missing: give it, or prices to estimate it from"),
+        });
         returns.push(series);
     }
-    let mut mu = Vec::with_capacity(n);
-    for (i, (asset, series)) in req.assets.iter().zip(&returns).enumerate() {
-        let estimated = series.as_ref().map(|r| mean(r) * periods);
-        match asset.expected_return.or(estimated) {
-            Some(m) => mu.push(m),
-            None => {
-                return Err(InputError::new(
-                    format!("assets[{i}].expected_return"),
-                    "missing: give expected_return, or prices to estimate it from",
-                ));
-            }
-        }
-    }
-    let (cov, estimated) = match &req.covariance {
-        Some(rows) => (given_covariance(rows, n)?, false),
-        None => {
-            let mut all = Vec::with_capacity(n);
-            for (i, series) in returns.iter().enumerate() {
-                match series {
-                    Some(r) => all.push(r.as_slice()),
-                    None => {
-                        return Err(InputError::new(
-                            "covariance",
-                            format!(
-                                "required unless every asset has prices (assets[{i}] has none)"
-                            ),
-                        ));
-                    }
-                }
-            }
-            (sample_covariance(&all, periods), true)
+    let cov = match (&req.covariance, returns.iter().position(Option::is_none)) {
+        (Some(rows), _) => given_covariance(rows, n)?,
+        (None, None) => sample_covariance(&returns.iter().flatten().collect::<Vec<_>>(), periods),
+        (None, Some(i)) => {
+            let message = format!("required unless every asset has prices (assets[{i}] has none)");
+            return fail("covariance", message);
         }
     };
     if !is_positive_definite(&cov) {
-        let hint = if estimated {
-            "; estimated from prices, it needs more price periods than assets and no perfectly correlated series"
-        } else {
-            ""
+        let hint = match req.covariance {
+            Some(_) => "",
+            None => {
+                " (estimated from prices: needs more periods than assets and no perfectly \
+                      correlated series)"
+            }
         };
-        return Err(InputError::new(
-            "covariance",
-            format!("covariance is singular or not positive definite{hint}"),
-        ));
+        return fail("covariance", format!("{SINGULAR}{hint}"));
     }
     Ok(Stats { mu, cov })
 }
 
-/// Simple period returns pᵗ/pᵗ⁻¹ − 1; `first` remembers the first series' asset and length.
+/// Simple period returns pₜ/pₜ₋₁ − 1; `first` remembers the first priced asset and its length.
 fn period_returns(
     prices: &[f64],
     asset: usize,
     first: &mut Option<(usize, usize)>,
 ) -> Result<Vec<f64>, InputError> {
-    let path = format!("assets[{asset}].prices");
-    if prices.len() < MIN_PRICES {
-        return Err(InputError::new(
+    let (path, len) = (format!("assets[{asset}].prices"), prices.len());
+    if len < MIN_PRICES {
+        return fail(
             path,
-            format!(
-                "at least {MIN_PRICES} prices are required, got {}",
-                prices.len()
-            ),
-        ));
+            format!("at least {MIN_PRICES} prices are required, got {len}"),
+        );
     }
-    if let Some((k, p)) = prices
-        .iter()
-        .enumerate()
-        .find(|(_, p)| !(p.is_finite() && **p > 0.0))
-    {
-        return Err(InputError::new(
-            format!("{path}[{k}]"),
-            format!("price must be a finite positive number, got {p}"),
-        ));
+    if let Some(k) = prices.iter().position(|p| !(p.is_finite() && *p > 0.0)) {
+        let message = format!("must be a finite positive price, got {}", prices[k]);
+        return fail(format!("{path}[{k}]"), message);
     }
     match *first {
-        Some((other, len)) if len != prices.len() => {
-            return Err(InputError::new(
+        Some((other, expected)) if expected != len => {
+            let message = format!("has {len} prices but assets[{other}].prices has {expected}");
+            return fail(
                 path,
-                format!(
-                    "has {} prices but assets[{other}].prices has {len}; price series must have equal length",
-                    prices.len()
-                ),
-            ));
+                format!("{message}; price series must have equal length"),
+            );
         }
         Some(_) => {}
-        None => *first = Some((asset, prices.len())),
+        None => *first = Some((asset, len)),
     }
     Ok(prices.windows(2).map(|w| w[1] / w[0] - 1.0).collect())
 }
@@ -352,7 +285,7 @@ fn mean(xs: &[f64]) -> f64 {
 }
 
 /// Sample covariance (divisor T − 1) of period returns, annualised by `periods`.
-fn sample_covariance(series: &[&[f64]], periods: f64) -> Vec<Vec<f64>> {
+fn sample_covariance(series: &[&Vec<f64>], periods: f64) -> Vec<Vec<f64>> {
     let deviations: Vec<Vec<f64>> = series
         .iter()
         .map(|s| {
@@ -360,63 +293,46 @@ fn sample_covariance(series: &[&[f64]], periods: f64) -> Vec<Vec<f64>> {
             s.iter().map(|r| r - m).collect()
         })
         .collect();
-    deviations
-        .iter()
-        .map(|a| {
-            deviations
-                .iter()
-                .map(|b| dot(a, b) / (a.len() as f64 - 1.0) * periods)
-                .collect()
-        })
-        .collect()
+    let row = |a: &Vec<f64>| -> Vec<f64> {
+        let divisor = a.len() as f64 - 1.0;
+        deviations
+            .iter()
+            .map(|b| dot(a, b) / divisor * periods)
+            .collect()
+    };
+    deviations.iter().map(row).collect()
 }
 
 /// Checks shape, finiteness and symmetry; returns the exactly symmetric average of Σ and Σᵀ.
 fn given_covariance(rows: &[Vec<f64>], n: usize) -> Result<Vec<Vec<f64>>, InputError> {
     if rows.len() != n {
-        return Err(InputError::new(
+        return fail(
             "covariance",
-            format!(
-                "must be {n}×{n} (one row per asset), got {} rows",
-                rows.len()
-            ),
-        ));
+            format!("must be {n}×{n}, got {} rows", rows.len()),
+        );
     }
     for (i, row) in rows.iter().enumerate() {
         if row.len() != n {
-            return Err(InputError::new(
-                format!("covariance[{i}]"),
-                format!("must have {n} entries, got {}", row.len()),
-            ));
+            return fail(format!("covariance[{i}]"), format!("must have {n} entries"));
         }
         if let Some(j) = row.iter().position(|v| !v.is_finite()) {
-            return Err(InputError::new(
-                format!("covariance[{i}][{j}]"),
-                "must be a finite number",
-            ));
+            return fail(format!("covariance[{i}][{j}]"), "must be a finite number");
         }
     }
     let mut out = rows.to_vec();
     for (i, row) in rows.iter().enumerate() {
         for (j, &a) in row.iter().enumerate().skip(i + 1) {
             let b = rows[j][i];
-            // Relative to the entries and to the variances, so a near-zero covariance
-            // with rounding noise is not refused.
+            // Relative to the variances too, so rounding noise on a near-zero covariance passes.
             let scale = a
                 .abs()
                 .max(b.abs())
                 .max((rows[i][i] * rows[j][j]).abs().sqrt());
             if (a - b).abs() > SYMMETRY_RELATIVE * scale {
-                return Err(InputError::new(
-                    format!("covariance[{i}][{j}]"),
-                    format!(
-                        "covariance is not symmetric: {a} here but {b} at covariance[{j}][{i}]"
-                    ),
-                ));
+                let message = format!("not symmetric: {a} here but {b} at covariance[{j}][{i}]");
+                return fail(format!("covariance[{i}][{j}]"), message);
             }
-            let avg = (a + b) / 2.0;
-            out[i][j] = avg;
-            out[j][i] = avg;
+            (out[i][j], out[j][i]) = ((a + b) / 2.0, (a + b) / 2.0);
         }
     }
     Ok(out)
@@ -433,57 +349,35 @@ impl Bounds {
     fn from_request(constraints: Option<&Constraints>, n: usize) -> Result<Bounds, InputError> {
         let c = constraints.cloned().unwrap_or_default();
         for (name, value) in [("min_weight", c.min_weight), ("max_weight", c.max_weight)] {
-            if let Some(v) = value
-                && !v.is_finite()
-            {
-                return Err(InputError::new(
-                    format!("constraints.{name}"),
-                    "must be a finite number",
-                ));
+            if value.is_some_and(|v| !v.is_finite()) {
+                return fail(format!("constraints.{name}"), "must be a finite number");
             }
         }
         let long_only = c.long_only.unwrap_or(true);
-        if long_only
-            && let Some(m) = c.min_weight
+        if let (true, Some(m)) = (long_only, c.min_weight)
             && m < 0.0
         {
-            return Err(InputError::new(
-                "constraints",
-                format!(
-                    "min_weight {m} is negative but long_only is true (the default); set long_only to false to allow short positions"
-                ),
-            ));
+            let message = format!("min_weight {m} is negative but long_only is true (the default)");
+            return fail("constraints", message);
         }
         let lo = c
             .min_weight
             .unwrap_or(if long_only { 0.0 } else { f64::NEG_INFINITY });
         let hi = c.max_weight.unwrap_or(f64::INFINITY);
-        if lo > hi {
-            return Err(InputError::new(
-                "constraints",
-                format!("the lower weight bound {lo} exceeds max_weight {hi}"),
-            ));
-        }
         let count = n as f64;
-        if lo * count > 1.0 + ROUNDING {
-            return Err(InputError::new(
-                "constraints",
-                format!(
-                    "min_weight {lo} × {n} assets = {} exceeds 1: no fully invested portfolio fits",
-                    lo * count
-                ),
-            ));
-        }
-        if hi * count < 1.0 - ROUNDING {
-            return Err(InputError::new(
-                "constraints",
-                format!(
-                    "max_weight {hi} × {n} assets = {} is below 1: no fully invested portfolio fits",
-                    hi * count
-                ),
-            ));
-        }
-        Ok(Bounds { lo, hi })
+        let problem = if lo > hi {
+            format!("the lower weight bound {lo} exceeds max_weight {hi}")
+        } else if lo * count > 1.0 + ROUNDING {
+            format!("min_weight {lo} × {n} assets exceeds 1")
+        } else if hi * count < 1.0 - ROUNDING {
+            format!("max_weight {hi} × {n} assets is below 1")
+        } else {
+            return Ok(Bounds { lo, hi });
+        };
+        fail(
+            "constraints",
+            format!("{problem}: no fully invested portfolio fits"),
+        )
     }
 
     /// When the box leaves a single portfolio (equal weights), the bound it sits on, if any.
@@ -493,10 +387,8 @@ impl Bounds {
             Some(Some(BoundSide::Lower))
         } else if self.hi * count <= 1.0 + ROUNDING {
             Some(Some(BoundSide::Upper))
-        } else if n == 1 {
-            Some(None)
         } else {
-            None
+            (n == 1).then_some(None)
         }
     }
 }
@@ -505,34 +397,28 @@ impl Bounds {
 struct Problem {
     stats: Stats,
     bounds: Bounds,
-    risk_free_rate: f64,
+    rf: f64,
     highest: Option<Vec<f64>>,
     lowest: Option<Vec<f64>>,
 }
 
 impl Problem {
-    fn new(stats: Stats, bounds: Bounds, risk_free_rate: f64) -> Problem {
-        let highest = extreme_portfolio(&stats.mu, bounds.lo, bounds.hi, true);
-        let lowest = extreme_portfolio(&stats.mu, bounds.lo, bounds.hi, false);
+    fn new(stats: Stats, bounds: Bounds, rf: f64) -> Problem {
+        let Bounds { lo, hi } = bounds;
+        let highest = extreme_portfolio(&stats.mu, lo, hi, true);
+        let lowest = extreme_portfolio(&stats.mu, lo, hi, false);
         Problem {
             stats,
             bounds,
-            risk_free_rate,
+            rf,
             highest,
             lowest,
         }
     }
 
-    fn qp(&self) -> Qp<'_> {
-        Qp {
-            cov: &self.stats.cov,
-            lo: self.bounds.lo,
-            hi: self.bounds.hi,
-        }
-    }
-
-    fn n(&self) -> usize {
-        self.stats.mu.len()
+    fn solve(&self, mode: Mode<'_>, start: &[f64]) -> Result<QpSolution, QpError> {
+        let (cov, Bounds { lo, hi }) = (&self.stats.cov, self.bounds);
+        Qp { cov, lo, hi }.solve(mode, start)
     }
 
     fn ret(&self, w: &[f64]) -> f64 {
@@ -542,9 +428,8 @@ impl Problem {
     /// [R_min, R_max] over the box; infinite ends when the box is open and returns differ.
     fn return_range(&self) -> (f64, f64) {
         let mu = &self.stats.mu;
-        if self.bounds.forced(self.n()).is_some() {
-            let r = mean(mu);
-            return (r, r);
+        if self.bounds.forced(mu.len()).is_some() {
+            return (mean(mu), mean(mu));
         }
         match (&self.lowest, &self.highest) {
             (Some(lo), Some(hi)) => (self.ret(lo), self.ret(hi)),
@@ -554,155 +439,150 @@ impl Problem {
     }
 
     fn min_variance(&self) -> Result<QpSolution, InputError> {
-        let n = self.n();
+        let n = self.stats.mu.len();
         let equal = vec![1.0 / n as f64; n];
-        if let Some(side) = self.bounds.forced(n) {
-            return Ok(QpSolution {
+        match self.bounds.forced(n) {
+            Some(side) => Ok(QpSolution {
                 weights: equal,
                 fixed: vec![side; n],
                 iterations: 0,
-            });
+            }),
+            None => self
+                .solve(Mode::Budget { target: None }, &equal)
+                .or_else(solver_error),
         }
-        self.qp()
-            .solve(Mode::Budget { target: None }, &equal)
-            .map_err(solver_error)
     }
 
-    fn target(&self, t: f64, gmv: &QpSolution) -> Result<QpSolution, InputError> {
+    /// Minimum variance at return `t`, warm-started from `anchor`, a feasible solution: the
+    /// start lies on the segment from it to the extreme portfolio on t's side, which keeps
+    /// most of its active bounds. If every feasible portfolio earns the same, returns `anchor`.
+    fn target(&self, t: f64, anchor: &QpSolution) -> Result<QpSolution, InputError> {
         let (low, high) = self.return_range();
         let scale = [low, high]
             .iter()
             .filter(|r| r.is_finite())
-            .fold(1.0_f64, |m, r| m.max(r.abs()));
+            .fold(1.0, |m: f64, r| m.max(r.abs()));
         let slack = ROUNDING * scale;
         if t < low - slack || t > high + slack {
-            return Err(InputError::new(
+            let range = format!("the achievable range [{low}, {high}] under the constraints");
+            return fail(
                 "target_return",
-                format!(
-                    "target_return {t} is outside the achievable range [{low}, {high}] under the constraints"
-                ),
-            ));
+                format!("target_return {t} is outside {range}"),
+            );
         }
         if high - low <= slack {
-            // Every feasible portfolio earns the same: the target adds nothing.
-            return Ok(gmv.clone());
+            return Ok(anchor.clone());
         }
         let t = t.max(low).min(high);
-        // Start on the segment from the minimum-variance portfolio to the extreme one on t's
-        // side, which keeps most of its active bounds (a warm start).
-        let r_gmv = self.ret(&gmv.weights);
-        let end = if t >= r_gmv {
+        let from = self.ret(&anchor.weights);
+        let end = if t >= from {
             &self.highest
         } else {
             &self.lowest
         };
         let direction: Vec<f64> = match end {
-            Some(e) => e.iter().zip(&gmv.weights).map(|(a, b)| a - b).collect(),
-            None => {
-                let m = mean(&self.stats.mu);
-                self.stats.mu.iter().map(|x| x - m).collect()
-            }
+            Some(e) => e.iter().zip(&anchor.weights).map(|(a, b)| a - b).collect(),
+            None => self
+                .stats
+                .mu
+                .iter()
+                .map(|m| m - mean(&self.stats.mu))
+                .collect(),
         };
         let gain = self.ret(&direction);
-        let theta = if gain != 0.0 { (t - r_gmv) / gain } else { 0.0 };
+        let theta = if gain != 0.0 { (t - from) / gain } else { 0.0 };
         let theta = if end.is_some() {
             theta.clamp(0.0, 1.0)
         } else {
             theta
         };
-        let start: Vec<f64> = gmv
+        let start: Vec<f64> = anchor
             .weights
             .iter()
             .zip(&direction)
             .map(|(w, d)| w + theta * d)
             .collect();
-        self.qp()
-            .solve(
-                Mode::Budget {
-                    target: Some((&self.stats.mu, t)),
-                },
-                &start,
-            )
-            .map_err(solver_error)
+        let mode = Mode::Budget {
+            target: Some((&self.stats.mu, t)),
+        };
+        self.solve(mode, &start).or_else(solver_error)
     }
 
     fn max_sharpe(&self, gmv: &QpSolution) -> Result<QpSolution, InputError> {
-        let rf = self.risk_free_rate;
+        let rf = self.rf;
         let (_, high) = self.return_range();
         if high <= rf {
-            return Err(InputError::new(
-                "risk_free_rate",
-                format!(
-                    "no feasible portfolio earns more than the risk-free rate {rf}; the highest achievable expected return is {high}"
-                ),
-            ));
+            let message = format!("no feasible portfolio earns more than {rf} (best: {high})");
+            return fail("risk_free_rate", message);
         }
-        if self.bounds.forced(self.n()).is_some() {
+        if self.bounds.forced(self.stats.mu.len()).is_some() {
             return Ok(gmv.clone());
         }
         let r_gmv = self.ret(&gmv.weights);
         let no_tangency = || {
-            InputError::new(
+            let below =
+                format!("risk_free_rate ({rf}) is below the minimum-variance return {r_gmv}");
+            fail(
                 "risk_free_rate",
-                format!(
-                    "without weight bounds a maximum-Sharpe portfolio exists only when risk_free_rate ({rf}) is below the minimum-variance return {r_gmv}"
-                ),
+                format!("without weight bounds the Sharpe ratio has a maximum only when {below}"),
             )
         };
-        let start = if r_gmv > rf {
-            gmv.weights.as_slice()
-        } else {
-            self.highest.as_deref().ok_or_else(no_tangency)?
+        let start = match &self.highest {
+            _ if r_gmv > rf => &gmv.weights,
+            Some(highest) => highest,
+            None => return no_tangency(),
         };
         let excess: Vec<f64> = self.stats.mu.iter().map(|m| m - rf).collect();
-        match self.qp().solve(Mode::Tangency { excess: &excess }, start) {
-            Err(QpError::NoTangency) => Err(no_tangency()),
-            other => other.map_err(solver_error),
+        match self.solve(Mode::Tangency { excess: &excess }, start) {
+            Err(QpError::NoTangency) => no_tangency(),
+            solved => solved.or_else(solver_error),
         }
     }
 
+    /// Evenly spaced targets from the minimum-variance return to the top of the range, each
+    /// warm-started from the previous point.
     fn frontier(&self, points: usize, gmv: &QpSolution) -> Result<Vec<FrontierPoint>, InputError> {
-        if points == 0 {
-            return Ok(Vec::new());
-        }
         let mu = &self.stats.mu;
         let r_gmv = self.ret(&gmv.weights);
-        let (_, high) = self.return_range();
-        let top = if high.is_finite() {
-            high
-        } else {
-            let best = mu.iter().fold(f64::NEG_INFINITY, |m, x| m.max(*x));
-            let worst = mu.iter().fold(f64::INFINITY, |m, x| m.min(*x));
-            if best > r_gmv {
-                best
-            } else {
-                r_gmv + (best - worst)
+        let top = match self.return_range() {
+            (_, high) if high.is_finite() => high,
+            // No cap on the return: run to the best single asset (or as far past the GMV).
+            _ => {
+                let best = mu.iter().fold(f64::NEG_INFINITY, |m, x| m.max(*x));
+                let worst = mu.iter().fold(f64::INFINITY, |m, x| m.min(*x));
+                if best > r_gmv {
+                    best
+                } else {
+                    r_gmv + (best - worst)
+                }
             }
         };
         let mut out = Vec::with_capacity(points);
-        for j in 0..points {
-            let solution = if j == 0 {
-                gmv.clone()
-            } else if j + 1 == points {
-                self.target(top, gmv)?
+        let mut anchor = gmv.clone();
+        for j in 1..points {
+            let t = if j + 1 == points {
+                top
             } else {
-                self.target(r_gmv + (top - r_gmv) * j as f64 / (points - 1) as f64, gmv)?
+                r_gmv + (top - r_gmv) * j as f64 / (points - 1) as f64
             };
-            let (expected_return, volatility, sharpe) = self.summary(&solution.weights);
-            out.push(FrontierPoint {
-                expected_return,
-                volatility,
-                sharpe,
-            });
+            out.push(self.point(&anchor.weights));
+            anchor = self.target(t, &anchor)?;
+        }
+        if points > 0 {
+            out.push(self.point(&anchor.weights));
         }
         Ok(out)
     }
 
-    /// (expected return, volatility, Sharpe ratio) of `w`.
-    fn summary(&self, w: &[f64]) -> (f64, f64, f64) {
-        let r = self.ret(w);
-        let vol = quad_form(&self.stats.cov, w).max(0.0).sqrt();
-        (r, vol, (r - self.risk_free_rate) / vol)
+    fn point(&self, w: &[f64]) -> FrontierPoint {
+        let expected_return = self.ret(w);
+        let volatility = quad_form(&self.stats.cov, w).max(0.0).sqrt();
+        let sharpe = (expected_return - self.rf) / volatility;
+        FrontierPoint {
+            expected_return,
+            volatility,
+            sharpe,
+        }
     }
 
     fn result(
@@ -711,23 +591,29 @@ impl Problem {
         solution: QpSolution,
         frontier: Vec<FrontierPoint>,
     ) -> PortfolioResult {
-        let (expected_return, volatility, sharpe) = self.summary(&solution.weights);
-        let mut weights = Vec::with_capacity(self.n());
+        let FrontierPoint {
+            expected_return,
+            volatility,
+            sharpe,
+        } = self.point(&solution.weights);
+        let mut weights = Vec::with_capacity(req.assets.len());
         let mut active_bounds = Vec::new();
-        for (i, (asset, &w)) in req.assets.iter().zip(&solution.weights).enumerate() {
-            weights.push(AssetWeight {
-                symbol: asset.symbol.clone(),
-                weight: w,
-                expected_return: self.stats.mu[i],
-                volatility: self.stats.cov[i][i].sqrt(),
-            });
+        for (i, (asset, &weight)) in req.assets.iter().zip(&solution.weights).enumerate() {
+            let symbol = asset.symbol.clone();
             if let Some(bound) = solution.fixed[i] {
                 active_bounds.push(ActiveBound {
-                    symbol: asset.symbol.clone(),
+                    symbol: symbol.clone(),
                     bound,
-                    value: w,
+                    value: weight,
                 });
             }
+            let (expected_return, volatility) = (self.stats.mu[i], self.stats.cov[i][i].sqrt());
+            weights.push(AssetWeight {
+                symbol,
+                weight,
+                expected_return,
+                volatility,
+            });
         }
         PortfolioResult {
             objective: req.objective,
@@ -739,7 +625,7 @@ impl Problem {
             expected_return,
             volatility,
             sharpe,
-            risk_free_rate: self.risk_free_rate,
+            risk_free_rate: self.rf,
             active_bounds,
             iterations: solution.iterations,
             frontier,
@@ -747,17 +633,12 @@ impl Problem {
     }
 }
 
-fn solver_error(e: QpError) -> InputError {
+fn solver_error(e: QpError) -> Result<QpSolution, InputError> {
     match e {
-        QpError::Singular | QpError::NoTangency => InputError::new(
-            "covariance",
-            "covariance is too ill-conditioned for the optimiser (a KKT system was singular)",
-        ),
-        QpError::IterationLimit(limit) => InputError::new(
+        QpError::Singular | QpError::NoTangency => fail("covariance", ILL_CONDITIONED),
+        QpError::IterationLimit(limit) => fail(
             "constraints",
-            format!(
-                "the optimiser did not converge within {limit} iterations (degenerate constraints)"
-            ),
+            format!("no convergence in {limit} iterations (degenerate bounds)"),
         ),
     }
 }

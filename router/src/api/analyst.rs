@@ -16,11 +16,15 @@ use super::ApiError;
 use super::chat::{parse_json, read_body};
 use crate::analyst::indicators::{self, Params};
 use crate::analyst::narrative::{self, Narrative};
+use crate::analyst::portfolio::{self, PortfolioRequest};
 use crate::analyst::prompts::Endpoint;
 use crate::analyst::sentiment::{self, Scored, SentimentRequest};
 use crate::analyst::series::{self, InputError, SymbolSeries};
 use crate::analyst::signals;
-use crate::analyst::{MarketSymbol, PromptItem, PromptSignal, market_context, sentiment_context};
+use crate::analyst::{
+    MarketSymbol, PortfolioFacts, PromptHolding, PromptItem, PromptSignal, market_context,
+    portfolio_context, sentiment_context,
+};
 use crate::state::Gateway;
 
 /// Read and parse a JSON body under the configured size limit.
@@ -273,6 +277,61 @@ async fn analyze_market(gw: &Gateway, body: Body) -> Result<Value, ApiError> {
         "narrative": n.value,
         "degraded": n.value.is_none(),
         "narrative_error": n.error,
+        "repaired": n.repaired,
+        "cost_usd": n.cost_usd(),
+        "routing": n.routing,
+    }))
+}
+
+pub async fn portfolio(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
+    respond(optimize_portfolio(&gw, body).await)
+}
+
+async fn optimize_portfolio(gw: &Gateway, body: Body) -> Result<Value, ApiError> {
+    let req: PortfolioRequest = body_json(gw, body).await?;
+    // Up to ~100 ms of arithmetic for large problems: off the async workers.
+    let (req, solved) = tokio::task::spawn_blocking(move || {
+        let solved = portfolio::optimise(&req);
+        (req, solved)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("optimiser task failed: {e}")))?;
+    let result = solved.map_err(input_error)?;
+    let holdings: Vec<PromptHolding> = result
+        .weights
+        .iter()
+        .map(|w| PromptHolding {
+            symbol: w.symbol.clone(),
+            weight: w.weight,
+            expected_return: Some(w.expected_return),
+        })
+        .collect();
+    let c = req.constraints.clone().unwrap_or_default();
+    let constraints = json!({
+        "long_only": c.long_only.unwrap_or(true),
+        "min_weight": c.min_weight,
+        "max_weight": c.max_weight,
+    });
+    let objective = serde_json::to_value(result.objective)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let facts = PortfolioFacts {
+        objective: &objective,
+        holdings: &holdings,
+        expected_return: result.expected_return,
+        volatility: result.volatility,
+        sharpe: result.sharpe,
+        risk_free_rate: result.risk_free_rate,
+        constraints: constraints.clone(),
+    };
+    let n = ask(gw, Endpoint::Portfolio, &portfolio_context(&facts), None).await;
+    Ok(json!({
+        "portfolio": result,
+        "constraints": constraints,
+        "commentary": n.value,
+        "degraded": n.value.is_none(),
+        "commentary_error": n.error,
         "repaired": n.repaired,
         "cost_usd": n.cost_usd(),
         "routing": n.routing,

@@ -42,6 +42,10 @@ pub fn app(gw: Arc<Gateway>) -> Router {
             "/ai/sentiment/news",
             post(analyst::sentiment).fallback(method_not_allowed),
         )
+        .route(
+            "/ai/optimize/portfolio",
+            post(analyst::portfolio).fallback(method_not_allowed),
+        )
         .route("/ai/models", get(insight::models))
         .route("/ai/performance", get(insight::performance))
         .route("/health/detailed", get(insight::detailed))
