@@ -3,51 +3,15 @@
 //! there) when every model fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use switchyard::analyst::narrative;
 use switchyard::analyst::prompts::Endpoint;
-use switchyard::sim::{self, FaultMode, SimHandle};
-use switchyard::{Gateway, app, demo};
-use tower::ServiceExt;
+use switchyard::sim::FaultMode;
 
-struct Setup {
-    sim: SimHandle,
-    gw: Arc<Gateway>,
-}
+mod common;
 
-async fn setup() -> Setup {
-    let sim = sim::spawn(
-        sim::SimConfig::default(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap();
-    let mut cfg = demo::config(&format!("http://{}", sim.addr)).unwrap();
-    cfg.sim = sim::SimConfig::default();
-    Setup {
-        gw: Gateway::new(cfg).unwrap(),
-        sim,
-    }
-}
-
-async fn post(gw: &Arc<Gateway>, path: &str, body: Value) -> (StatusCode, Value) {
-    let req = Request::post(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let resp = app(gw.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
-    (status, v)
-}
+use common::{post_json as post, setup};
 
 fn news() -> Value {
     json!({"items": [

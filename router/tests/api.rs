@@ -3,7 +3,6 @@
 //! faults, and the streaming contract.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,52 +10,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use switchyard::sim::{self, FaultMode, SimHandle};
+use switchyard::sim::FaultMode;
 use switchyard::{Gateway, app, demo};
 use tower::ServiceExt;
 
-struct Setup {
-    sim: SimHandle,
-    gw: Arc<Gateway>,
-}
+mod common;
 
-async fn setup() -> Setup {
-    setup_with(|_| {}).await
-}
-
-async fn setup_with(edit: impl FnOnce(&mut switchyard::config::Config)) -> Setup {
-    // No simulated latency: these tests are about behaviour, not timing.
-    let sim = sim::spawn(
-        sim::SimConfig::default(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap();
-    let mut cfg = demo::config(&format!("http://{}", sim.addr)).unwrap();
-    cfg.sim = sim::SimConfig::default();
-    edit(&mut cfg);
-    Setup {
-        gw: Gateway::new(cfg).unwrap(),
-        sim,
-    }
-}
-
-async fn send(
-    gw: &Arc<Gateway>,
-    req: Request<Body>,
-) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let resp = app(gw.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, headers, body)
-}
+use common::{send, setup, setup_with};
 
 fn post(body: impl Into<Body>) -> Request<Body> {
     Request::post("/v1/chat/completions")

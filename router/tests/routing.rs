@@ -18,6 +18,8 @@ use switchyard::sim::{self, FaultMode, SimHandle};
 use switchyard::{Gateway, app};
 use tower::ServiceExt;
 
+mod common;
+
 /// Upstream ids in the simulator.
 const MINI: &str = "gpt-4o-mini";
 const HAIKU: &str = "claude-3-5-haiku-20241022";
@@ -106,21 +108,7 @@ async fn post(
     path: &str,
     body: Value,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let req = Request::post(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let resp = app(gw.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, headers, bytes)
+    common::send(gw, common::post_request(path, &body)).await
 }
 
 async fn route(gw: &Arc<Gateway>, body: Value) -> (StatusCode, Value) {
