@@ -5,6 +5,7 @@
 //!
 //! Still to slot in, in this order: policies (after scoring) → cache (before execute).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -59,22 +60,22 @@ impl<T> Routed<T> {
 }
 
 /// The candidates for a request, ranked, without calling anything (`route --explain` too).
-pub fn plan(
-    gw: &Gateway,
+pub fn plan<'g>(
+    gw: &'g Gateway,
     request: &ChatRequest,
     target: &Target<'_>,
-) -> Result<(RouteConfig, Decision), ApiError> {
+) -> Result<(Cow<'g, RouteConfig>, Decision), ApiError> {
     let name = target.name.unwrap_or(DEFAULT_ROUTE);
     let route = if let Some(r) = gw.config.routes.get(name) {
-        r.clone()
+        Cow::Borrowed(r)
     } else if let Some(m) = gw.config.models.get(name) {
-        RouteConfig::single(m.id.clone())
+        Cow::Owned(RouteConfig::single(m.id.clone()))
     } else {
         let mut names: Vec<&str> = gw.config.models.keys().map(ModelId::as_str).collect();
         names.extend(gw.config.routes.keys().map(String::as_str));
         return Err(ApiError::model_not_found(name, &names));
     };
-    let models: Vec<ModelId> = match target.models {
+    let models: Cow<'_, [ModelId]> = match target.models {
         Some(list) if !list.is_empty() => {
             let mut out = Vec::new();
             for (i, m) in list.iter().enumerate() {
@@ -88,9 +89,9 @@ pub fn plan(
                     }
                 }
             }
-            out
+            Cow::Owned(out)
         }
-        _ => route.models.clone(),
+        _ => Cow::Borrowed(route.models.as_slice()),
     };
     let p = target.preferences.unwrap_or_default();
     let prefs = Preferences {
@@ -121,7 +122,7 @@ pub async fn complete(
 ) -> Result<Routed<ChatResponse>, ApiError> {
     let (route, decision) = plan(gw, request, target)?;
     match execute::complete(gw, &route, &decision, request).await {
-        Ok(s) => Ok(routed(s, route.name, decision)),
+        Ok(s) => Ok(routed(s, route.name.clone(), decision)),
         Err(f) => Err(failed(f)),
     }
 }
@@ -135,7 +136,7 @@ pub async fn stream(
 ) -> Result<Routed<Primed>, ApiError> {
     let (route, decision) = plan(gw, request, target)?;
     match execute::streamed(gw, &route, &decision, request).await {
-        Ok(s) => Ok(routed(s, route.name, decision)),
+        Ok(s) => Ok(routed(s, route.name.clone(), decision)),
         Err(f) => Err(failed(f)),
     }
 }

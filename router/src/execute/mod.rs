@@ -18,7 +18,7 @@ use tokio::time::Instant;
 pub use stream::{Primed, prime};
 
 use crate::catalog::CatalogEntry;
-use crate::config::RouteConfig;
+use crate::config::{ModelConfig, RouteConfig};
 use crate::ids::{ModelId, ProviderId};
 use crate::providers::{Call, ErrorKind, Provider, ProviderError};
 use crate::routing::candidates::Decision;
@@ -38,6 +38,19 @@ pub struct Attempt {
     pub latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl Attempt {
+    fn of(model: &ModelConfig, outcome: &'static str, status: Option<u16>, took: Duration) -> Self {
+        Attempt {
+            model: model.id.clone(),
+            provider: model.provider.clone(),
+            outcome,
+            status,
+            latency_ms: ms(took),
+            detail: None,
+        }
+    }
 }
 
 /// What a successful run produced.
@@ -231,14 +244,9 @@ async fn run<M: Mode>(
                 break;
             }
             if let Admission::Rejected(why) = health.admit(now) {
-                attempts.push(Attempt {
-                    model: model.id.clone(),
-                    provider: model.provider.clone(),
-                    outcome: "skipped",
-                    status: None,
-                    latency_ms: 0.0,
-                    detail: Some(why.describe()),
-                });
+                let mut skipped = Attempt::of(model, "skipped", None, Duration::ZERO);
+                skipped.detail = Some(why.describe());
+                attempts.push(skipped);
                 break;
             }
             let call = Call {
@@ -252,14 +260,7 @@ async fn run<M: Mode>(
                 .await
             {
                 Ok((value, latency)) => {
-                    attempts.push(Attempt {
-                        model: model.id.clone(),
-                        provider: model.provider.clone(),
-                        outcome: "ok",
-                        status: None,
-                        latency_ms: ms(latency),
-                        detail: None,
-                    });
+                    attempts.push(Attempt::of(model, "ok", None, latency));
                     return Ok(Success {
                         value,
                         model: model.id.clone(),
@@ -279,14 +280,7 @@ async fn run<M: Mode>(
                         upstream_message = %err.message,
                         "attempt failed"
                     );
-                    attempts.push(Attempt {
-                        model: model.id.clone(),
-                        provider: model.provider.clone(),
-                        outcome: err.kind.label(),
-                        status: err.status,
-                        latency_ms: ms(elapsed),
-                        detail: None,
-                    });
+                    attempts.push(Attempt::of(model, err.kind.label(), err.status, elapsed));
                     if !err.kind.allows_fallback() {
                         return Err(Failure {
                             last: Some((model.id.clone(), err)),

@@ -210,7 +210,8 @@ pub fn decide(
         c.terms = Some(t);
     }
     let order = score::rank(&eligible.iter().filter_map(|c| c.terms).collect::<Vec<_>>());
-    let mut ranked: Vec<Candidate> = order.into_iter().map(|i| eligible[i].clone()).collect();
+    let mut slots: Vec<Option<Candidate>> = eligible.into_iter().map(Some).collect();
+    let mut ranked: Vec<Candidate> = order.into_iter().filter_map(|i| slots[i].take()).collect();
     let count = ranked.len();
     ranked.extend(filtered);
     Decision {
