@@ -13,6 +13,7 @@ pub mod execute;
 pub mod ids;
 pub mod pipeline;
 pub mod providers;
+pub(crate) mod rng;
 pub mod routing;
 pub mod server;
 pub mod sim;

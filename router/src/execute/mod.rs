@@ -21,6 +21,7 @@ use crate::catalog::CatalogEntry;
 use crate::config::{ModelConfig, RouteConfig};
 use crate::ids::{ModelId, ProviderId};
 use crate::providers::{Call, ErrorKind, Provider, ProviderError};
+use crate::rng::SplitMix64;
 use crate::routing::candidates::Decision;
 use crate::routing::health::{Admission, ModelHealth, RetryBudget, retry_delay};
 use crate::state::Gateway;
@@ -219,7 +220,8 @@ async fn run<M: Mode>(
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut last: Option<(ModelId, ProviderError)> = None;
     let mut avoid: Option<ProviderId> = None;
-    let mut jitter = Jitter::new(start);
+    // Backoff jitter: a sequence seeded from the clock (no RNG state shared between requests).
+    let mut jitter = SplitMix64::new(crate::types::unix_nanos());
 
     while !queue.is_empty() && attempts.len() < route.max_attempts as usize {
         // Prefer a provider other than the one that just failed: its outage is often shared.
@@ -294,7 +296,7 @@ async fn run<M: Mode>(
                         retries_here,
                         Duration::from_millis(route.retry.base_ms),
                         Duration::from_millis(route.retry.cap_ms),
-                        &mut || jitter.next(),
+                        &mut || jitter.next_f64(),
                     );
                     // Retry this model only after a wait no longer than the backoff cap (a
                     // longer retry-after is the client's to wait out, or another model's turn),
@@ -326,28 +328,4 @@ async fn run<M: Mode>(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Cheap jitter for backoff: a SplitMix64 sequence seeded from the clock (no shared RNG state).
-struct Jitter(u64);
-
-impl Jitter {
-    fn new(now: Instant) -> Jitter {
-        let seed = now.elapsed().as_nanos() as u64
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0x9E37_79B9);
-        Jitter(seed)
-    }
-
-    /// Uniform in [0, 1).
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }

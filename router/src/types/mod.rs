@@ -18,6 +18,14 @@ pub use response::{
 };
 pub use stream::{ChunkRenderer, StreamAccumulator, StreamEvent, sse_json};
 
+/// Nanoseconds since the Unix epoch (0 if the clock is before it): a seed, not a timestamp.
+pub fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// Seconds since the Unix epoch, for `created` fields.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -30,15 +38,8 @@ pub fn unix_now() -> u64 {
 pub fn new_id(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // SplitMix64 finaliser: cheap, well mixed, no RNG state to share.
-    let mut z = nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    // SplitMix64's finaliser over clock and counter: well mixed, no RNG state to share.
+    let z = crate::rng::mix(unix_nanos() ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     format!("{prefix}{z:016x}{:08x}", n as u32)
 }
