@@ -8,12 +8,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use super::chat::{parse_json, read_body};
+use super::chat::body_json;
 use crate::analyst::indicators::{self, Params};
 use crate::analyst::narrative::{self, Narrative};
 use crate::analyst::portfolio::{self, PortfolioRequest};
@@ -26,15 +25,6 @@ use crate::analyst::{
     portfolio_context, sentiment_context,
 };
 use crate::state::Gateway;
-
-/// Read and parse a JSON body under the configured size limit.
-async fn body_json<T: serde::de::DeserializeOwned>(
-    gw: &Gateway,
-    body: Body,
-) -> Result<T, ApiError> {
-    let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
-    parse_json(&bytes)
-}
 
 /// Ask for an endpoint's narrative with the configured route.
 async fn ask(
@@ -65,18 +55,14 @@ async fn ask(
     narrative::ask(gw, spec, user, schema, gw.analyst.route.as_deref()).await
 }
 
-fn respond(result: Result<Value, ApiError>) -> Response {
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
 /// Batches scored concurrently, at most this many at a time.
 const SENTIMENT_CONCURRENCY: usize = 4;
 
-pub async fn sentiment(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
-    respond(news_sentiment(&gw, body).await)
+pub async fn sentiment(
+    State(gw): State<Arc<Gateway>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    news_sentiment(&gw, body).await.map(Json)
 }
 
 async fn news_sentiment(gw: &Gateway, body: Body) -> Result<Value, ApiError> {
@@ -203,8 +189,8 @@ fn input_error(e: InputError) -> ApiError {
     ApiError::invalid_param(e.path, e.message)
 }
 
-pub async fn market(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
-    respond(analyze_market(&gw, body).await)
+pub async fn market(State(gw): State<Arc<Gateway>>, body: Body) -> Result<Json<Value>, ApiError> {
+    analyze_market(&gw, body).await.map(Json)
 }
 
 async fn analyze_market(gw: &Gateway, body: Body) -> Result<Value, ApiError> {
@@ -283,8 +269,11 @@ async fn analyze_market(gw: &Gateway, body: Body) -> Result<Value, ApiError> {
     }))
 }
 
-pub async fn portfolio(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
-    respond(optimize_portfolio(&gw, body).await)
+pub async fn portfolio(
+    State(gw): State<Arc<Gateway>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    optimize_portfolio(&gw, body).await.map(Json)
 }
 
 async fn optimize_portfolio(gw: &Gateway, body: Body) -> Result<Value, ApiError> {

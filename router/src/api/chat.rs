@@ -21,14 +21,11 @@ use crate::providers::EventStream;
 use crate::state::Gateway;
 use crate::types::{ChatRequest, ChunkRenderer, new_id, sse_json};
 
-pub async fn chat_completions(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
-    match handle(&gw, body).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn handle(gw: &Gateway, body: Body) -> Result<Response, ApiError> {
+pub async fn chat_completions(
+    State(gw): State<Arc<Gateway>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let gw = &*gw;
     let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
     let request = parse_request(&bytes)?;
     // `model` names a model or a route (`auto`, `cheap`, …).
@@ -66,6 +63,15 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
             }
         }
     }
+}
+
+/// Read a JSON body under the configured size limit (413) and parse it, naming a bad field (400).
+pub(crate) async fn body_json<T: serde::de::DeserializeOwned>(
+    gw: &Gateway,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
+    parse_json(&bytes)
 }
 
 /// Parse a JSON body into `T`; errors name the offending field.

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::chat::{read_body, render_sse};
+use super::chat::{body_json, render_sse};
 use super::{ApiError, routing_headers};
 use crate::config::{Optimize, Weights};
 use crate::execute::Primed;
@@ -175,17 +175,9 @@ impl RouteParts {
     }
 }
 
-pub async fn route(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
-    let result = async {
-        let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
-        let req: RouteRequest = super::chat::parse_json(&bytes)?;
-        handle(&gw, req).await
-    }
-    .await;
-    match result {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+pub async fn route(State(gw): State<Arc<Gateway>>, body: Body) -> Result<Response, ApiError> {
+    let req: RouteRequest = body_json(&gw, body).await?;
+    handle(&gw, req).await
 }
 
 async fn handle(gw: &Gateway, req: RouteRequest) -> Result<Response, ApiError> {
@@ -321,59 +313,49 @@ pub struct BatchRequest {
 
 /// `POST /ai/route/batch`: each request routed on its own, at most `concurrency` at a time,
 /// results in input order; one failure is that item's error, not the batch's.
-pub async fn batch(State(gw): State<Arc<Gateway>>, body: Body) -> Response {
-    let result =
-        async {
-            let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
-            let batch: BatchRequest = super::chat::parse_json(&bytes)?;
-            if batch.requests.is_empty() || batch.requests.len() > MAX_BATCH {
-                return Err(ApiError::invalid_param(
-                    "requests",
-                    format!(
-                        "must hold 1 to {MAX_BATCH} requests, got {}",
-                        batch.requests.len()
-                    ),
-                ));
-            }
-            let concurrency = batch.concurrency.unwrap_or(DEFAULT_BATCH_CONCURRENCY);
-            if concurrency == 0 || concurrency > 32 {
-                return Err(ApiError::invalid_param(
-                    "concurrency",
-                    "must be between 1 and 32",
-                ));
-            }
-            let gw = &gw;
-            let results: Vec<Value> = futures::stream::iter(batch.requests.into_iter().enumerate())
-            .map(|(i, item)| async move {
-                let outcome = match serde_json::from_value::<RouteRequest>(item) {
-                    Err(e) => Err(ApiError::invalid_param(format!("requests[{i}]"), e)),
-                    Ok(r) if r.stream => Err(ApiError::invalid_param(
-                        format!("requests[{i}].stream"),
-                        "batch items cannot stream",
-                    )),
-                    Ok(r) => handle_one(gw, r).await,
-                };
-                match outcome {
-                    Ok(v) => json!({"index": i, "status": 200, "response": v}),
-                    Err(e) => {
-                        json!({"index": i, "status": e.status.as_u16(), "error": e.body()["error"]})
-                    }
-                }
-            })
-            .buffered(concurrency)
-            .collect()
-            .await;
-            let failed = results.iter().filter(|r| r["status"] != 200).count();
-            Ok(Json(
-                json!({"results": results, "succeeded": results.len() - failed, "failed": failed}),
-            )
-            .into_response())
-        }
-        .await;
-    match result {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+pub async fn batch(State(gw): State<Arc<Gateway>>, body: Body) -> Result<Json<Value>, ApiError> {
+    let batch: BatchRequest = body_json(&gw, body).await?;
+    if batch.requests.is_empty() || batch.requests.len() > MAX_BATCH {
+        return Err(ApiError::invalid_param(
+            "requests",
+            format!(
+                "must hold 1 to {MAX_BATCH} requests, got {}",
+                batch.requests.len()
+            ),
+        ));
     }
+    let concurrency = batch.concurrency.unwrap_or(DEFAULT_BATCH_CONCURRENCY);
+    if concurrency == 0 || concurrency > 32 {
+        return Err(ApiError::invalid_param(
+            "concurrency",
+            "must be between 1 and 32",
+        ));
+    }
+    let gw = &gw;
+    let results: Vec<Value> = futures::stream::iter(batch.requests.into_iter().enumerate())
+        .map(|(i, item)| async move {
+            let outcome = match serde_json::from_value::<RouteRequest>(item) {
+                Err(e) => Err(ApiError::invalid_param(format!("requests[{i}]"), e)),
+                Ok(r) if r.stream => Err(ApiError::invalid_param(
+                    format!("requests[{i}].stream"),
+                    "batch items cannot stream",
+                )),
+                Ok(r) => handle_one(gw, r).await,
+            };
+            match outcome {
+                Ok(v) => json!({"index": i, "status": 200, "response": v}),
+                Err(e) => {
+                    json!({"index": i, "status": e.status.as_u16(), "error": e.body()["error"]})
+                }
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    let failed = results.iter().filter(|r| r["status"] != 200).count();
+    Ok(Json(
+        json!({"results": results, "succeeded": results.len() - failed, "failed": failed}),
+    ))
 }
 
 async fn handle_one(gw: &Gateway, req: RouteRequest) -> Result<Value, ApiError> {
