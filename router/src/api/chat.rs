@@ -35,7 +35,7 @@ pub async fn chat_completions(
     };
     if request.stream {
         let routed = pipeline::stream(gw, &request, &target).await?;
-        Ok(sse_response(routed, request.include_usage()))
+        Ok(sse_answer(routed, request.include_usage(), None))
     } else {
         let mut routed = pipeline::complete(gw, &request, &target).await?;
         let cost = gw.usage_cost(&routed.model, &routed.value.usage);
@@ -123,17 +123,22 @@ fn data_error(e: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) ->
     ApiError::invalid_param(if path == "." { "body".into() } else { path }, message)
 }
 
-/// The SSE answer: the primed head, then the rest of the upstream stream, then `[DONE]` — or,
-/// if the upstream breaks, an error event and no `[DONE]`, so no client mistakes a cut answer
-/// for a complete one.
-fn sse_response(routed: Routed<Primed>, include_usage: bool) -> Response {
+/// The SSE answer: `prelude` (if any), the primed head, then the rest of the upstream stream,
+/// then `[DONE]` — or, if the upstream breaks, an error event and no `[DONE]`, so no client
+/// mistakes a cut answer for a complete one.
+pub(super) fn sse_answer(
+    routed: Routed<Primed>,
+    include_usage: bool,
+    prelude: Option<Bytes>,
+) -> Response {
     let model = routed.model.to_string();
     let mut response = Response::new(Body::empty());
     routing_headers(response.headers_mut(), &routed, None);
     let Primed { head, tail } = routed.value;
     let renderer = ChunkRenderer::new(new_id("chatcmpl-"), model.clone(), include_usage);
     let events: EventStream = Box::pin(futures::stream::iter(head.into_iter().map(Ok)).chain(tail));
-    *response.body_mut() = Body::from_stream(render_sse(events, renderer, model));
+    let prelude = futures::stream::iter(prelude.map(Ok));
+    *response.body_mut() = Body::from_stream(prelude.chain(render_sse(events, renderer, model)));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -144,7 +149,7 @@ fn sse_response(routed: Routed<Primed>, include_usage: bool) -> Response {
     response
 }
 
-pub(super) fn render_sse(
+fn render_sse(
     events: EventStream,
     renderer: ChunkRenderer,
     model: String,

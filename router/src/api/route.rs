@@ -8,24 +8,19 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::chat::{body_json, render_sse};
+use super::chat::{body_json, sse_answer};
 use super::{ApiError, routing_headers};
 use crate::config::{Optimize, Weights};
 use crate::execute::Primed;
 use crate::pipeline::{self, RequestPreferences, Routed, Target};
-use crate::providers::EventStream;
 use crate::routing::candidates::{Candidate, Decision};
 use crate::state::Gateway;
-use crate::types::{
-    ChatRequest, ChatResponse, ChunkRenderer, Message, ResponseFormat, Role, Tool, ToolChoice,
-    new_id,
-};
+use crate::types::{ChatRequest, ChatResponse, Message, ResponseFormat, Role, Tool, ToolChoice};
 
 /// Most requests one batch may hold.
 pub const MAX_BATCH: usize = 100;
@@ -262,26 +257,10 @@ fn candidate_json(c: &Candidate) -> Value {
 /// Streaming `/ai/route`: an `event: routing` frame with the decision, then the answer as
 /// OpenAI chunks, then `[DONE]` (or an error event if the upstream broke mid-answer).
 fn sse(routed: Routed<Primed>) -> Response {
-    let mut head = Response::new(Body::empty());
-    routing_headers(head.headers_mut(), &routed, None);
     let mut routing = routing_json(&routed.decision, &routed);
     routing["provider"] = json!(routed.provider);
     let first = Bytes::from(format!("event: routing\ndata: {routing}\n\n"));
-    let model = routed.model.to_string();
-    let Primed { head: events, tail } = routed.value;
-    let renderer = ChunkRenderer::new(new_id("chatcmpl-"), model.clone(), true);
-    let events: EventStream =
-        Box::pin(futures::stream::iter(events.into_iter().map(Ok)).chain(tail));
-    let body = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(first) })
-        .chain(render_sse(events, renderer, model));
-    *head.body_mut() = Body::from_stream(body);
-    let headers = head.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    head
+    sse_answer(routed, true, Some(first))
 }
 
 /// The ranked candidates for a request body, without calling any model: a `/ai/route` body, or
