@@ -3,7 +3,7 @@
 //! published by StockCharts ChartSchool (cs-rsi.xls, cs-atr.xls, cs-bbands.xls).
 
 use super::*;
-use crate::analyst::series::Bar;
+use crate::analyst::series::flat_bars;
 
 fn close_to(got: Option<f64>, want: f64, tol: f64) {
     let got = got.unwrap_or_else(|| panic!("expected {want}, got None"));
@@ -12,24 +12,6 @@ fn close_to(got: Option<f64>, want: f64, tol: f64) {
 
 fn defined_from(v: &[Option<f64>]) -> Option<usize> {
     v.iter().position(Option::is_some)
-}
-
-fn ohlc_series(closes: &[f64]) -> SymbolSeries {
-    SymbolSeries {
-        symbol: "X".into(),
-        bars: closes
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| Bar {
-                t: 1000 + i as i64,
-                open: c,
-                high: c,
-                low: c,
-                close: c,
-                volume: 0.0,
-            })
-            .collect(),
-    }
 }
 
 const ONE_TO_TEN: [f64; 10] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
@@ -422,12 +404,12 @@ fn params_defaults_and_validation() {
 fn analyse_requires_enough_bars_for_the_longest_window() {
     let p = Params::default();
     let closes: Vec<f64> = (0..50).map(|i| 100.0 + i as f64).collect();
-    let a = analyse(&ohlc_series(&closes), &p, "symbols[0]").unwrap();
+    let a = analyse(&flat_bars(&closes), &p, "symbols[0]").unwrap();
     // Exactly 50 bars: SMA(50) defined at the last index only.
     assert_eq!(defined_from(&a.series.sma[&50]), Some(49));
     assert_eq!(a.latest.sma[&50], Some(124.5));
 
-    let e = analyse(&ohlc_series(&closes[..49]), &p, "symbols[0]").unwrap_err();
+    let e = analyse(&flat_bars(&closes[..49]), &p, "symbols[0]").unwrap_err();
     assert_eq!(e.path, "symbols[0].bars");
     assert_eq!(
         e.message,
@@ -442,19 +424,19 @@ fn analyse_requires_enough_bars_for_the_longest_window() {
         atr: 2,
         ..p
     };
-    let e = analyse(&ohlc_series(&closes[..14]), &small, "symbols[3]").unwrap_err();
+    let e = analyse(&flat_bars(&closes[..14]), &small, "symbols[3]").unwrap_err();
     assert_eq!(
         e.to_string(),
         "symbols[3].bars: 14 bars are too few for RSI(14), which needs at least 15"
     );
-    assert!(analyse(&ohlc_series(&closes[..15]), &small, "symbols[3]").is_ok());
-    let e = analyse(&ohlc_series(&[f64::NAN, 1.0]), &small, "symbols[1]").unwrap_err();
+    assert!(analyse(&flat_bars(&closes[..15]), &small, "symbols[3]").is_ok());
+    let e = analyse(&flat_bars(&[f64::NAN, 1.0]), &small, "symbols[1]").unwrap_err();
     assert_eq!(e.path, "symbols[1].bars[0].open");
 }
 
 #[test]
 fn analyse_a_flat_series() {
-    let a = analyse(&ohlc_series(&[100.0; 60]), &Params::default(), "s").unwrap();
+    let a = analyse(&flat_bars(&[100.0; 60]), &Params::default(), "s").unwrap();
     assert_eq!(a.latest.rsi, Some(50.0));
     assert_eq!(a.latest.bollinger.bandwidth, Some(0.0));
     assert_eq!(a.latest.bollinger.percent_b, None);
@@ -470,7 +452,7 @@ fn analyse_summary_and_json_shape() {
     // 60 bars rising by 1, then a gap down to half.
     let mut closes: Vec<f64> = (0..60).map(|i| 100.0 + i as f64).collect();
     closes.push(79.5);
-    let a = analyse(&ohlc_series(&closes), &Params::default(), "symbols[0]").unwrap();
+    let a = analyse(&flat_bars(&closes), &Params::default(), "symbols[0]").unwrap();
     assert_eq!((a.bars, a.last_t, a.last_close), (61, 1060, 79.5));
     assert_eq!(a.last_return, Some(-0.5)); // (79.5 − 159)/159
     assert_eq!(a.total_return, -0.205); // (79.5 − 100)/100

@@ -335,6 +335,27 @@ pub fn check_aligned(series: &[SymbolSeries]) -> Result<(), InputError> {
     Ok(())
 }
 
+/// A series whose bars all open, close, and range at one price each (t = 1000, 1001, …): for
+/// tests of indicators and signals on hand-built price paths.
+#[cfg(test)]
+pub(crate) fn flat_bars(closes: &[f64]) -> SymbolSeries {
+    SymbolSeries {
+        symbol: "X".into(),
+        bars: closes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| Bar {
+                t: 1000 + i as i64,
+                open: c,
+                high: c,
+                low: c,
+                close: c,
+                volume: 0.0,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 #[path = "series_tests.rs"]
 mod tests;

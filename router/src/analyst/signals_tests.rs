@@ -2,24 +2,10 @@
 
 use super::*;
 use crate::analyst::indicators::{Params, analyse};
-use crate::analyst::series::{Bar, SymbolSeries};
+use crate::analyst::series::flat_bars;
 
 fn analysis(closes: &[f64], p: &Params) -> Analysis {
-    let series = SymbolSeries {
-        symbol: "X".into(),
-        bars: closes
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| Bar {
-                t: i as i64,
-                open: c,
-                high: c,
-                low: c,
-                close: c,
-                volume: 0.0,
-            })
-            .collect(),
-    };
+    let series = flat_bars(closes);
     analyse(&series, p, "symbols[0]").unwrap()
 }
 
