@@ -50,12 +50,9 @@ pub struct Routed<T> {
 }
 
 impl<T> Routed<T> {
-    /// Successful upstream calls are one; skipped candidates are not attempts.
+    /// Upstream calls made (skipped candidates are not attempts).
     pub fn attempt_count(&self) -> usize {
-        self.attempts
-            .iter()
-            .filter(|a| a.outcome != "skipped")
-            .count()
+        execute::upstream_calls(&self.attempts)
     }
 }
 
@@ -162,16 +159,17 @@ fn no_candidate(decision: &Decision) -> ApiError {
         .iter()
         .filter_map(|c| c.filtered.as_ref().map(|f| (c, f)))
         .collect();
+    let detail = filtered
+        .iter()
+        .map(|(c, f)| format!("{}: {f}", c.model))
+        .collect::<Vec<_>>()
+        .join("; ");
     let all_health = !filtered.is_empty()
         && filtered
             .iter()
             .all(|(_, f)| f.reason == FilterReason::Health);
     if all_health {
-        let detail: Vec<String> = filtered
-            .iter()
-            .map(|(c, f)| format!("{}: {f}", c.model))
-            .collect();
-        return ApiError::unavailable(&decision.route, &detail.join("; "));
+        return ApiError::unavailable(&decision.route, &detail);
     }
     if let [(_, f)] = filtered.as_slice() {
         return if f.reason == FilterReason::Context {
@@ -180,11 +178,7 @@ fn no_candidate(decision: &Decision) -> ApiError {
             ApiError::invalid_param(f.reason.param(), &f.detail)
         };
     }
-    let detail: Vec<String> = filtered
-        .iter()
-        .map(|(c, f)| format!("{}: {f}", c.model))
-        .collect();
-    ApiError::no_eligible_model(&decision.route, &detail.join("; "))
+    ApiError::no_eligible_model(&decision.route, &detail)
 }
 
 /// Every attempt failed (or one failed in a way no other model could fix).
@@ -198,7 +192,7 @@ fn failed(f: Failure) -> ApiError {
         return ApiError::unavailable("the route", &detail.join("; "));
     };
     let mut api = ApiError::upstream(model.as_str(), &err);
-    let tried = f.attempts.iter().filter(|a| a.outcome != "skipped").count();
+    let tried = execute::upstream_calls(&f.attempts);
     if !f.fail_fast && tried > 1 {
         let summary: Vec<String> = f
             .attempts

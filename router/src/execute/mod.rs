@@ -54,6 +54,11 @@ impl Attempt {
     }
 }
 
+/// How many of `attempts` called an upstream (skipped candidates did not).
+pub fn upstream_calls(attempts: &[Attempt]) -> usize {
+    attempts.iter().filter(|a| a.outcome != "skipped").count()
+}
+
 /// What a successful run produced.
 pub struct Success<T> {
     pub value: T,
