@@ -2,13 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, ModelConfig};
-use crate::execute::Retries;
 use crate::ids::{ModelId, ProviderId};
 use crate::providers::{self, Provider};
-use crate::routing::health::{Health, HealthConfig};
+use crate::routing::health::{Health, HealthConfig, RetryBudget};
 
 /// Everything a request needs, shared by all requests (`Arc<Gateway>`).
 pub struct Gateway {
@@ -16,8 +15,9 @@ pub struct Gateway {
     pub providers: HashMap<ProviderId, Provider>,
     /// Live health of every configured model (latency, reliability, breaker).
     pub health: Health,
-    /// The gateway-wide retry budget.
-    pub retries: Retries,
+    /// The gateway-wide retry budget: same-model retries may be at most 20% of the requests of
+    /// the last 10 s, plus 3 a second (Envoy's and Linkerd's defaults).
+    pub retry_budget: RetryBudget,
     /// Prompts of the analyst endpoints, checked at startup.
     pub analyst: crate::analyst::Analyst,
     pub started_at: Instant,
@@ -43,7 +43,7 @@ impl Gateway {
             config: Arc::new(config),
             providers,
             health,
-            retries: Retries::default(),
+            retry_budget: RetryBudget::new(0.2, 3, Duration::from_secs(10)),
             analyst,
             started_at: Instant::now(),
         }))

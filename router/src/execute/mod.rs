@@ -23,7 +23,7 @@ use crate::ids::{ModelId, ProviderId};
 use crate::providers::{Call, ErrorKind, Provider, ProviderError};
 use crate::rng::SplitMix64;
 use crate::routing::candidates::Decision;
-use crate::routing::health::{Admission, ModelHealth, RetryBudget, retry_delay};
+use crate::routing::health::{Admission, ModelHealth, retry_delay};
 use crate::state::Gateway;
 use crate::types::{ChatRequest, ChatResponse};
 
@@ -76,20 +76,6 @@ pub struct Failure {
     pub attempts: Vec<Attempt>,
     /// The last error may not be retried elsewhere (a request the upstream found invalid).
     pub fail_fast: bool,
-}
-
-/// Shared retry state: one budget for the gateway, one source of jitter.
-#[derive(Debug)]
-pub struct Retries {
-    pub budget: RetryBudget,
-}
-
-impl Default for Retries {
-    fn default() -> Self {
-        Retries {
-            budget: RetryBudget::new(0.2, 3, Duration::from_secs(10)),
-        }
-    }
 }
 
 /// What one attempt does; implemented for complete and streamed answers.
@@ -218,7 +204,7 @@ async fn run<M: Mode>(
 ) -> Result<Success<M::Output>, Failure> {
     let start = Instant::now();
     let deadline = start + route.total;
-    let budget = &gw.retries.budget;
+    let budget = &gw.retry_budget;
     budget.deposit(start);
     let mut queue: Vec<&crate::routing::candidates::Candidate> =
         decision.eligible().iter().collect();
