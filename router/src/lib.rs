@@ -12,6 +12,7 @@ pub mod demo;
 pub mod execute;
 pub mod ids;
 pub mod pipeline;
+pub mod policy;
 pub mod providers;
 pub(crate) mod rng;
 pub mod routing;

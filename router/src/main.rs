@@ -59,6 +59,19 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_LISTEN)]
         listen: SocketAddr,
     },
+    /// Work with WASM routing policies.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Run a policy folder's manifest test cases: pass/fail, fuel, latency, memory.
+    Test { dir: PathBuf },
+    /// Print a component's imports, exports and ABI.
+    Inspect { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -141,6 +154,21 @@ async fn run(command: Command) -> Result<(), String> {
             server::shutdown_signal().await;
             handle.shutdown().await;
             Ok(())
+        }
+        Command::Policy { action } => {
+            let (text, ok) = match action {
+                PolicyCommand::Test { dir } => switchyard::policy::cli::test(&dir)?,
+                PolicyCommand::Inspect { file } => (switchyard::policy::cli::inspect(&file)?, true),
+            };
+            #[expect(clippy::print_stdout, reason = "the report is this command's output")]
+            {
+                print!("{text}");
+            }
+            if ok {
+                Ok(())
+            } else {
+                Err("some cases failed".to_owned())
+            }
         }
         Command::Demo { listen } => {
             let (sim, gw) = demo::start().await?;

@@ -1,9 +1,10 @@
 //! THE ORDER OF STEPS for one chat request. Only this file knows it:
 //!
 //! admit (api/) → target (route or model) → count + candidates + score (routing/) →
+//! policies (policy/ → plugins/host: edits, vetoes, context fit re-checked) →
 //! execute (attempt loop with retries and fallback) → record (health, in execute) → respond.
 //!
-//! Still to slot in, in this order: policies (after scoring) → cache (before execute).
+//! Still to slot in: cache (after policies, before execute).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -14,9 +15,10 @@ use crate::api::ApiError;
 use crate::config::{DEFAULT_ROUTE, RouteConfig};
 use crate::execute::{self, Attempt, Failure, Primed, Success};
 use crate::ids::{ModelId, ProviderId};
+use crate::policy::{self, Applied, PolicyRun};
 use crate::routing::candidates::{self, Decision, FilterReason, Preferences};
 use crate::state::Gateway;
-use crate::types::{ChatRequest, ChatResponse};
+use crate::types::{ChatRequest, ChatResponse, new_id};
 
 /// What to route over: a route name or a model name, optionally narrowed to some models, with
 /// the request's own preferences.
@@ -27,6 +29,8 @@ pub struct Target<'a> {
     /// Restrict (and order) the candidates to these models.
     pub models: Option<&'a [String]>,
     pub preferences: Option<RequestPreferences>,
+    /// Request headers policies may see (see `policy::visible_header`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// `preferences` in a request: override the route's weights and add limits.
@@ -47,6 +51,10 @@ pub struct Routed<T> {
     pub decision: Decision,
     /// To the answer, or to the first token when streaming.
     pub latency: Duration,
+    /// What each routing policy did.
+    pub policies: Vec<PolicyRun>,
+    /// Headers the policies add to the answer.
+    pub headers: Vec<(String, String)>,
 }
 
 impl<T> Routed<T> {
@@ -95,6 +103,7 @@ pub fn plan<'g>(
         weights: p.weights.unwrap_or(route.weights),
         max_cost_usd: p.max_cost_usd,
         max_latency_ms: p.max_latency_ms,
+        defer_context: policy::active_for(gw.policies.as_ref(), &route.name),
     };
     let decision = candidates::decide(
         &gw.config,
@@ -111,15 +120,64 @@ pub fn plan<'g>(
     Ok((route, decision))
 }
 
+/// The plan with the route's policies applied: the request as they left it, the candidates as
+/// they ordered and vetoed them, and what each did.
+pub fn plan_with_policies<'g, 'r>(
+    gw: &'g Gateway,
+    request: &'r ChatRequest,
+    target: &Target<'_>,
+) -> Result<Planned<'g, 'r>, ApiError> {
+    let (route, mut decision) = plan(gw, request, target)?;
+    let mut request = Cow::Borrowed(request);
+    let applied = match &gw.policies {
+        Some(registry) if decision.deferred_context => {
+            let request_id = new_id("req");
+            let caller = policy::Caller {
+                request_id: &request_id,
+                tenant: "",
+                headers: &target.headers,
+                max_cost_usd: target.preferences.and_then(|p| p.max_cost_usd),
+            };
+            let applied = policy::apply(
+                registry,
+                &gw.config,
+                &route,
+                &mut request,
+                &mut decision,
+                &caller,
+            )?;
+            if decision.eligible().is_empty() {
+                return Err(no_candidate(&decision));
+            }
+            applied
+        }
+        _ => Applied::default(),
+    };
+    Ok(Planned {
+        route,
+        decision,
+        request,
+        applied,
+    })
+}
+
+/// A request ready to execute.
+pub struct Planned<'g, 'r> {
+    pub route: Cow<'g, RouteConfig>,
+    pub decision: Decision,
+    pub request: Cow<'r, ChatRequest>,
+    pub applied: Applied,
+}
+
 /// A complete answer.
 pub async fn complete(
     gw: &Gateway,
     request: &ChatRequest,
     target: &Target<'_>,
 ) -> Result<Routed<ChatResponse>, ApiError> {
-    let (route, decision) = plan(gw, request, target)?;
-    match execute::complete(gw, &route, &decision, request).await {
-        Ok(s) => Ok(routed(s, route.name.clone(), decision)),
+    let p = plan_with_policies(gw, request, target)?;
+    match execute::complete(gw, &p.route, &p.decision, &p.request).await {
+        Ok(s) => Ok(routed(s, p.route.name.clone(), p.decision, p.applied)),
         Err(f) => Err(failed(f)),
     }
 }
@@ -131,14 +189,14 @@ pub async fn stream(
     request: &ChatRequest,
     target: &Target<'_>,
 ) -> Result<Routed<Primed>, ApiError> {
-    let (route, decision) = plan(gw, request, target)?;
-    match execute::streamed(gw, &route, &decision, request).await {
-        Ok(s) => Ok(routed(s, route.name.clone(), decision)),
+    let p = plan_with_policies(gw, request, target)?;
+    match execute::streamed(gw, &p.route, &p.decision, &p.request).await {
+        Ok(s) => Ok(routed(s, p.route.name.clone(), p.decision, p.applied)),
         Err(f) => Err(failed(f)),
     }
 }
 
-fn routed<T>(s: Success<T>, route: String, decision: Decision) -> Routed<T> {
+fn routed<T>(s: Success<T>, route: String, decision: Decision, applied: Applied) -> Routed<T> {
     Routed {
         value: s.value,
         model: s.model,
@@ -147,6 +205,8 @@ fn routed<T>(s: Success<T>, route: String, decision: Decision) -> Routed<T> {
         attempts: s.attempts,
         decision,
         latency: s.latency,
+        policies: applied.runs,
+        headers: applied.headers,
     }
 }
 

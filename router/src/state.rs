@@ -20,6 +20,8 @@ pub struct Gateway {
     pub retry_budget: RetryBudget,
     /// Prompts of the analyst endpoints, checked at startup.
     pub analyst: crate::analyst::Analyst,
+    /// The WASM routing policies (`[policies] dir`), hot-reloaded; `None` without a folder.
+    pub policies: Option<Arc<switchyard_plugins::Registry>>,
     pub started_at: Instant,
 }
 
@@ -39,12 +41,14 @@ impl Gateway {
             .collect();
         let health = Health::new(health, config.models.keys().cloned());
         let analyst = crate::analyst::Analyst::new(&config.analyst)?;
+        let policies = crate::policy::start(&config)?;
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
             providers,
             health,
             retry_budget: RetryBudget::new(0.2, 3, Duration::from_secs(10)),
             analyst,
+            policies,
             started_at: Instant::now(),
         }))
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde_json::error::Category;
@@ -23,6 +23,7 @@ use crate::types::{ChatRequest, ChunkRenderer, new_id, sse_json};
 
 pub async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let gw = &*gw;
@@ -31,6 +32,7 @@ pub async fn chat_completions(
     // `model` names a model or a route (`auto`, `cheap`, …).
     let target = Target {
         name: Some(&request.model),
+        headers: super::policy_headers(&headers),
         ..Target::default()
     };
     if request.stream {

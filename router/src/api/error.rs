@@ -139,6 +139,32 @@ impl ApiError {
         .code("method_not_allowed")
     }
 
+    /// A routing policy refused the request (its own status, 4xx or 503).
+    pub fn policy_denied(status: u16, policy: &str, code: &str, reason: &str) -> Self {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+        let kind = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "api_error"
+        } else {
+            "invalid_request_error"
+        };
+        ApiError::new(
+            status,
+            kind,
+            format!("Policy '{policy}' denied the request ({code}): {reason}"),
+        )
+        .code("policy_denied")
+    }
+
+    /// A fail-closed policy could not run, so the request is refused rather than sent unchecked.
+    pub fn policy_failed(policy: &str, detail: &str) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            format!("Policy '{policy}' could not run and fails closed: {detail}"),
+        )
+        .code("policy_error")
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", message).code("internal")
     }

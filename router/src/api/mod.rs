@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod insight;
 mod models;
+mod policies;
 mod route;
 
 pub use route::explain;
@@ -47,6 +48,11 @@ pub fn app(gw: Arc<Gateway>) -> Router {
             post(analyst::portfolio).fallback(method_not_allowed),
         )
         .route("/ai/models", get(insight::models))
+        .route("/ai/policies", get(policies::list))
+        .route(
+            "/ai/policies/reload",
+            post(policies::reload).fallback(method_not_allowed),
+        )
         .route("/ai/performance", get(insight::performance))
         .route("/health/detailed", get(insight::detailed))
         .route("/v1/models", get(models::list))
@@ -86,4 +92,22 @@ pub(crate) fn routing_headers<T>(
     if let Some(cost) = cost_usd {
         put("x-switchyard-cost-usd", &format!("{cost:.8}"));
     }
+    // Headers set by routing policies (validated by the host: lower-case `x-` names, printable).
+    for (name, value) in &routed.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+}
+
+/// The request headers routing policies may see.
+pub(crate) fn policy_headers(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(n, _)| crate::policy::visible_header(n.as_str()))
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
 }

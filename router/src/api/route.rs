@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -166,19 +167,29 @@ impl RouteParts {
             name: self.route.as_deref(),
             models: self.models.as_deref(),
             preferences: Some(self.prefs),
+            headers: Vec::new(),
         }
     }
 }
 
-pub async fn route(State(gw): State<Arc<Gateway>>, body: Body) -> Result<Response, ApiError> {
+pub async fn route(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: RouteRequest = body_json(&gw, body).await?;
-    handle(&gw, req).await
+    handle(&gw, req, super::policy_headers(&headers)).await
 }
 
-async fn handle(gw: &Gateway, req: RouteRequest) -> Result<Response, ApiError> {
+async fn handle(
+    gw: &Gateway,
+    req: RouteRequest,
+    headers: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
     let metadata = req.metadata.clone();
     let parts = req.into_parts()?;
-    let target = parts.target();
+    let mut target = parts.target();
+    target.headers = headers;
     if parts.request.stream {
         let routed = pipeline::stream(gw, &parts.request, &target).await?;
         return Ok(sse(routed));
@@ -216,6 +227,9 @@ pub fn routing_json<T>(decision: &Decision, routed: &Routed<T>) -> Value {
     let mut v = decision_json(decision);
     v["chosen"] = json!(routed.model);
     v["attempts"] = json!(routed.attempts);
+    if !routed.policies.is_empty() {
+        v["policies"] = json!(routed.policies);
+    }
     v
 }
 

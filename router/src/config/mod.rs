@@ -37,6 +37,7 @@ pub struct Config {
     pub routes: BTreeMap<String, RouteConfig>,
     pub catalog: Catalog,
     pub analyst: AnalystConfig,
+    pub policies: PoliciesConfig,
     pub sim: SimConfig,
 }
 
@@ -48,6 +49,41 @@ pub struct AnalystConfig {
     pub prompts_dir: Option<std::path::PathBuf>,
     /// The route (or model) narratives are asked of (default `auto`).
     pub route: Option<String>,
+}
+
+/// `[policies]`: the folder of WASM routing policies and how it is served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesConfig {
+    /// A folder of policy folders (each with a `policy.toml`); none = no policies.
+    pub dir: Option<std::path::PathBuf>,
+    /// Reload when the folder changes.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// Where compiled policies are cached (default: `.switchyard/cwasm` in the working folder).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Evaluations that may run at once (instance slots in the pool).
+    #[serde(default = "default_policy_slots")]
+    pub slots: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_policy_slots() -> u32 {
+    128
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        PoliciesConfig {
+            dir: None,
+            watch: true,
+            cache_dir: None,
+            slots: default_policy_slots(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +167,7 @@ const SECTIONS: &[&str] = &[
     "routes",
     "catalog",
     "analyst",
+    "policies",
     "sim",
 ];
 
@@ -251,6 +288,13 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         Some(v) => errors.parse(v, "analyst").unwrap_or_default(),
         None => AnalystConfig::default(),
     };
+    let policies: PoliciesConfig = match doc.remove("policies") {
+        Some(v) => errors.parse(v, "policies").unwrap_or_default(),
+        None => PoliciesConfig::default(),
+    };
+    if policies.slots == 0 || policies.slots > 1000 {
+        errors.push("policies.slots", "must be between 1 and 1000");
+    }
     let sim: SimConfig = match doc.remove("sim") {
         Some(v) => errors.parse(v, "sim").unwrap_or_default(),
         None => SimConfig::default(),
@@ -308,6 +352,7 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         routes,
         catalog,
         analyst,
+        policies,
         sim,
     })
 }

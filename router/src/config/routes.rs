@@ -111,6 +111,8 @@ pub(super) struct RawRoute {
     pub attempt_ms: Option<u64>,
     pub total_ms: Option<u64>,
     pub retry: Option<RetryPolicy>,
+    pub token_budget: Option<u32>,
+    pub cost_budget_usd: Option<f64>,
 }
 
 /// A validated route.
@@ -132,6 +134,10 @@ pub struct RouteConfig {
     /// The whole request, all attempts included.
     pub total: Duration,
     pub retry: RetryPolicy,
+    /// Prompt tokens the route's policies should fit the conversation into (given to policies).
+    pub token_budget: Option<u32>,
+    /// Cost cap per request in USD, given to policies (a request's `max_cost_usd` overrides it).
+    pub cost_budget_usd: Option<f64>,
 }
 
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -152,6 +158,8 @@ impl RouteConfig {
             attempt: Duration::from_millis(DEFAULT_ATTEMPT_MS),
             total: Duration::from_millis(DEFAULT_TOTAL_MS),
             retry: RetryPolicy::default(),
+            token_budget: None,
+            cost_budget_usd: None,
         }
     }
 
@@ -249,6 +257,17 @@ pub(super) fn resolve(
                 "base_ms must be positive and cap_ms at least base_ms".into(),
             ));
         }
+        if r.token_budget == Some(0) {
+            errors.push((format!("{path}.token_budget"), "must be positive".into()));
+        }
+        if let Some(c) = r.cost_budget_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            errors.push((
+                format!("{path}.cost_budget_usd"),
+                "must be a positive number of dollars".into(),
+            ));
+        }
         if errors.len() > before {
             continue;
         }
@@ -268,6 +287,8 @@ pub(super) fn resolve(
                 attempt: Duration::from_millis(attempt_ms),
                 total: Duration::from_millis(total_ms),
                 retry,
+                token_budget: r.token_budget,
+                cost_budget_usd: r.cost_budget_usd,
             },
         );
     }

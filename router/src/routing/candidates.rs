@@ -27,6 +27,9 @@ pub struct Preferences {
     pub weights: Weights,
     pub max_cost_usd: Option<f64>,
     pub max_latency_ms: Option<f64>,
+    /// Leave the context-window filter to after the policies (which may trim the prompt).
+    #[serde(skip)]
+    pub defer_context: bool,
 }
 
 /// One model considered for a request.
@@ -75,6 +78,8 @@ pub enum FilterReason {
     Health,
     Cost,
     Latency,
+    /// A routing policy left the model out (`set-candidates`).
+    Policy,
 }
 
 impl FilterReason {
@@ -89,6 +94,7 @@ impl FilterReason {
             FilterReason::Health => "model",
             FilterReason::Cost => "preferences.max_cost_usd",
             FilterReason::Latency => "preferences.max_latency_ms",
+            FilterReason::Policy => "model",
         }
     }
 }
@@ -113,6 +119,9 @@ pub struct Decision {
     pub candidates: Vec<Candidate>,
     #[serde(skip)]
     pub eligible: usize,
+    /// The context-window filter was left to after the policies (see `Preferences`).
+    #[serde(skip)]
+    pub deferred_context: bool,
 }
 
 impl Decision {
@@ -219,6 +228,7 @@ pub fn decide(
         weights: prefs.weights,
         candidates: ranked,
         eligible: count,
+        deferred_context: prefs.defer_context,
     }
 }
 
@@ -343,7 +353,7 @@ fn hard_filter(
         );
     }
     let reserve = request.max_tokens.unwrap_or(1);
-    if u64::from(c.prompt_tokens) + u64::from(reserve) > u64::from(window) {
+    if !prefs.defer_context && u64::from(c.prompt_tokens) + u64::from(reserve) > u64::from(window) {
         return out(
             FilterReason::Context,
             format!(

@@ -12,6 +12,43 @@ use serde_json::json;
 use super::wire::json_response;
 use super::{FaultMode, Sim, WireFormat};
 
+/// Middleware: keep a copy of every model request's body (not the control API's).
+pub(super) async fn remember(
+    State(sim): State<Arc<Sim>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path().starts_with("/_sim/") || request.method() != http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, super::BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": {"message": e.to_string()}}).to_string(),
+                HeaderMap::new(),
+            );
+        }
+    };
+    sim.remember(parts.uri.path(), &bytes);
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+/// `GET /_sim/requests`: the last request bodies received, oldest first.
+pub(super) async fn recent(State(sim): State<Arc<Sim>>) -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({"requests": sim.recent_requests()}).to_string(),
+        HeaderMap::new(),
+    )
+}
+
 /// Models every listing shows even with an empty config.
 const BUILT_IN: [(&str, WireFormat); 6] = [
     ("gpt-4o-mini", WireFormat::OpenAi),

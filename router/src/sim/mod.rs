@@ -217,6 +217,19 @@ pub struct Sim {
     ids: AtomicU64,
     /// Cancelled on shutdown: ends `hang`s and pending sleeps.
     closing: CancellationToken,
+    /// The last request bodies received (path, body), oldest first: what really reached the
+    /// "upstream", for tests and `/_sim/requests`.
+    recent: std::sync::Mutex<std::collections::VecDeque<RecentRequest>>,
+}
+
+/// How many request bodies the simulator remembers.
+pub const RECENT_REQUESTS: usize = 64;
+
+/// A request body the simulator received.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentRequest {
+    pub path: String,
+    pub body: String,
 }
 
 impl Sim {
@@ -244,6 +257,7 @@ impl Sim {
             faults: FaultTable::default(),
             ids: AtomicU64::new(0),
             closing: CancellationToken::new(),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -257,10 +271,15 @@ impl Sim {
             .route("/anthropic/v1/messages", post(anthropic::messages))
             .route("/gemini/v1beta/models/{*rest}", post(gemini::generate))
             .route("/_sim/stats", get(control::stats))
+            .route("/_sim/requests", get(control::recent))
             .route(
                 "/_sim/faults",
                 post(control::set_fault).delete(control::clear_faults),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(self),
+                control::remember,
+            ))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .with_state(Arc::clone(self))
     }
@@ -280,6 +299,23 @@ impl Sim {
         let fault: Fault = spec.parse()?;
         self.faults.set(model, fault, mode.validate()?);
         Ok(())
+    }
+
+    /// The last request bodies received, oldest first.
+    pub fn recent_requests(&self) -> Vec<RecentRequest> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
+    }
+
+    fn remember(&self, path: &str, body: &[u8]) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_REQUESTS {
+            recent.pop_front();
+        }
+        recent.push_back(RecentRequest {
+            path: path.to_owned(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
     }
 
     /// Removes every scripted fault; returns how many there were.

@@ -70,3 +70,12 @@ pub async fn post_json(gw: &Arc<Gateway>, path: &str, body: Value) -> (StatusCod
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
     (status, v)
 }
+
+/// GET a path; the answer must be JSON.
+pub async fn get_json(gw: &Arc<Gateway>, path: &str) -> (StatusCode, Value) {
+    let req = Request::get(path).body(Body::empty()).unwrap();
+    let (status, _, bytes) = send(gw, req).await;
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (status, v)
+}

@@ -1,0 +1,41 @@
+//! `GET /ai/policies` (every policy folder: version, ABI, sha256, status, last error, evaluations,
+//! errors, p50/p99 µs) and `POST /ai/policies/reload` (re-read the folder now).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::state::Gateway;
+
+pub async fn list(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    let Some(reg) = &gw.policies else {
+        return Json(json!({"dir": null, "policies": []}));
+    };
+    Json(json!({
+        "dir": reg.dir().map(|d| d.display().to_string()),
+        "abi": switchyard_plugins::ABI,
+        "reloads": reg.reloads(),
+        "engine": {
+            "pooling": reg.engine().pooling(),
+            "compatibility": reg.engine().compatibility_key(),
+        },
+        "policies": reg.statuses(),
+    }))
+}
+
+pub async fn reload(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
+    let Some(reg) = gw.policies.clone() else {
+        return Err(ApiError::invalid_param(
+            "policies.dir",
+            "this gateway has no policy folder configured ([policies] dir)",
+        ));
+    };
+    // Compiling is CPU work: keep it off the async workers.
+    let report = tokio::task::spawn_blocking(move || reg.reload())
+        .await
+        .map_err(|e| ApiError::internal(format!("reload task: {e}")))?;
+    Ok(Json(json!(report)))
+}
