@@ -38,6 +38,8 @@ def gateway_url():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=ROOT,
+        env={**os.environ, "SWITCHYARD_POLICIES": str(ROOT / "policies")},
     )
     found = threading.Event()
     state = {"addr": None, "log": []}

@@ -38,6 +38,9 @@ impl Running {
             .args(args)
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info")
+            // The demo runs the shipped policies (built by policies/build.sh) from the repository.
+            .env("SWITCHYARD_POLICIES", repo_root().join("policies"))
+            .current_dir(repo_root())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -94,6 +97,14 @@ fn listening_addr(line: &str) -> Option<String> {
         return None;
     }
     Some(v.get("addr")?.as_str()?.to_owned())
+}
+
+/// The repository's root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .expect("tests/ has a parent")
 }
 
 pub fn binary() -> PathBuf {

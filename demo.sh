@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job: build the shipped WASM policies, then run the gateway with its built-in simulated
+# providers (no API keys). Extra arguments go to `switchyard demo` (e.g. --listen 127.0.0.1:9000).
+set -euo pipefail
+cd "$(dirname "$0")"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust via rustup first"; exit 1; }
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+bash policies/build.sh
+exec cargo run --release -p switchyard -- demo "$@"
