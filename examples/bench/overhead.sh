@@ -5,6 +5,8 @@
 #
 #   cargo build --release -p switchyard && bash examples/bench/overhead.sh
 #
+# The demo config runs the four shipped policies on every request (build them first:
+# bash policies/build.sh); SWITCHYARD_POLICIES=/nonexistent measures without them.
 # Env: BIN (default target/release/switchyard), LOADS ("label|oha args;..."), OUT (raw JSON dir).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

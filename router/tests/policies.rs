@@ -349,15 +349,10 @@ fn hostile(dir: &Path, name: &str, body: &str, failure_mode: &str) {
     .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_looping_policy_cannot_hang_the_gateway() {
+/// A gateway whose route `hostile` (over gpt-4o-mini) runs one WAT policy with this body.
+async fn hostile_gateway(name: &str, body: &str, failure_mode: &str) -> (Setup, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    hostile(
-        dir.path(),
-        "spin",
-        "(loop $l (br $l)) (i32.const 16)",
-        "open",
-    );
+    hostile(dir.path(), name, body, failure_mode);
     let path = dir.path().to_path_buf();
     let setup = setup_with(|cfg| {
         cfg.policies.dir = Some(path.clone());
@@ -367,6 +362,12 @@ async fn a_looping_policy_cannot_hang_the_gateway() {
             .insert("hostile".into(), ordered("hostile", &["gpt-4o-mini"]));
     })
     .await;
+    (setup, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_policy_cannot_hang_the_gateway() {
+    let (setup, _dir) = hostile_gateway("spin", "(loop $l (br $l)) (i32.const 16)", "open").await;
     let gw = setup.gw.clone();
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -403,17 +404,7 @@ async fn a_looping_policy_cannot_hang_the_gateway() {
 
 #[tokio::test]
 async fn a_fail_closed_policy_that_traps_refuses_the_request() {
-    let dir = tempfile::tempdir().unwrap();
-    hostile(dir.path(), "guard", "unreachable", "closed");
-    let path = dir.path().to_path_buf();
-    let setup = setup_with(|cfg| {
-        cfg.policies.dir = Some(path.clone());
-        cfg.policies.cache_dir = Some(path.join(".cache"));
-        cfg.policies.watch = false;
-        cfg.routes
-            .insert("hostile".into(), ordered("hostile", &["gpt-4o-mini"]));
-    })
-    .await;
+    let (setup, _dir) = hostile_gateway("guard", "unreachable", "closed").await;
     let before = setup.sim.sim.stats().total().requests;
     let (status, v) = post_json(
         &setup.gw,

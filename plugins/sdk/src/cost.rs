@@ -71,30 +71,30 @@ pub fn format_usd(micros: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::candidate;
+    use crate::testing::candidate;
 
     #[test]
     fn cost_rounds_up_and_never_overflows() {
         // gpt-4o-mini: $0.15 / $0.60 per million.
-        let c = candidate("m", 150_000, 600_000);
+        let c = candidate("m", 150_000, 600_000, 1000);
         assert_eq!(estimate_cost(&c, 1000, 256), 150 + 154); // 153.6 -> 154 (one rounding)
         assert_eq!(estimate_cost(&c, 0, 0), 0);
         assert_eq!(estimate_cost(&c, 1, 0), 1); // 0.15 -> 1
-        let huge = candidate("h", u64::MAX, u64::MAX);
+        let huge = candidate("h", u64::MAX, u64::MAX, 1000);
         assert_eq!(estimate_cost(&huge, u32::MAX, u32::MAX), u64::MAX);
         assert_eq!(request_cost(&c, 0), 150);
     }
 
     #[test]
     fn max_output_is_the_largest_that_fits() {
-        let c = candidate("m", 150_000, 600_000);
+        let c = candidate("m", 150_000, 600_000, 1000);
         let m = max_output_within(&c, 1000, 1000).unwrap_or_default();
         assert!(estimate_cost(&c, 1000, m) <= 1000);
         assert!(estimate_cost(&c, 1000, m + 1) > 1000);
         assert_eq!(m, 1416);
         assert_eq!(max_output_within(&c, 1000, 149), None);
         assert_eq!(max_output_within(&c, 1000, 150), Some(0));
-        let free_out = candidate("f", 1, 0);
+        let free_out = candidate("f", 1, 0, 1000);
         assert_eq!(max_output_within(&free_out, 10, 1), Some(u32::MAX));
     }
 

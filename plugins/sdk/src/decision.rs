@@ -99,6 +99,11 @@ fn idx(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
+/// The message of a replace or insert edit.
+fn new_message(role: Role, content: String) -> NewMessage {
+    NewMessage { role, content }
+}
+
 /// Collects edits in the order they are added (the host applies them in that order).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DecisionBuilder {
@@ -136,10 +141,7 @@ impl DecisionBuilder {
         role: Role,
         content: impl Into<String>,
     ) -> &mut Self {
-        let m = NewMessage {
-            role,
-            content: content.into(),
-        };
+        let m = new_message(role, content.into());
         self.edits.push(Edit::ReplaceMessage((idx(index), m)));
         self
     }
@@ -151,10 +153,7 @@ impl DecisionBuilder {
         role: Role,
         content: impl Into<String>,
     ) -> &mut Self {
-        let m = NewMessage {
-            role,
-            content: content.into(),
-        };
+        let m = new_message(role, content.into());
         self.edits.push(Edit::InsertMessage((idx(index), m)));
         self
     }
@@ -374,12 +373,17 @@ pub fn deny(status: u16, code: impl Into<String>, reason: impl Into<String>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{candidate, ctx, msg};
+    use crate::testing::{candidate, ctx, message};
 
     fn ctx3() -> RequestCtx {
-        let mut c = ctx();
-        c.messages = vec![msg(Role::System, 1), msg(Role::User, 1), msg(Role::User, 1)];
-        c.candidates = vec![candidate("a", 1, 1), candidate("b", 1, 1)];
+        let mut c = ctx(
+            vec![
+                message(Role::System, 1),
+                message(Role::User, 1),
+                message(Role::User, 1),
+            ],
+            vec![candidate("a", 1, 1, 1000), candidate("b", 1, 1, 1000)],
+        );
         c.max_tokens = Some(100);
         c
     }

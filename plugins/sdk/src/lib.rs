@@ -19,9 +19,9 @@
 //!
 //! Everything except [`log`] and [`count_tokens`] is pure Rust and runs natively, so the logic of
 //! a policy can be unit tested with a plain `cargo test`. Those two call the host; natively they
-//! fall back to a no-op and to [`estimate_tokens`]. With the `testing` feature, [`testing`] runs a
-//! policy's manifest test cases (`policy.toml` + `tests/*.json`) the way `switchyard policy test`
-//! does.
+//! fall back to a no-op and to [`estimate_tokens`]. With the `testing` feature, [`testing`] builds
+//! request contexts for unit tests and runs a policy's manifest test cases (`policy.toml` +
+//! `tests/*.json`) the way `switchyard policy test` does.
 //!
 //! Nothing in this crate panics on bad input: lookups return `Option`, parses return `Result`.
 
@@ -54,7 +54,8 @@ pub mod decision;
 pub mod log;
 pub mod turns;
 
-#[cfg(feature = "testing")]
+// Also in the crate's own unit tests, for the context builders.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use bindings::switchyard::policy::host::Level;
@@ -146,65 +147,13 @@ macro_rules! export_policy {
 }
 
 #[cfg(test)]
-pub(crate) mod test_util {
-    use crate::{Candidate, Message, RequestCtx, Role};
-
-    pub fn msg(role: Role, tokens: u32) -> Message {
-        Message {
-            role,
-            content: None,
-            content_len: 0,
-            tokens,
-            tool_related: false,
-        }
-    }
-
-    pub fn tool(role: Role, tokens: u32) -> Message {
-        Message {
-            tool_related: true,
-            ..msg(role, tokens)
-        }
-    }
-
-    pub fn candidate(model: &str, input_price: u64, output_price: u64) -> Candidate {
-        Candidate {
-            model: model.into(),
-            provider: "p".into(),
-            context_window: 128_000,
-            max_output_tokens: 16_384,
-            input_price,
-            output_price,
-            score: 0.0,
-            local: false,
-            prompt_tokens: 1000,
-            estimated_cost: 0,
-        }
-    }
-
-    pub fn ctx() -> RequestCtx {
-        RequestCtx {
-            request_id: "t".into(),
-            tenant: String::new(),
-            route: "auto".into(),
-            messages: vec![],
-            max_tokens: None,
-            candidates: vec![],
-            token_budget: None,
-            cost_budget: None,
-            headers: vec![],
-            config: vec![],
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::test_util::*;
     use super::*;
+    use crate::testing::{ctx, message};
 
     #[test]
     fn header_lookup_is_case_insensitive() {
-        let mut c = ctx();
+        let mut c = ctx(vec![], vec![]);
         c.headers
             .push(("x-switchyard-sensitive".into(), "true".into()));
         assert_eq!(c.header("X-Switchyard-Sensitive"), Some("true"));
@@ -213,8 +162,10 @@ mod tests {
 
     #[test]
     fn ctx_accessors() {
-        let mut c = ctx();
-        c.messages = vec![msg(Role::System, 5), msg(Role::User, 7)];
+        let mut c = ctx(
+            vec![message(Role::System, 5), message(Role::User, 7)],
+            vec![],
+        );
         c.config.push(("k".into(), "3".into()));
         assert_eq!(c.message_tokens(), 12);
         assert_eq!(c.config().u32_or("k", 1), Ok(3));

@@ -1,5 +1,20 @@
-//! Run a policy's manifest test cases natively, the way `switchyard policy test DIR` runs them on
-//! the compiled component (feature `testing`; for `[dev-dependencies]` only).
+//! Helpers for a policy's native tests (feature `testing`; for `[dev-dependencies]` only).
+//!
+//! Builders for the request context, so that unit tests state only what matters to them:
+//!
+//! ```ignore
+//! use switchyard_policy::testing::{candidate, ctx, edits, message};
+//!
+//! #[test]
+//! fn short_prompts_stay() {
+//!     let mut c = ctx(vec![message(Role::User, 10)], vec![candidate("m", 1, 1, 10)]);
+//!     c.max_tokens = Some(256);
+//!     assert!(edits(&my_policy::evaluate(c)).is_empty());
+//! }
+//! ```
+//!
+//! and a runner for the manifest's test cases (`policy.toml` + `tests/*.json`), the way
+//! `switchyard policy test DIR` runs them on the compiled component:
 //!
 //! ```ignore
 //! #[test]
@@ -15,617 +30,101 @@
 //! policy, checks the decision with the host's rules ([`crate::validate`]) and compares it, as
 //! JSON, with the expected file.
 
-use std::path::{Path, PathBuf};
+use crate::{Candidate, Decision, Edit, Message, RequestCtx, Role};
 
-use serde_json::{Map, Value, json};
-use toml::Table;
+#[cfg(feature = "testing")]
+mod manifest;
 
-use crate::{Candidate, Decision, Edit, Message, NewMessage, RequestCtx, Role};
+#[cfg(feature = "testing")]
+pub use manifest::{
+    ABI, Manifest, ManifestTest, ctx_from_json, decision_to_json, load_manifest, run_case,
+    run_manifest_tests,
+};
 
-/// The ABI this SDK implements.
-pub const ABI: &str = "switchyard:policy@0.1.0";
-
-/// One `[[tests]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestTest {
-    /// Name of the case.
-    pub name: String,
-    /// Input JSON, relative to the manifest's folder.
-    pub input: String,
-    /// Expected decision JSON, relative to the manifest's folder.
-    pub expect: String,
-}
-
-/// The parts of `policy.toml` that matter for running the cases (all fields are checked).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
-    /// Folder of the manifest.
-    pub dir: PathBuf,
-    /// `name`.
-    pub name: String,
-    /// `wasm`.
-    pub wasm: String,
-    /// `capabilities`.
-    pub capabilities: Vec<String>,
-    /// `[config]`, values as strings.
-    pub config: Vec<(String, String)>,
-    /// `[[tests]]`.
-    pub tests: Vec<ManifestTest>,
-}
-
-impl Manifest {
-    /// Whether the manifest grants `read-content`.
-    pub fn reads_content(&self) -> bool {
-        self.capabilities.iter().any(|c| c == "read-content")
+/// A message as the host sends it without `read-content`: no text (`content_len` 0), not
+/// tool-related.
+pub fn message(role: Role, tokens: u32) -> Message {
+    Message {
+        role,
+        content: None,
+        content_len: 0,
+        tokens,
+        tool_related: false,
     }
 }
 
-fn check_keys(table: &Table, allowed: &[&str], what: &str) -> Result<(), String> {
-    match table.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(format!("{what}: unknown field `{k}`")),
-        None => Ok(()),
+/// A message with its text, as the host sends it with `read-content`; `content_len` is the
+/// text's length in bytes.
+pub fn text_message(role: Role, tokens: u32, text: &str) -> Message {
+    Message {
+        content: Some(text.to_owned()),
+        content_len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+        ..message(role, tokens)
     }
 }
 
-fn req_str<'a>(table: &'a Table, key: &str, what: &str) -> Result<&'a str, String> {
-    table
-        .get(key)
-        .and_then(toml::Value::as_str)
-        .ok_or_else(|| format!("{what}: `{key}` must be a string"))
-}
-
-fn str_list(v: Option<&toml::Value>, what: &str) -> Result<Vec<String>, String> {
-    let Some(v) = v else { return Ok(Vec::new()) };
-    let arr = v
-        .as_array()
-        .ok_or_else(|| format!("{what} must be an array of strings"))?;
-    arr.iter()
-        .map(|x| {
-            x.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| format!("{what} must be an array of strings"))
-        })
-        .collect()
-}
-
-fn is_semver(v: &str) -> bool {
-    let core = v.split(['-', '+']).next().unwrap_or_default();
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Read and check `DIR/policy.toml`.
-pub fn load_manifest(dir: impl AsRef<Path>) -> Result<Manifest, String> {
-    let dir = dir.as_ref().to_path_buf();
-    let path = dir.join("policy.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let t: Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let top = [
-        "name",
-        "version",
-        "abi",
-        "description",
-        "wasm",
-        "capabilities",
-        "failure_mode",
-        "order",
-        "routes",
-        "limits",
-        "config",
-        "tests",
-    ];
-    check_keys(&t, &top, "policy.toml")?;
-    let name = req_str(&t, "name", "policy.toml")?;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(format!("name {name:?} must be [a-z0-9-]+"));
-    }
-    let version = req_str(&t, "version", "policy.toml")?;
-    if !is_semver(version) {
-        return Err(format!("version {version:?} is not semver"));
-    }
-    let abi = req_str(&t, "abi", "policy.toml")?;
-    if abi != ABI {
-        return Err(format!("abi {abi:?}: this SDK implements {ABI}"));
-    }
-    if t.get("description").is_some() {
-        req_str(&t, "description", "policy.toml")?;
-    }
-    let wasm = req_str(&t, "wasm", "policy.toml")?.to_owned();
-    let capabilities = str_list(t.get("capabilities"), "capabilities")?;
-    if let Some(c) = capabilities
-        .iter()
-        .find(|c| !["log", "count-tokens", "read-content"].contains(&c.as_str()))
-    {
-        return Err(format!("unknown capability {c:?}"));
-    }
-    match t.get("failure_mode").and_then(toml::Value::as_str) {
-        Some("open" | "closed") => {}
-        other => {
-            return Err(format!(
-                "failure_mode must be \"open\" or \"closed\", got {other:?}"
-            ));
-        }
-    }
-    if t.get("order").is_some_and(|o| o.as_integer().is_none()) {
-        return Err("order must be an integer".into());
-    }
-    str_list(t.get("routes"), "routes")?;
-    if let Some(l) = t.get("limits") {
-        let l = l.as_table().ok_or("limits must be a table")?;
-        check_keys(l, &["timeout_ms", "memory_mb", "fuel"], "[limits]")?;
-        let int = |k: &str| {
-            l.get(k).map(|v| {
-                v.as_integer()
-                    .ok_or(format!("limits.{k} must be an integer"))
-            })
-        };
-        if let Some(ms) = int("timeout_ms").transpose()?
-            && !(1..=50).contains(&ms)
-        {
-            return Err(format!("limits.timeout_ms {ms} is outside 1..=50"));
-        }
-        if let Some(mb) = int("memory_mb").transpose()?
-            && !(1..=64).contains(&mb)
-        {
-            return Err(format!("limits.memory_mb {mb} is outside 1..=64"));
-        }
-        if int("fuel").transpose()?.is_some_and(|f| f < 1) {
-            return Err("limits.fuel must be positive".into());
-        }
-    }
-    let mut config = Vec::new();
-    if let Some(c) = t.get("config") {
-        let c = c.as_table().ok_or("config must be a table")?;
-        for (k, v) in c {
-            let s = match v {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                _ => return Err(format!("[config] {k}: only strings, numbers and booleans")),
-            };
-            config.push((k.clone(), s));
-        }
-    }
-    let mut tests = Vec::new();
-    if let Some(ts) = t.get("tests") {
-        let ts = ts.as_array().ok_or("tests must be an array of tables")?;
-        for x in ts {
-            let x = x.as_table().ok_or("tests must be an array of tables")?;
-            check_keys(x, &["name", "input", "expect"], "[[tests]]")?;
-            tests.push(ManifestTest {
-                name: req_str(x, "name", "[[tests]]")?.to_owned(),
-                input: req_str(x, "input", "[[tests]]")?.to_owned(),
-                expect: req_str(x, "expect", "[[tests]]")?.to_owned(),
-            });
-        }
-    }
-    Ok(Manifest {
-        dir,
-        name: name.to_owned(),
-        wasm,
-        capabilities,
-        config,
-        tests,
-    })
-}
-
-fn role_from(s: &str) -> Result<Role, String> {
-    Ok(match s {
-        "system" => Role::System,
-        "user" => Role::User,
-        "assistant" => Role::Assistant,
-        "tool" => Role::Tool,
-        _ => return Err(format!("unknown role {s:?}")),
-    })
-}
-
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
+/// A remote candidate from provider `p` with a 128 000-token context window and 4096 output
+/// tokens; prices in micro-dollars per million tokens, `prompt_tokens` as the router counted them.
+pub fn candidate(
+    model: &str,
+    input_price: u64,
+    output_price: u64,
+    prompt_tokens: u32,
+) -> Candidate {
+    Candidate {
+        model: model.into(),
+        provider: "p".into(),
+        context_window: 128_000,
+        max_output_tokens: 4096,
+        input_price,
+        output_price,
+        score: 0.0,
+        local: false,
+        prompt_tokens,
+        estimated_cost: 0,
     }
 }
 
-type Obj = Map<String, Value>;
-
-fn obj<'a>(v: &'a Value, what: &str, allowed: &[&str]) -> Result<&'a Obj, String> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| format!("{what} must be an object"))?;
-    match o.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(format!("{what}: unknown field `{k}`")),
-        None => Ok(o),
-    }
-}
-
-fn get_str(o: &Obj, k: &str, default: &str) -> Result<String, String> {
-    match o.get(k) {
-        None => Ok(default.to_owned()),
-        Some(v) => v
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("`{k}` must be a string")),
-    }
-}
-
-fn get_u64(o: &Obj, k: &str) -> Result<Option<u64>, String> {
-    match o.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("`{k}` must be a non-negative integer")),
-    }
-}
-
-fn get_u32(o: &Obj, k: &str) -> Result<Option<u32>, String> {
-    get_u64(o, k)?
-        .map(|v| u32::try_from(v).map_err(|_| format!("`{k}` does not fit in u32")))
-        .transpose()
-}
-
-fn get_bool(o: &Obj, k: &str) -> Result<bool, String> {
-    match o.get(k) {
-        None => Ok(false),
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| format!("`{k}` must be a boolean")),
-    }
-}
-
-/// Build the context the host would pass for a test input (see the module docs for defaults).
-pub fn ctx_from_json(input: &Value, manifest: &Manifest) -> Result<RequestCtx, String> {
-    let top = [
-        "request_id",
-        "tenant",
-        "route",
-        "messages",
-        "max_tokens",
-        "candidates",
-        "token_budget",
-        "cost_budget",
-        "headers",
-        "config",
-    ];
-    let o = obj(input, "input", &top)?;
-    let mut messages = Vec::new();
-    for (i, m) in o
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("`messages` must be an array")?
-        .iter()
-        .enumerate()
-    {
-        let what = format!("messages[{i}]");
-        let m = obj(m, &what, &["role", "content", "tokens", "tool_related"])?;
-        let content = get_str(m, "content", "")?;
-        messages.push(Message {
-            role: role_from(&get_str(m, "role", "")?)?,
-            content_len: u32::try_from(content.len()).unwrap_or(u32::MAX),
-            content: manifest.reads_content().then_some(content),
-            tokens: get_u32(m, "tokens")?.ok_or_else(|| format!("{what}: `tokens` is required"))?,
-            tool_related: get_bool(m, "tool_related")?,
-        });
-    }
-    let total: u64 = messages.iter().map(|m| u64::from(m.tokens)).sum();
-    let mut candidates = Vec::new();
-    let fields = [
-        "model",
-        "provider",
-        "context_window",
-        "max_output_tokens",
-        "input_price",
-        "output_price",
-        "score",
-        "local",
-        "prompt_tokens",
-        "estimated_cost",
-    ];
-    for (i, c) in o
-        .get("candidates")
-        .and_then(Value::as_array)
-        .ok_or("`candidates` must be an array")?
-        .iter()
-        .enumerate()
-    {
-        let what = format!("candidates[{i}]");
-        let c = obj(c, &what, &fields)?;
-        let need = |k: &str| get_u64(c, k)?.ok_or_else(|| format!("{what}: `{k}` is required"));
-        let need32 = |k: &str| get_u32(c, k)?.ok_or_else(|| format!("{what}: `{k}` is required"));
-        candidates.push(Candidate {
-            model: get_str(c, "model", "")?,
-            provider: get_str(c, "provider", "")?,
-            context_window: need32("context_window")?,
-            max_output_tokens: need32("max_output_tokens")?,
-            input_price: need("input_price")?,
-            output_price: need("output_price")?,
-            score: c
-                .get("score")
-                .map_or(Some(0.0), Value::as_f64)
-                .ok_or("`score` must be a number")?,
-            local: get_bool(c, "local")?,
-            prompt_tokens: get_u32(c, "prompt_tokens")?
-                .unwrap_or(u32::try_from(total).unwrap_or(u32::MAX)),
-            estimated_cost: get_u64(c, "estimated_cost")?.unwrap_or(0),
-        });
-    }
-    let mut headers = Vec::new();
-    if let Some(h) = o.get("headers") {
-        for pair in h.as_array().ok_or("`headers` must be an array of pairs")? {
-            match pair.as_array().map(Vec::as_slice) {
-                Some([Value::String(k), Value::String(v)]) => {
-                    headers.push((k.to_ascii_lowercase(), v.clone()))
-                }
-                _ => return Err("`headers` must be an array of [name, value] pairs".into()),
-            }
-        }
-    }
-    let mut config = manifest.config.clone();
-    if let Some(c) = o.get("config") {
-        for (k, v) in c.as_object().ok_or("`config` must be an object")? {
-            // As in the host: test files give config values as strings.
-            let v = v
-                .as_str()
-                .ok_or_else(|| format!("config `{k}` must be a string"))?
-                .to_owned();
-            match config.iter_mut().find(|(ck, _)| ck == k) {
-                Some(slot) => slot.1 = v,
-                None => config.push((k.clone(), v)),
-            }
-        }
-    }
-    Ok(RequestCtx {
-        request_id: get_str(o, "request_id", "test")?,
-        tenant: get_str(o, "tenant", "")?,
-        route: get_str(o, "route", "auto")?,
+/// A request with these messages and candidates and the defaults a test case's input gets:
+/// `request_id` "test", `tenant` "", `route` "auto", no `max_tokens`, budgets, headers or config.
+pub fn ctx(messages: Vec<Message>, candidates: Vec<Candidate>) -> RequestCtx {
+    RequestCtx {
+        request_id: "test".into(),
+        tenant: String::new(),
+        route: "auto".into(),
         messages,
-        max_tokens: get_u32(o, "max_tokens")?,
+        max_tokens: None,
         candidates,
-        token_budget: get_u32(o, "token_budget")?,
-        cost_budget: get_u64(o, "cost_budget")?,
-        headers,
-        config,
-    })
-}
-
-fn new_message_json(m: &NewMessage) -> Value {
-    json!({"role": role_name(m.role), "content": m.content})
-}
-
-/// The decision in the expected-file format (`{"allow": [...]}` / `{"deny": {...}}`).
-pub fn decision_to_json(d: &Decision) -> Value {
-    match d {
-        Decision::Allow(edits) => {
-            let edits: Vec<Value> = edits
-                .iter()
-                .map(|e| match e {
-                    Edit::DropMessage(i) => json!({"drop_message": i}),
-                    Edit::ReplaceMessage((i, m)) => {
-                        json!({"replace_message": [i, new_message_json(m)]})
-                    }
-                    Edit::InsertMessage((i, m)) => {
-                        json!({"insert_message": [i, new_message_json(m)]})
-                    }
-                    Edit::SetMaxTokens(n) => json!({"set_max_tokens": n}),
-                    Edit::SetCandidates(c) => json!({"set_candidates": c}),
-                    Edit::SetHeader((k, v)) => json!({"set_header": [k, v]}),
-                    Edit::Annotate((k, v)) => json!({"annotate": [k, v]}),
-                })
-                .collect();
-            json!({"allow": edits})
-        }
-        Decision::Deny(d) => {
-            json!({"deny": {"status": d.status, "code": d.code, "reason": d.reason}})
-        }
+        token_budget: None,
+        cost_budget: None,
+        headers: vec![],
+        config: vec![],
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Run one case of a loaded manifest; `Err` describes the mismatch.
-pub fn run_case(
-    manifest: &Manifest,
-    case: &ManifestTest,
-    evaluate: impl Fn(RequestCtx) -> Decision,
-) -> Result<(), String> {
-    let input = read_json(&manifest.dir.join(&case.input))?;
-    let expect = read_json(&manifest.dir.join(&case.expect))?;
-    let ctx = ctx_from_json(&input, manifest).map_err(|e| format!("{}: {e}", case.input))?;
-    let decision = evaluate(ctx.clone());
-    crate::validate(&decision, &ctx)
-        .map_err(|e| format!("the host would refuse the decision: {e}"))?;
-    let got = decision_to_json(&decision);
-    if got == expect {
-        Ok(())
-    } else {
-        Err(format!("expected {expect}\n     got {got}"))
-    }
-}
-
-/// Run every `[[tests]]` case of `DIR/policy.toml` against `evaluate`. Returns the number of
-/// cases, or every failure (one per line block).
-pub fn run_manifest_tests(
-    dir: impl AsRef<Path>,
-    evaluate: impl Fn(RequestCtx) -> Decision,
-) -> Result<usize, String> {
-    let manifest = load_manifest(dir)?;
-    let failures: Vec<String> = manifest
-        .tests
-        .iter()
-        .filter_map(|case| {
-            run_case(&manifest, case, &evaluate)
-                .err()
-                .map(|e| format!("[{}] {e}", case.name))
-        })
-        .collect();
-    if failures.is_empty() {
-        Ok(manifest.tests.len())
-    } else {
-        Err(failures.join("\n"))
+/// The edits of an allow decision, in order; empty for a denial.
+pub fn edits(decision: &Decision) -> Vec<Edit> {
+    match decision {
+        Decision::Allow(e) => e.clone(),
+        Decision::Deny(_) => vec![],
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::{DecisionBuilder, deny};
 
-    fn manifest(read: bool) -> Manifest {
-        Manifest {
-            dir: PathBuf::new(),
-            name: "t".into(),
-            wasm: "t.wasm".into(),
-            capabilities: if read {
-                vec!["read-content".into()]
-            } else {
-                vec![]
-            },
-            config: vec![("a".into(), "1".into()), ("b".into(), "x".into())],
-            tests: vec![],
-        }
-    }
-
     #[test]
-    fn input_defaults_and_content_withholding() {
-        let input = json!({
-            "messages": [{"role": "user", "content": "héllo", "tokens": 3}],
-            "candidates": [{"model": "m", "provider": "p", "context_window": 10, "max_output_tokens": 5,
-                            "input_price": 1, "output_price": 2}],
-            "headers": [["X-A", "b"]],
-            "config": {"a": "2", "c": "true"}
-        });
-        let ctx = ctx_from_json(&input, &manifest(false)).unwrap();
-        assert_eq!(ctx.request_id, "test");
-        assert_eq!(ctx.route, "auto");
-        assert_eq!(ctx.messages[0].content, None);
-        assert_eq!(ctx.messages[0].content_len, 6);
-        assert_eq!(ctx.candidates[0].prompt_tokens, 3);
-        assert_eq!(ctx.headers, vec![("x-a".to_owned(), "b".to_owned())]);
-        let cfg: Vec<(&str, &str)> = ctx
-            .config
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(cfg, vec![("a", "2"), ("b", "x"), ("c", "true")]);
-        let ctx = ctx_from_json(&input, &manifest(true)).unwrap();
-        assert_eq!(ctx.messages[0].content.as_deref(), Some("héllo"));
-    }
-
-    #[test]
-    fn input_errors_are_reported() {
-        let m = manifest(false);
-        assert!(
-            ctx_from_json(
-                &json!({"messages": [{"role": "user"}], "candidates": []}),
-                &m
-            )
-            .is_err()
-        );
-        assert!(ctx_from_json(&json!({"messages": [], "candidates": [], "bogus": 1}), &m).is_err());
-        assert!(
-            ctx_from_json(
-                &json!({"messages": [{"role": "x", "tokens": 1}], "candidates": []}),
-                &m
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn decision_json_format() {
+    fn builders() {
+        let m = text_message(Role::User, 3, "héllo");
+        assert_eq!((m.content.as_deref(), m.content_len), (Some("héllo"), 6));
+        assert_eq!(message(Role::User, 3).content, None);
+        let c = ctx(vec![m], vec![candidate("m", 1, 2, 3)]);
+        assert_eq!((c.messages.len(), c.candidates[0].prompt_tokens), (1, 3));
         let mut d = DecisionBuilder::new();
-        d.drop_message(1)
-            .replace_message(2, Role::User, "x")
-            .insert_message(1, Role::System, "note")
-            .set_max_tokens(100)
-            .set_candidates([1, 0])
-            .set_header("x-a", "b")
-            .annotate("k", "v");
-        let want = json!({"allow": [{"drop_message": 1}, {"replace_message": [2, {"role": "user", "content": "x"}]},
-            {"insert_message": [1, {"role": "system", "content": "note"}]}, {"set_max_tokens": 100},
-            {"set_candidates": [1, 0]}, {"set_header": ["x-a", "b"]}, {"annotate": ["k", "v"]}]});
-        assert_eq!(decision_to_json(&d.allow()), want);
-        assert_eq!(
-            decision_to_json(&deny(402, "c", "r")),
-            json!({"deny": {"status": 402, "code": "c", "reason": "r"}})
-        );
-    }
-
-    #[test]
-    fn manifest_checks() {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-policy-sdk-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("tests")).unwrap();
-        let good = r#"
-name = "demo"
-version = "0.1.0"
-abi = "switchyard:policy@0.1.0"
-description = "d"
-wasm = "demo.wasm"
-capabilities = ["log"]
-failure_mode = "open"
-order = 5
-routes = ["*"]
-[limits]
-timeout_ms = 5
-[config]
-n = 2
-f = 0.5
-[[tests]]
-name = "noop"
-input = "tests/in.json"
-expect = "tests/out.json"
-"#;
-        std::fs::write(dir.join("policy.toml"), good).unwrap();
-        std::fs::write(
-            dir.join("tests/in.json"),
-            r#"{"messages": [], "candidates": []}"#,
-        )
-        .unwrap();
-        std::fs::write(dir.join("tests/out.json"), r#"{"allow": []}"#).unwrap();
-        let m = load_manifest(&dir).unwrap();
-        assert_eq!(
-            m.config,
-            vec![
-                ("f".to_owned(), "0.5".to_owned()),
-                ("n".to_owned(), "2".to_owned())
-            ]
-        );
-        assert_eq!(run_manifest_tests(&dir, |_| crate::allow()), Ok(1));
-        let err = run_manifest_tests(&dir, |_| deny(402, "c", "r")).unwrap_err();
-        assert!(err.contains("[noop] expected"), "{err}");
-        let err = run_manifest_tests(&dir, |_| deny(200, "c", "r")).unwrap_err();
-        assert!(err.contains("refuse"), "{err}");
-        std::fs::write(
-            dir.join("policy.toml"),
-            good.replace("order = 5", "order = 5\nbogus = 1"),
-        )
-        .unwrap();
-        assert!(load_manifest(&dir).unwrap_err().contains("bogus"));
-        std::fs::write(dir.join("policy.toml"), good.replace("\"log\"", "\"net\"")).unwrap();
-        assert!(load_manifest(&dir).is_err());
-        std::fs::write(
-            dir.join("policy.toml"),
-            good.replace("timeout_ms = 5", "timeout_ms = 500"),
-        )
-        .unwrap();
-        assert!(load_manifest(&dir).unwrap_err().contains("timeout_ms"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        d.set_max_tokens(5);
+        assert_eq!(edits(&d.allow()), vec![Edit::SetMaxTokens(5)]);
+        assert!(edits(&deny(402, "c", "r")).is_empty());
     }
 }

@@ -147,7 +147,14 @@ pub fn estimate_message_tokens(text: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{msg, tool};
+    use crate::testing::message as msg;
+
+    fn tool(role: Role, tokens: u32) -> Message {
+        Message {
+            tool_related: true,
+            ..msg(role, tokens)
+        }
+    }
 
     fn convo() -> Vec<Message> {
         vec![

@@ -105,60 +105,20 @@ fn trimmed(ctx: &RequestCtx, fit: &Fit, note: Option<&str>, before: u64, after: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_policy::{Candidate, Edit, validate};
-
-    fn msg(role: Role, tokens: u32) -> Message {
-        Message {
-            role,
-            content: None,
-            content_len: 0,
-            tokens,
-            tool_related: false,
-        }
-    }
-
-    fn ctx(messages: Vec<Message>, prompt_tokens: u32) -> RequestCtx {
-        RequestCtx {
-            request_id: "t".into(),
-            tenant: String::new(),
-            route: "auto".into(),
-            messages,
-            max_tokens: Some(256),
-            candidates: vec![Candidate {
-                model: "m".into(),
-                provider: "p".into(),
-                context_window: 128_000,
-                max_output_tokens: 4096,
-                input_price: 1,
-                output_price: 1,
-                score: 0.0,
-                local: false,
-                prompt_tokens,
-                estimated_cost: 0,
-            }],
-            token_budget: None,
-            cost_budget: None,
-            headers: vec![],
-            config: vec![],
-        }
-    }
+    use switchyard_policy::testing::{candidate, ctx, edits, message};
+    use switchyard_policy::{Edit, validate};
 
     /// system(10) + 4 turns of user(100)+assistant(100) + final user(50) = 860, overhead 20.
     fn long() -> RequestCtx {
-        let mut m = vec![msg(Role::System, 10)];
+        let mut m = vec![message(Role::System, 10)];
         for _ in 0..4 {
-            m.push(msg(Role::User, 100));
-            m.push(msg(Role::Assistant, 100));
+            m.push(message(Role::User, 100));
+            m.push(message(Role::Assistant, 100));
         }
-        m.push(msg(Role::User, 50));
-        ctx(m, 880)
-    }
-
-    fn edits(d: &Decision) -> Vec<Edit> {
-        match d {
-            Decision::Allow(e) => e.clone(),
-            Decision::Deny(_) => vec![],
-        }
+        m.push(message(Role::User, 50));
+        let mut c = ctx(m, vec![candidate("m", 1, 1, 880)]);
+        c.max_tokens = Some(256);
+        c
     }
 
     #[test]

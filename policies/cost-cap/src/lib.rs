@@ -135,51 +135,23 @@ fn names(ctx: &RequestCtx, idx: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_policy::testing::{self, candidate, edits};
     use switchyard_policy::{Edit, validate};
-
-    fn cand(model: &str, input_price: u64, output_price: u64, prompt_tokens: u32) -> Candidate {
-        Candidate {
-            model: model.into(),
-            provider: "p".into(),
-            context_window: 128_000,
-            max_output_tokens: 4096,
-            input_price,
-            output_price,
-            score: 0.0,
-            local: false,
-            prompt_tokens,
-            estimated_cost: 0,
-        }
-    }
 
     fn ctx(candidates: Vec<Candidate>, max_tokens: Option<u32>, budget: Option<u64>) -> RequestCtx {
         RequestCtx {
-            request_id: "t".into(),
-            tenant: String::new(),
-            route: "auto".into(),
-            messages: vec![],
             max_tokens,
-            candidates,
-            token_budget: None,
             cost_budget: budget,
-            headers: vec![],
-            config: vec![],
+            ..testing::ctx(vec![], candidates)
         }
     }
 
     // gpt-4o: $2.50 / $10 per M; mini: $0.15 / $0.60 per M.
     fn big(p: u32) -> Candidate {
-        cand("gpt-4o", 2_500_000, 10_000_000, p)
+        candidate("gpt-4o", 2_500_000, 10_000_000, p)
     }
     fn mini(p: u32) -> Candidate {
-        cand("gpt-4o-mini", 150_000, 600_000, p)
-    }
-
-    fn edits(d: &Decision) -> Vec<Edit> {
-        match d {
-            Decision::Allow(e) => e.clone(),
-            Decision::Deny(_) => vec![],
-        }
+        candidate("gpt-4o-mini", 150_000, 600_000, p)
     }
 
     #[test]
@@ -227,7 +199,7 @@ mod tests {
 
     #[test]
     fn lowering_also_vetoes_candidates_that_still_do_not_fit() {
-        let pricey = cand("o1", 15_000_000, 60_000_000, 1000); // 15000 in alone
+        let pricey = candidate("o1", 15_000_000, 60_000_000, 1000); // 15000 in alone
         let c = ctx(vec![big(1000), pricey, mini(1000)], None, Some(10_000));
         let e = edits(&decide(&c));
         assert_eq!(e[0], Edit::SetMaxTokens(750));

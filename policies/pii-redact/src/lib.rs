@@ -48,48 +48,25 @@ pub fn decide(ctx: &RequestCtx) -> Decision {
 mod tests {
     use super::*;
     use switchyard_policy::Edit;
-
-    fn msg(role: Role, content: Option<&str>) -> Message {
-        Message {
-            role,
-            content: content.map(str::to_owned),
-            content_len: content.map_or(0, |c| u32::try_from(c.len()).unwrap_or(u32::MAX)),
-            tokens: 1,
-            tool_related: false,
-        }
-    }
-
-    fn ctx(messages: Vec<Message>) -> RequestCtx {
-        RequestCtx {
-            request_id: "t".into(),
-            tenant: String::new(),
-            route: "auto".into(),
-            messages,
-            max_tokens: None,
-            candidates: vec![],
-            token_budget: None,
-            cost_budget: None,
-            headers: vec![],
-            config: vec![],
-        }
-    }
+    use switchyard_policy::testing::{ctx, edits, message, text_message};
 
     #[test]
     fn replaces_only_changed_messages_and_counts() {
-        let c = ctx(vec![
-            msg(Role::System, Some("Be kind.")),
-            msg(
-                Role::User,
-                Some("I am jo@example.com, card 4111 1111 1111 1111."),
-            ),
-            msg(Role::Assistant, Some("Noted.")),
-            msg(Role::Tool, Some("phone: +49 30 1234567")),
-        ]);
-        let Decision::Allow(e) = decide(&c) else {
-            unreachable!()
-        };
+        let c = ctx(
+            vec![
+                text_message(Role::System, 1, "Be kind."),
+                text_message(
+                    Role::User,
+                    1,
+                    "I am jo@example.com, card 4111 1111 1111 1111.",
+                ),
+                text_message(Role::Assistant, 1, "Noted."),
+                text_message(Role::Tool, 1, "phone: +49 30 1234567"),
+            ],
+            vec![],
+        );
         assert_eq!(
-            e,
+            edits(&decide(&c)),
             vec![
                 Edit::ReplaceMessage((
                     1,
@@ -112,22 +89,18 @@ mod tests {
 
     #[test]
     fn clean_text_is_a_no_op() {
-        let c = ctx(vec![msg(
-            Role::User,
-            Some("Ship order 4111111111111112 on 2024-01-15 for $1299.00"),
-        )]);
+        let text = "Ship order 4111111111111112 on 2024-01-15 for $1299.00";
+        let c = ctx(vec![text_message(Role::User, 1, text)], vec![]);
         assert_eq!(decide(&c), allow());
     }
 
     #[test]
     fn withheld_content_is_reported() {
-        let c = ctx(vec![Message {
+        let withheld = Message {
             content_len: 12,
-            ..msg(Role::User, None)
-        }]);
-        let Decision::Allow(e) = decide(&c) else {
-            unreachable!()
+            ..message(Role::User, 1)
         };
+        let e = edits(&decide(&ctx(vec![withheld], vec![])));
         assert!(matches!(&e[..], [Edit::Annotate((k, _))] if k == "pii_redact"));
     }
 

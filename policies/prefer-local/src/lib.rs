@@ -95,52 +95,29 @@ pub fn decide(ctx: &RequestCtx) -> Decision {
 mod tests {
     use super::*;
     use switchyard_policy::Edit;
+    use switchyard_policy::testing::{self, candidate, edits, text_message};
 
     fn cand(model: &str, local: bool, prompt_tokens: u32) -> Candidate {
+        let (provider, input_price, output_price) = if local {
+            ("ollama", 0, 0)
+        } else {
+            ("openai", 150_000, 600_000)
+        };
         Candidate {
-            model: model.into(),
-            provider: if local { "ollama" } else { "openai" }.into(),
-            context_window: 128_000,
-            max_output_tokens: 4096,
-            input_price: if local { 0 } else { 150_000 },
-            output_price: if local { 0 } else { 600_000 },
-            score: 0.0,
+            provider: provider.into(),
             local,
-            prompt_tokens,
-            estimated_cost: 0,
+            ..candidate(model, input_price, output_price, prompt_tokens)
         }
     }
 
     fn ctx(prompt_tokens: u32, locals: &[bool]) -> RequestCtx {
-        RequestCtx {
-            request_id: "t".into(),
-            tenant: String::new(),
-            route: "auto".into(),
-            messages: vec![Message {
-                role: Role::User,
-                content: Some("Patient record for Mr. X".into()),
-                content_len: 24,
-                tokens: prompt_tokens,
-                tool_related: false,
-            }],
-            max_tokens: None,
-            candidates: locals
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| cand(&format!("m{i}"), l, prompt_tokens))
-                .collect(),
-            token_budget: None,
-            cost_budget: None,
-            headers: vec![],
-            config: vec![],
-        }
-    }
-
-    fn edits(d: &Decision) -> Vec<Edit> {
-        match d {
-            Decision::Allow(e) => e.clone(),
-            Decision::Deny(_) => vec![],
-        }
+        let message = text_message(Role::User, prompt_tokens, "Patient record for Mr. X");
+        let candidates = locals
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| cand(&format!("m{i}"), l, prompt_tokens))
+            .collect();
+        testing::ctx(vec![message], candidates)
     }
 
     #[test]
