@@ -155,7 +155,6 @@ impl LoadedPolicy {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             calls: HostCalls {
-                policy: self.manifest.name.clone(),
                 counter: self.counter.clone(),
                 default_model: input
                     .candidates
@@ -360,7 +359,6 @@ impl WasiView for HostState {
 }
 
 struct HostCalls {
-    policy: String,
     counter: Arc<dyn TokenCounter>,
     default_model: String,
     log_calls: u32,
@@ -373,7 +371,6 @@ struct HostCalls {
 impl Default for HostCalls {
     fn default() -> Self {
         HostCalls {
-            policy: String::new(),
             counter: Arc::new(ByteEstimate),
             default_model: String::new(),
             log_calls: 0,
@@ -401,7 +398,7 @@ fn host_log(
         Level::Warn => "warn",
         Level::Error => "error",
     };
-    tracing::debug!(policy = %calls.policy, level, "{msg}");
+    // Collected, and written to the gateway's log once by `LoadedPolicy::run`.
     calls.lines.push(LogLine {
         level,
         message: msg,

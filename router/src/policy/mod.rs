@@ -22,7 +22,7 @@ use switchyard_plugins::{
 use crate::api::ApiError;
 use crate::catalog::TokenizerFamily;
 use crate::config::{Config, RouteConfig};
-use crate::routing::candidates::{Decision, FilterReason, Filtered};
+use crate::routing::candidates::{self, Decision, FilterReason, Filtered};
 use crate::tokens;
 use crate::types::{ChatRequest, Content, ContentPart, Message, Role};
 
@@ -162,6 +162,7 @@ pub fn apply(
     let set = registry.current();
     let mut applied = Applied::default();
     let mut input: Option<PolicyInput> = None;
+    let mut prompt_changed = false;
     for policy in set.for_route(&route.name) {
         let id = policy.manifest.id();
         let ctx = match &mut input {
@@ -206,7 +207,7 @@ pub fn apply(
                             &mut run,
                             &mut applied,
                         ) {
-                            Ok(()) => {}
+                            Ok(changed) => prompt_changed |= changed,
                             Err(msg) => {
                                 // The host validated indices; what is left is the request's own
                                 // consistency (tool results without their call, ...).
@@ -229,7 +230,7 @@ pub fn apply(
         }
         applied.runs.push(run);
     }
-    refit(config, request, decision);
+    refit(config, request, decision, prompt_changed);
     Ok(applied)
 }
 
@@ -241,7 +242,7 @@ fn apply_edits(
     edits: &[Edit],
     run: &mut PolicyRun,
     applied: &mut Applied,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let touches_messages = edits.iter().any(|e| {
         matches!(
             e,
@@ -258,20 +259,25 @@ fn apply_edits(
             return Err(e);
         }
         request.to_mut().messages = edited;
-        let first = decision
-            .eligible()
-            .first()
-            .map(|c| c.model.as_str())
-            .unwrap_or("");
-        let family = config
-            .models
-            .get(first)
-            .map_or(TokenizerFamily::O200k, |m| m.entry.tokenizer);
-        ctx.messages = request
-            .messages
-            .iter()
-            .map(|m| input_message(m, family))
-            .collect();
+        // The same edits on the policies' view; only new and replaced messages are counted again.
+        let family = first_family(config, decision);
+        let stale = |_: &NewMessage| InputMessage {
+            role: PolicyRole::User,
+            content: String::new(),
+            tokens: None,
+            tool_related: false,
+        };
+        ctx.messages = switchyard_plugins::apply_message_edits(
+            std::mem::take(&mut ctx.messages),
+            edits,
+            stale,
+            |m, _| m.tokens = None,
+        );
+        for (view, m) in ctx.messages.iter_mut().zip(&request.messages) {
+            if view.tokens.is_none() {
+                *view = input_message(m, family);
+            }
+        }
         let sum: u32 = ctx.messages.iter().filter_map(|m| m.tokens).sum();
         for c in &mut ctx.candidates {
             c.prompt_tokens = Some(sum);
@@ -297,7 +303,16 @@ fn apply_edits(
             _ => {}
         }
     }
-    Ok(())
+    Ok(touches_messages)
+}
+
+/// The tokenizer family of the leading candidate: the one message token counts are given in.
+fn first_family(config: &Config, decision: &Decision) -> TokenizerFamily {
+    decision
+        .eligible()
+        .first()
+        .and_then(|c| config.models.get(&c.model))
+        .map_or(TokenizerFamily::O200k, |m| m.entry.tokenizer)
 }
 
 /// Puts the eligible candidates in the policy's order; those it left out become filtered.
@@ -322,10 +337,10 @@ fn reorder(decision: &mut Decision, order: &[u32], policy: &str) {
     decision.eligible = count;
 }
 
-/// After the policies: count the edited prompt again and drop eligible candidates it no longer
-/// fits (or still does not fit: the context filter waits for the policies when any will run).
-pub fn refit(config: &Config, request: &ChatRequest, decision: &mut Decision) {
-    let counts = tokens::RequestTokens::new(request);
+/// After the policies: drop eligible candidates the prompt does not fit (the context filter waits
+/// for the policies when any will run). The prompt is counted again only if a policy changed it.
+pub fn refit(config: &Config, request: &ChatRequest, decision: &mut Decision, recount: bool) {
+    let counts = recount.then(|| tokens::RequestTokens::new(request));
     let mut kept = Vec::with_capacity(decision.candidates.len());
     let mut dropped = Vec::new();
     for (i, mut c) in std::mem::take(&mut decision.candidates)
@@ -340,23 +355,19 @@ pub fn refit(config: &Config, request: &ChatRequest, decision: &mut Decision) {
             kept.push(c);
             continue;
         };
-        let count = counts.get(model.entry.tokenizer);
-        c.prompt_tokens = count.tokens;
-        c.prompt_tokens_exact = count.exact;
-        let window = model.entry.context_window;
-        let reserve = request.max_tokens.unwrap_or(1);
-        if u64::from(count.tokens) + u64::from(reserve) > u64::from(window) {
-            c.filtered = Some(Filtered {
-                reason: FilterReason::Context,
-                detail: format!(
-                    "{} prompt tokens + {reserve} output exceed model '{}''s context window of {window} (after policies)",
-                    count.tokens, c.model
-                ),
-            });
-            c.terms = None;
-            dropped.push(c);
-        } else {
-            kept.push(c);
+        if let Some(counts) = &counts {
+            let count = counts.get(model.entry.tokenizer);
+            c.prompt_tokens = count.tokens;
+            c.prompt_tokens_exact = count.exact;
+        }
+        match candidates::context_filter(model, c.prompt_tokens, c.prompt_tokens_exact, request) {
+            Some(mut f) => {
+                f.detail.push_str(" (after policies)");
+                c.filtered = Some(f);
+                c.terms = None;
+                dropped.push(c);
+            }
+            None => kept.push(c),
         }
     }
     decision.eligible = kept.len();
@@ -371,10 +382,7 @@ fn build_input(
     decision: &Decision,
     caller: &Caller<'_>,
 ) -> PolicyInput {
-    let first = decision.eligible().first();
-    let family = first
-        .and_then(|c| config.models.get(&c.model))
-        .map_or(TokenizerFamily::O200k, |m| m.entry.tokenizer);
+    let family = first_family(config, decision);
     let candidates = decision
         .eligible()
         .iter()

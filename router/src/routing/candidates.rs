@@ -300,6 +300,28 @@ impl Needs {
     }
 }
 
+/// The context-window filter: `prompt + max_tokens` (1 when unset) must fit the model's window.
+pub fn context_filter(
+    model: &ModelConfig,
+    prompt_tokens: u32,
+    exact: bool,
+    request: &ChatRequest,
+) -> Option<Filtered> {
+    let window = model.entry.context_window;
+    let reserve = request.max_tokens.unwrap_or(1);
+    if u64::from(prompt_tokens) + u64::from(reserve) <= u64::from(window) {
+        return None;
+    }
+    Some(Filtered {
+        reason: FilterReason::Context,
+        detail: format!(
+            "{prompt_tokens} prompt tokens{} + {reserve} output exceed model '{}''s context window of {window}",
+            if exact { "" } else { " (estimated)" },
+            model.id
+        ),
+    })
+}
+
 /// The first hard filter a model fails, as a reason; `None` = eligible.
 fn hard_filter(
     model: &ModelConfig,
@@ -340,7 +362,6 @@ fn hard_filter(
             format!("model '{}' does not support {what}", model.id),
         );
     }
-    let window = model.entry.context_window;
     if let Some(max) = request.max_tokens
         && max > model.entry.max_output
     {
@@ -352,21 +373,10 @@ fn hard_filter(
             ),
         );
     }
-    let reserve = request.max_tokens.unwrap_or(1);
-    if !prefs.defer_context && u64::from(c.prompt_tokens) + u64::from(reserve) > u64::from(window) {
-        return out(
-            FilterReason::Context,
-            format!(
-                "{} prompt tokens{} + {reserve} output exceed model '{}''s context window of {window}",
-                c.prompt_tokens,
-                if c.prompt_tokens_exact {
-                    ""
-                } else {
-                    " (estimated)"
-                },
-                model.id
-            ),
-        );
+    if !prefs.defer_context
+        && let Some(f) = context_filter(model, c.prompt_tokens, c.prompt_tokens_exact, request)
+    {
+        return Some(f);
     }
     if let Some(unavailable) = health.and_then(|h| h.available) {
         return out(FilterReason::Health, unavailable.describe());
