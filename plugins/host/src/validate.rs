@@ -177,6 +177,20 @@ pub fn validate(decision: &Decision, input: &PolicyInput) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guests check their decisions with the SDK's copy of these rules (the SDK cannot link the
+    /// host); the copies must agree, or the SDK would accept what the host refuses.
+    #[test]
+    fn the_guest_sdk_states_the_same_rules() {
+        use switchyard_policy::decision as sdk;
+        assert_eq!(sdk::MAX_EDITS, MAX_EDITS);
+        assert_eq!(sdk::MAX_DECISION_BYTES, MAX_DECISION_BYTES);
+        assert_eq!(sdk::MAX_ANNOTATION_KEY, MAX_ANNOTATION_KEY);
+        assert_eq!(sdk::MAX_TEXT, MAX_HEADER_VALUE);
+        assert_eq!(sdk::MAX_TEXT, MAX_ANNOTATION_VALUE);
+        assert_eq!(sdk::MAX_TEXT, MAX_REASON);
+        assert_eq!(sdk::BLOCKED_HEADERS, BLOCKED_HEADERS);
+    }
     use crate::ctx::{Denial, InputCandidate, InputMessage, NewMessage, Role};
 
     fn input() -> PolicyInput {
