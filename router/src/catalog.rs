@@ -237,6 +237,32 @@ impl CatalogEntry {
     }
 }
 
+impl CatalogEntry {
+    /// `usage_cost` in integer picodollars (1e-12 USD): every price is a whole number of
+    /// picodollars per token (prices per 1M tokens with up to six decimals), so sums of these
+    /// are exact.
+    pub fn usage_cost_pico(&self, usage: &crate::types::Usage) -> i64 {
+        if self.is_local() {
+            return 0;
+        }
+        let (input, output) = match self.long_context {
+            Some(tier) if usage.prompt_tokens > tier.threshold => (tier.input, tier.output),
+            _ => (self.input, self.output),
+        };
+        // $ per 1M tokens → picodollars per token.
+        let per_token = |usd_per_m: f64| (usd_per_m * 1e6).round() as i64;
+        let cached = usage.cached_tokens().min(usage.prompt_tokens);
+        let written = usage
+            .cache_write_tokens()
+            .min(usage.prompt_tokens.saturating_sub(cached));
+        let plain = usage.prompt_tokens - cached - written;
+        i64::from(plain) * per_token(input)
+            + i64::from(cached) * per_token(self.cached_input.unwrap_or(input))
+            + i64::from(written) * per_token(self.cache_write.unwrap_or(input))
+            + i64::from(usage.completion_tokens) * per_token(output)
+    }
+}
+
 /// All known models, by catalog name.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {

@@ -31,6 +31,6 @@ pub async fn start() -> Result<(SimHandle, Arc<Gateway>), String> {
         .map_err(|e| format!("cannot start the simulator: {e}"))?;
     let url = format!("http://{}", sim.addr);
     let cfg = config(&url).map_err(|e| e.to_string())?;
-    let gw = Gateway::new(cfg)?;
+    let gw = Gateway::connect(cfg).await?;
     Ok((sim, gw))
 }

@@ -6,11 +6,14 @@
 
 pub mod analyst;
 pub mod api;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod demo;
+pub mod exchange;
 pub mod execute;
 pub mod ids;
+pub mod keys;
 pub mod pipeline;
 pub mod policy;
 pub mod providers;
@@ -19,6 +22,7 @@ pub mod routing;
 pub mod server;
 pub mod sim;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod tokens;
 pub mod types;

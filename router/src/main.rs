@@ -108,7 +108,7 @@ async fn run(command: Command) -> Result<(), String> {
             let cfg = config::load_file(&config, &Vars::from_env())
                 .map_err(|e| format!("invalid config {}:\n{e}", config.display()))?;
             let addr = listen.unwrap_or(cfg.server.listen);
-            let gw = Gateway::new(cfg)?;
+            let gw = Gateway::connect(cfg).await?;
             serve_gateway(gw, addr).await
         }
         Command::Route {
@@ -187,9 +187,23 @@ async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if !local.ip().is_loopback() && !gw.keys.auth_required() && !gw.keys.admin_configured() {
+        return Err(format!(
+            "refusing to listen on {local} with no virtual keys and no admin key: anyone who \
+             can reach it could spend your provider credit. Listen on 127.0.0.1, or set \
+             SWITCHYARD_ADMIN_KEY and create keys (POST /admin/keys)."
+        ));
+    }
     let models: Vec<&str> = gw.config.models.keys().map(|m| m.as_str()).collect();
-    tracing::info!(addr = %local, models = ?models, "switchyard listening");
-    server::serve(listener, app(gw), server::shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    tracing::info!(
+        addr = %local,
+        models = ?models,
+        store = gw.store.as_ref().map_or("none", |s| s.backend()),
+        auth = if gw.keys.auth_required() { "virtual keys" } else { "off (no keys)" },
+        "switchyard listening"
+    );
+    let served = server::serve(listener, app(gw.clone()), server::shutdown_signal()).await;
+    // The server has drained: no handler can still record. Flush the request log.
+    gw.shutdown().await;
+    served.map_err(|e| format!("server error: {e}"))
 }

@@ -4,10 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cache::ResponseCache;
 use crate::config::{Config, ModelConfig};
 use crate::ids::{ModelId, ProviderId};
+use crate::keys::Keys;
 use crate::providers::{self, Provider};
 use crate::routing::health::{Health, HealthConfig, RetryBudget};
+use crate::store::{Store, Writer, WriterConfig};
+use crate::telemetry::Metrics;
 
 /// Everything a request needs, shared by all requests (`Arc<Gateway>`).
 pub struct Gateway {
@@ -22,6 +26,15 @@ pub struct Gateway {
     pub analyst: crate::analyst::Analyst,
     /// The WASM routing policies (`[policies] dir`), hot-reloaded; `None` without a folder.
     pub policies: Option<Arc<switchyard_plugins::Registry>>,
+    /// Exact-match answers (`[cache]`).
+    pub cache: Arc<ResponseCache>,
+    /// Virtual keys, their limits and spend; the admin key.
+    pub keys: Arc<Keys>,
+    /// Request log, keys and spend (`[store]`); `None` when `url = "none"` or in-process tests.
+    pub store: Option<Store>,
+    /// The batched request log writer (with `store`).
+    pub writer: Option<Writer>,
+    pub metrics: Metrics,
     pub started_at: Instant,
 }
 
@@ -33,6 +46,48 @@ impl Gateway {
 
     /// As `new`, with explicit health timings (breaker periods, decay), e.g. for tests.
     pub fn with_health(config: Config, health: HealthConfig) -> Result<Arc<Gateway>, String> {
+        let admin = config
+            .auth
+            .admin_key
+            .as_ref()
+            .map(|k| k.expose().to_owned());
+        let keys = Keys::in_memory(admin.as_deref());
+        Gateway::build(config, health, keys, None)
+    }
+
+    /// The gateway with its store (`[store] url`): migrations run, keys and their spend loaded,
+    /// the request log writer and the retention task started. `serve` and `demo` use this.
+    pub async fn connect(config: Config) -> Result<Arc<Gateway>, String> {
+        let admin = config
+            .auth
+            .admin_key
+            .as_ref()
+            .map(|k| k.expose().to_owned());
+        if !config.store.enabled() {
+            let keys = Keys::in_memory(admin.as_deref());
+            return Gateway::build(config, HealthConfig::default(), keys, None);
+        }
+        let url = &config.store.url;
+        if let Some(path) = url.strip_prefix("sqlite://")
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let store = Store::connect(url)
+            .await
+            .map_err(|e| format!("store ({}): {e}", redact_url(url)))?;
+        let keys = Keys::load(store.clone(), admin.as_deref()).await?;
+        Gateway::build(config, HealthConfig::default(), keys, Some(store))
+    }
+
+    fn build(
+        config: Config,
+        health: HealthConfig,
+        keys: Keys,
+        store: Option<Store>,
+    ) -> Result<Arc<Gateway>, String> {
         let http = providers::http_client().map_err(|e| format!("HTTP client: {e}"))?;
         let providers = config
             .providers
@@ -42,15 +97,59 @@ impl Gateway {
         let health = Health::new(health, config.models.keys().cloned());
         let analyst = crate::analyst::Analyst::new(&config.analyst)?;
         let policies = crate::policy::start(&config)?;
-        Ok(Arc::new(Gateway {
+        let keys = Arc::new(keys);
+        let writer = store.as_ref().map(|store| {
+            let cfg = WriterConfig {
+                capacity: config.store.queue,
+                batch_rows: config.store.batch_rows,
+                interval: Duration::from_millis(config.store.flush_ms),
+            };
+            let k = keys.clone();
+            let period = move |row: &crate::store::RequestRecord| {
+                let key = row.key_id.as_deref()?;
+                k.period_start(key, row.ts_ms)
+            };
+            Writer::spawn(store.clone(), cfg, Arc::new(period))
+        });
+        if let Some(store) = &store
+            && config.store.retention_days > 0
+        {
+            let keep = Duration::from_secs(u64::from(config.store.retention_days) * 86_400);
+            crate::store::spawn_retention(store.clone(), keep, Duration::from_secs(3600));
+        }
+        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let gw = Arc::new(Gateway {
+            cache: Arc::new(ResponseCache::new(&config.cache)),
             config: Arc::new(config),
             providers,
             health,
             retry_budget: RetryBudget::new(0.2, 3, Duration::from_secs(10)),
             analyst,
             policies,
+            keys,
+            store,
+            writer,
+            metrics,
             started_at: Instant::now(),
-        }))
+        });
+        gw.metrics.bind(&gw);
+        Ok(gw)
+    }
+
+    /// After the HTTP server has drained: flush every queued log row, then close the store.
+    pub async fn shutdown(&self) {
+        if let Some(w) = &self.writer {
+            let stats = w.shutdown().await;
+            tracing::info!(
+                written = stats.written,
+                dropped = stats.dropped,
+                failed = stats.failed,
+                "request log flushed"
+            );
+        }
+        if let Some(store) = &self.store {
+            store.close().await;
+        }
     }
 
     pub fn model(&self, name: &str) -> Option<&ModelConfig> {
@@ -76,5 +175,17 @@ impl std::fmt::Debug for Gateway {
             .field("config", &self.config)
             .field("providers", &self.providers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+/// A store URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }

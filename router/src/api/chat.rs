@@ -29,10 +29,16 @@ pub async fn chat_completions(
     let gw = &*gw;
     let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
     let request = parse_request(&bytes)?;
+    if let Some(c) = &request.cache {
+        c.validate(gw.cache.config())
+            .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
+    }
     // `model` names a model or a route (`auto`, `cheap`, …).
     let target = Target {
         name: Some(&request.model),
         headers: super::policy_headers(&headers),
+        cache: request.cache,
+        cache_control: cache_control(&headers),
         ..Target::default()
     };
     if request.stream {
@@ -47,6 +53,14 @@ pub async fn chat_completions(
         routing_headers(response.headers_mut(), &routed, Some(cost));
         Ok(response)
     }
+}
+
+/// The request's `Cache-Control` header.
+pub(crate) fn cache_control(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Read the whole body, refusing more than `limit` bytes.

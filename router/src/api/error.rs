@@ -165,6 +165,44 @@ impl ApiError {
         .code("policy_error")
     }
 
+    /// No usable credentials for the gateway itself (virtual key or admin key).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message)
+            .code("invalid_api_key")
+    }
+
+    /// The key is valid but may not do this (a route or model outside its allow-list).
+    pub fn forbidden(param: Option<String>, message: impl Into<String>) -> Self {
+        let mut e = ApiError::new(StatusCode::FORBIDDEN, "permission_error", message)
+            .code("permission_denied");
+        e.param = param;
+        e
+    }
+
+    /// The key's budget for the period is spent (or reserved by requests in flight).
+    pub fn budget_exceeded(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_quota", message)
+            .code("budget_exceeded")
+    }
+
+    /// Over the key's requests- or tokens-per-minute limit.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+            .code("rate_limit_exceeded");
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// A resource of the gateway's own API (a key id) does not exist.
+    pub fn no_such(what: &str, id: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("No {what} with id '{id}'"),
+        )
+        .code("not_found")
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", message).code("internal")
     }
@@ -255,6 +293,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(code) = self.code {
+            response
+                .extensions_mut()
+                .insert(super::admit::ErrorCode(code));
+        }
         if let Some(wait) = self.retry_after {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

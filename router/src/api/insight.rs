@@ -12,8 +12,43 @@ use tokio::time::Instant;
 
 use crate::routing::health::BreakerState;
 use crate::state::Gateway;
+use crate::store::RequestLog;
+
+/// Per-model figures from the request log (all replicas sharing the store, surviving
+/// restarts): the last 24 hours.
+async fn history(gw: &Gateway) -> BTreeMap<String, Value> {
+    let Some(store) = &gw.store else {
+        return BTreeMap::new();
+    };
+    let since = crate::keys::now_ms() - 24 * 3_600_000;
+    match RequestLog::model_history(store, since).await {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|h| {
+                let v = json!({
+                    "window": "24h",
+                    "requests": h.requests,
+                    "errors": h.errors,
+                    "error_rate": if h.requests > 0 { h.errors as f64 / h.requests as f64 } else { 0.0 },
+                    "avg_latency_ms": h.avg_latency_ms,
+                    "avg_ttft_ms": h.avg_ttft_ms,
+                    "prompt_tokens": h.prompt_tokens,
+                    "completion_tokens": h.completion_tokens,
+                    "cost_usd": crate::keys::pico_to_usd(h.cost_picousd),
+                    "cache_hits": h.cache_hits,
+                });
+                (h.model, v)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read model history from the store");
+            BTreeMap::new()
+        }
+    }
+}
 
 pub async fn models(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    let mut history = history(&gw).await;
     let now = Instant::now();
     let data: Vec<Value> = gw
         .config
@@ -39,6 +74,7 @@ pub async fn models(State(gw): State<Arc<Gateway>>) -> Json<Value> {
                 },
                 "deprecated": e.deprecated,
                 "health": gw.health.get(m.id.as_str()).map(|h| h.snapshot(now)),
+                "history": history.remove(m.id.as_str()),
                 "routes": gw.config.routes.values()
                     .filter(|r| r.models.contains(&m.id))
                     .map(|r| r.name.as_str())
@@ -49,7 +85,10 @@ pub async fn models(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     Json(json!({"models": data}))
 }
 
+/// Live windows (this process, recent seconds) next to the store's history (24 h, every
+/// replica, surviving restarts).
 pub async fn performance(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    let mut history = history(&gw).await;
     let now = Instant::now();
     let mut out = BTreeMap::new();
     for (id, h) in gw.health.iter() {
@@ -58,9 +97,13 @@ pub async fn performance(State(gw): State<Arc<Gateway>>) -> Json<Value> {
         perf["breaker"] = json!(snapshot.breaker);
         perf["reliability"] = json!(snapshot.reliability);
         perf["in_flight"] = json!(snapshot.in_flight);
+        perf["history"] = history.remove(id.as_str()).unwrap_or(Value::Null);
         out.insert(id.to_string(), perf);
     }
-    Json(json!({"models": out}))
+    Json(json!({
+        "models": out,
+        "store": gw.store.as_ref().map(crate::store::Store::backend),
+    }))
 }
 
 pub async fn detailed(State(gw): State<Arc<Gateway>>) -> Json<Value> {

@@ -1,12 +1,15 @@
 //! Ingress: the HTTP surface. One file per endpoint family; `ApiError` is the one conversion of
 //! any failure to an HTTP answer. Handlers parse and validate, then hand over to `pipeline`.
 
+mod admin;
+pub(crate) mod admit;
 mod analyst;
 mod chat;
 mod error;
 mod health;
 mod insight;
 mod models;
+pub mod openapi;
 mod policies;
 mod route;
 
@@ -16,52 +19,84 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Uri};
-use axum::routing::{get, post};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::routing::{MethodRouter, delete, get, post};
 
 pub use error::ApiError;
 
 use crate::state::Gateway;
 
+/// One path of the HTTP surface: its methods and handlers. `app` is built from this table and
+/// the OpenAPI document is checked against it (tests), so the two cannot drift apart.
+pub struct Endpoint {
+    pub path: &'static str,
+    pub methods: &'static [Method],
+    handler: MethodRouter<Arc<Gateway>>,
+}
+
+/// Every endpoint the gateway serves.
+pub fn endpoints() -> Vec<Endpoint> {
+    let e = |path, methods, handler| Endpoint {
+        path,
+        methods,
+        handler,
+    };
+    const GET: &[Method] = &[Method::GET];
+    const POST: &[Method] = &[Method::POST];
+    vec![
+        e("/v1/chat/completions", POST, post(chat::chat_completions)),
+        e("/v1/models", GET, get(models::list)),
+        e("/v1/models/{model}", GET, get(models::get_one)),
+        e("/ai/route", POST, post(route::route)),
+        e("/ai/route/batch", POST, post(route::batch)),
+        e("/ai/analyze/market", POST, post(analyst::market)),
+        e("/ai/sentiment/news", POST, post(analyst::sentiment)),
+        e("/ai/optimize/portfolio", POST, post(analyst::portfolio)),
+        e("/ai/models", GET, get(insight::models)),
+        e("/ai/performance", GET, get(insight::performance)),
+        e("/ai/policies", GET, get(policies::list)),
+        e("/ai/policies/reload", POST, post(policies::reload)),
+        e("/ai/cache/stats", GET, get(admin::cache_stats)),
+        e("/ai/cache", &[Method::DELETE], delete(admin::cache_clear)),
+        e(
+            "/admin/keys",
+            &[Method::GET, Method::POST],
+            get(admin::list_keys).post(admin::create_key),
+        ),
+        e(
+            "/admin/keys/{id}",
+            &[Method::GET, Method::DELETE],
+            get(admin::get_key).delete(admin::revoke_key),
+        ),
+        e("/admin/keys/{id}/spend", GET, get(admin::key_spend)),
+        e("/health", GET, get(health::live)),
+        e("/health/ready", GET, get(health::ready)),
+        e("/health/detailed", GET, get(insight::detailed)),
+        e("/metrics", GET, get(admin::metrics)),
+        e("/openapi.json", GET, get(openapi::document)),
+    ]
+}
+
 /// The gateway's HTTP router. Used by `main` and by in-process tests (`oneshot`).
 pub fn app(gw: Arc<Gateway>) -> Router {
-    Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(chat::chat_completions).fallback(method_not_allowed),
-        )
-        .route("/ai/route", post(route::route).fallback(method_not_allowed))
-        .route(
-            "/ai/route/batch",
-            post(route::batch).fallback(method_not_allowed),
-        )
-        .route(
-            "/ai/analyze/market",
-            post(analyst::market).fallback(method_not_allowed),
-        )
-        .route(
-            "/ai/sentiment/news",
-            post(analyst::sentiment).fallback(method_not_allowed),
-        )
-        .route(
-            "/ai/optimize/portfolio",
-            post(analyst::portfolio).fallback(method_not_allowed),
-        )
-        .route("/ai/models", get(insight::models))
-        .route("/ai/policies", get(policies::list))
-        .route(
-            "/ai/policies/reload",
-            post(policies::reload).fallback(method_not_allowed),
-        )
-        .route("/ai/performance", get(insight::performance))
-        .route("/health/detailed", get(insight::detailed))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{*model}", get(models::get_one))
-        .route("/health", get(health::live))
-        .route("/health/ready", get(health::ready))
+    let mut router = Router::new();
+    for e in endpoints() {
+        // Model ids contain slashes (`ollama/llama3.2`): the path takes the rest of the URL.
+        let path = if e.path == "/v1/models/{model}" {
+            "/v1/models/{*model}"
+        } else {
+            e.path
+        };
+        router = router.route(path, e.handler.fallback(method_not_allowed));
+    }
+    router
         .fallback(not_found)
         // Bodies are read with the configured limit inside the handlers (413 in OpenAI's shape).
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            admit::admit,
+        ))
         .with_state(gw)
 }
 
@@ -89,6 +124,7 @@ pub(crate) fn routing_headers<T>(
     put("x-switchyard-provider", routed.provider.as_str());
     put("x-switchyard-route", &routed.route);
     put("x-switchyard-attempts", &routed.attempt_count().to_string());
+    put("x-switchyard-cache", routed.cache.as_str());
     if let Some(cost) = cost_usd {
         put("x-switchyard-cost-usd", &format!("{cost:.8}"));
     }

@@ -62,6 +62,9 @@ pub struct RouteRequest {
     /// Echoed back in the answer; never sent upstream.
     #[serde(default)]
     pub metadata: Option<Map<String, Value>>,
+    /// Cache control for this request (`{mode, ttl_s}`).
+    #[serde(default)]
+    pub cache: Option<crate::cache::CacheRequest>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -106,6 +109,7 @@ impl RouteRequest {
         request.tools = self.tools;
         request.tool_choice = self.tool_choice;
         request.seed = self.seed;
+        request.cache = self.cache;
         request
             .validate()
             .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
@@ -168,6 +172,8 @@ impl RouteParts {
             models: self.models.as_deref(),
             preferences: Some(self.prefs),
             headers: Vec::new(),
+            cache: self.request.cache,
+            cache_control: None,
         }
     }
 }
@@ -178,18 +184,23 @@ pub async fn route(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: RouteRequest = body_json(&gw, body).await?;
-    handle(&gw, req, super::policy_headers(&headers)).await
+    handle(&gw, req, &headers).await
 }
 
 async fn handle(
     gw: &Gateway,
     req: RouteRequest,
-    headers: Vec<(String, String)>,
+    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let metadata = req.metadata.clone();
     let parts = req.into_parts()?;
+    if let Some(c) = &parts.request.cache {
+        c.validate(gw.cache.config())
+            .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
+    }
     let mut target = parts.target();
-    target.headers = headers;
+    target.headers = super::policy_headers(headers);
+    target.cache_control = super::chat::cache_control(headers);
     if parts.request.stream {
         let routed = pipeline::stream(gw, &parts.request, &target).await?;
         return Ok(sse(routed));
@@ -216,7 +227,8 @@ fn answer(routed: &Routed<ChatResponse>, cost: f64, metadata: Option<Map<String,
         "cost_usd": cost,
         "latency_ms": routed.latency.as_secs_f64() * 1000.0,
         "attempts": routed.attempt_count(),
-        "cached": false,
+        "cached": routed.cache == crate::cache::Outcome::Hit,
+        "cache": routed.cache,
         "routing": routing_json(&routed.decision, routed),
         "metadata": metadata,
     })

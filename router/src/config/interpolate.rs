@@ -35,7 +35,7 @@ impl Vars {
         self.overrides.insert(name.into(), value.into());
     }
 
-    fn get(&self, name: &str) -> Option<String> {
+    pub fn get(&self, name: &str) -> Option<String> {
         if let Some(v) = self.overrides.get(name) {
             return Some(v.clone());
         }

@@ -39,6 +39,75 @@ pub struct Config {
     pub analyst: AnalystConfig,
     pub policies: PoliciesConfig,
     pub sim: SimConfig,
+    pub cache: crate::cache::CacheConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[store]`: where request logs, keys and spend are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (default `sqlite://.switchyard/switchyard.db`), `postgres://…`, or
+    /// `none` (nothing persisted: no request log, keys live in memory only).
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// Request log rows older than this are deleted; 0 keeps them forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// The writer flushes when this many rows are waiting …
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// … or this long after the first of them arrived.
+    #[serde(default = "default_flush_ms")]
+    pub flush_ms: u64,
+    /// Rows that may wait for the writer; beyond it rows are dropped (and counted), never
+    /// the request blocked.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_store_url() -> String {
+    "sqlite://.switchyard/switchyard.db".to_owned()
+}
+fn default_retention_days() -> u32 {
+    30
+}
+fn default_batch_rows() -> usize {
+    256
+}
+fn default_flush_ms() -> u64 {
+    200
+}
+fn default_queue() -> usize {
+    10_000
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: default_store_url(),
+            retention_days: default_retention_days(),
+            batch_rows: default_batch_rows(),
+            flush_ms: default_flush_ms(),
+            queue: default_queue(),
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn enabled(&self) -> bool {
+        self.url != "none"
+    }
+}
+
+/// `[auth]`: the admin key (default: the `SWITCHYARD_ADMIN_KEY` environment variable). Virtual
+/// keys themselves are made through the admin API and kept in the store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub admin_key: Option<Secret>,
 }
 
 /// `[analyst]`: where the analyst endpoints' prompts come from and how their narratives route.
@@ -169,6 +238,9 @@ const SECTIONS: &[&str] = &[
     "analyst",
     "policies",
     "sim",
+    "cache",
+    "store",
+    "auth",
 ];
 
 /// Collects errors while loading.
@@ -295,6 +367,46 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
     if policies.slots == 0 || policies.slots > 1000 {
         errors.push("policies.slots", "must be between 1 and 1000");
     }
+    let cache: crate::cache::CacheConfig = match doc.remove("cache") {
+        Some(v) => errors.parse(v, "cache").unwrap_or_default(),
+        None => crate::cache::CacheConfig::default(),
+    };
+    for (path, message) in cache.validate() {
+        errors.push(path, message);
+    }
+    let store: StoreConfig = match doc.remove("store") {
+        Some(v) => errors.parse(v, "store").unwrap_or_default(),
+        None => StoreConfig::default(),
+    };
+    let url = store.url.as_str();
+    if !(url == "none"
+        || url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        // Never echo the URL: it may hold a password.
+        errors.push("store.url", "must be sqlite://PATH, postgres://…, or none");
+    }
+    if store.batch_rows == 0 || store.queue == 0 || store.flush_ms == 0 {
+        errors.push("store", "batch_rows, queue and flush_ms must be at least 1");
+    }
+    let mut auth: AuthConfig = match doc.remove("auth") {
+        Some(v) => errors.parse(v, "auth").unwrap_or_default(),
+        None => AuthConfig::default(),
+    };
+    if auth.admin_key.is_none() {
+        auth.admin_key = vars
+            .get("SWITCHYARD_ADMIN_KEY")
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
+    }
+    if auth
+        .admin_key
+        .as_ref()
+        .is_some_and(|k| k.expose().len() < 16)
+    {
+        errors.push("auth.admin_key", "must be at least 16 characters");
+    }
     let sim: SimConfig = match doc.remove("sim") {
         Some(v) => errors.parse(v, "sim").unwrap_or_default(),
         None => SimConfig::default(),
@@ -354,6 +466,9 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         analyst,
         policies,
         sim,
+        cache,
+        store,
+        auth,
     })
 }
 

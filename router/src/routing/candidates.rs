@@ -122,6 +122,9 @@ pub struct Decision {
     /// The context-window filter was left to after the policies (see `Preferences`).
     #[serde(skip)]
     pub deferred_context: bool,
+    /// Time spent counting the prompt's tokens.
+    #[serde(skip)]
+    pub count_time: std::time::Duration,
 }
 
 impl Decision {
@@ -229,6 +232,7 @@ pub fn decide(
         candidates: ranked,
         eligible: count,
         deferred_context: prefs.defer_context,
+        count_time: counter.time_spent(),
     }
 }
 

@@ -93,6 +93,8 @@ pub struct RequestTokens<'a> {
     counter: fn(Encoding) -> Counter,
     o200k: OnceCell<(Prompt, bool)>,
     cl100k: OnceCell<(Prompt, bool)>,
+    /// Time spent counting (the `count` stage of the overhead figures).
+    spent: std::cell::Cell<std::time::Duration>,
 }
 
 impl<'a> RequestTokens<'a> {
@@ -106,7 +108,13 @@ impl<'a> RequestTokens<'a> {
             counter,
             o200k: OnceCell::new(),
             cl100k: OnceCell::new(),
+            spent: std::cell::Cell::default(),
         }
+    }
+
+    /// Time spent counting so far.
+    pub fn time_spent(&self) -> std::time::Duration {
+        self.spent.get()
     }
 
     /// The prompt count for `family`; see [`count_request`].
@@ -117,8 +125,11 @@ impl<'a> RequestTokens<'a> {
             Encoding::Cl100k => &self.cl100k,
         };
         let (prompt, exact_counter) = slot.get_or_init(|| {
+            let t = std::time::Instant::now();
             let counter = (self.counter)(encoding);
-            (request::count(counter, self.request), counter.is_exact())
+            let counted = (request::count(counter, self.request), counter.is_exact());
+            self.spent.set(self.spent.get() + t.elapsed());
+            counted
         });
         finish(
             prompt.tokens,

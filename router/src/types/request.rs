@@ -39,6 +39,9 @@ pub struct ChatRequest {
     pub n: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Switchyard's cache control (`{mode, ttl_s}`); never sent upstream.
+    #[serde(default, skip_serializing)]
+    pub cache: Option<crate::cache::CacheRequest>,
     /// Everything else the client sent (logprobs, metadata, reasoning_effort, …): passed through
     /// to OpenAI-shaped upstreams, ignored by the others.
     #[serde(flatten)]
@@ -295,6 +298,7 @@ impl ChatRequest {
             seed: None,
             n: None,
             user: None,
+            cache: None,
             extra: Map::new(),
         }
     }

@@ -109,6 +109,24 @@ impl Usage {
         }
     }
 
+    /// Add another answer's usage (a request that made several calls).
+    pub fn add(&mut self, other: &Usage) {
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
+        if let Some(o) = other.prompt_tokens_details {
+            let d = self.prompt_tokens_details.get_or_insert_default();
+            d.cached_tokens = d.cached_tokens.saturating_add(o.cached_tokens);
+            d.cache_write_tokens = d.cache_write_tokens.saturating_add(o.cache_write_tokens);
+        }
+        if let Some(o) = other.completion_tokens_details {
+            let d = self.completion_tokens_details.get_or_insert_default();
+            d.reasoning_tokens = d.reasoning_tokens.saturating_add(o.reasoning_tokens);
+        }
+    }
+
     pub fn with_cache(mut self, cached_read: u32, cache_write: u32) -> Self {
         if cached_read > 0 || cache_write > 0 {
             self.prompt_tokens_details = Some(PromptTokensDetails {

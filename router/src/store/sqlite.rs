@@ -1,0 +1,363 @@
+//! SQLite backend: a file next to the gateway (or `sqlite::memory:` for tests).
+
+use std::fmt;
+use std::str::FromStr;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{
+    AttemptRow, KeyRecord, KeyRow, KeyStore, ModelHistory, PURGE_CHUNK, PolicyRow, RequestLog,
+    RequestRecord, RequestRow, SpendRow, SpendStore, SpendTotals, StoreError, StoreOptions,
+    conflict_or_query, connect_error, idx, json_list, spend_deltas,
+};
+
+const BACKEND: &str = "sqlite";
+
+/// The SQLite implementation of the store traits. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("connections", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and runs the migrations.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let rest = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let in_memory =
+            rest == ":memory:" || rest.starts_with(":memory:?") || rest.contains("mode=memory");
+
+        let mut connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| connect_error(BACKEND, e, url))?
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool_options = if in_memory {
+            // Every connection to `:memory:` would be its own database (or, with a
+            // shared cache, fight over table locks): use exactly one, kept forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            connect = connect
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            if let Some(dir) = connect.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                    connect_error(
+                        BACKEND,
+                        format!("cannot create directory {}: {e}", dir.display()),
+                        url,
+                    )
+                })?;
+            }
+            SqlitePoolOptions::new().max_connections(options.max_connections.unwrap_or(4))
+        };
+        let pool = pool_options
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| connect_error(BACKEND, e, url))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool, for ad-hoc queries.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+const REQUEST_BY_ID: &str = "SELECT id, ts_ms, key_id, endpoint, route, model, provider, status, error_code, stream, cache, \
+     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
+     cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests WHERE id = ?";
+
+const KEY_BY_ID: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
+     budget_period, rpm, tpm FROM api_keys WHERE id = ?";
+
+const KEY_BY_HASH: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
+     budget_period, rpm, tpm FROM api_keys WHERE hash = ?";
+
+impl RequestLog for SqliteStore {
+    async fn insert_batch(&self, rows: &[(RequestRecord, Option<i64>)]) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut inserted: Vec<&(RequestRecord, Option<i64>)> = Vec::with_capacity(rows.len());
+        for pair in rows {
+            let r = &pair.0;
+            let done = sqlx::query(
+                "INSERT INTO requests (id, ts_ms, key_id, endpoint, route, model, provider, status, \
+                 error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, \
+                 reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&r.id)
+            .bind(r.ts_ms)
+            .bind(&r.key_id)
+            .bind(&r.endpoint)
+            .bind(&r.route)
+            .bind(&r.model)
+            .bind(&r.provider)
+            .bind(i64::from(r.status))
+            .bind(&r.error_code)
+            .bind(r.stream)
+            .bind(&r.cache)
+            .bind(i64::from(r.prompt_tokens))
+            .bind(i64::from(r.completion_tokens))
+            .bind(i64::from(r.cached_tokens))
+            .bind(i64::from(r.reasoning_tokens))
+            .bind(r.usage_estimated)
+            .bind(r.cost_picousd)
+            .bind(r.latency_ms)
+            .bind(r.ttft_ms)
+            .bind(r.overhead_ms)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                continue; // already stored: skip its children and its spend
+            }
+            for (i, a) in r.attempts.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO attempts (request_id, idx, model, provider, outcome, status, \
+                     latency_ms, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&r.id)
+                .bind(idx(i))
+                .bind(&a.model)
+                .bind(&a.provider)
+                .bind(&a.outcome)
+                .bind(a.status.map(i64::from))
+                .bind(a.latency_ms)
+                .bind(&a.detail)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (i, p) in r.policies.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO policy_annotations (request_id, idx, policy, outcome, annotations) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(&r.id)
+                .bind(idx(i))
+                .bind(&p.policy)
+                .bind(&p.outcome)
+                .bind(json_list(&p.annotations)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            inserted.push(pair);
+        }
+        for ((key_id, period), t) in spend_deltas(inserted.iter().copied()) {
+            sqlx::query(
+                "INSERT INTO spend (key_id, period_start_ms, cost_picousd, requests, prompt_tokens, \
+                 completion_tokens) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (key_id, period_start_ms) DO UPDATE SET \
+                 cost_picousd = spend.cost_picousd + excluded.cost_picousd, \
+                 requests = spend.requests + excluded.requests, \
+                 prompt_tokens = spend.prompt_tokens + excluded.prompt_tokens, \
+                 completion_tokens = spend.completion_tokens + excluded.completion_tokens",
+            )
+            .bind(key_id)
+            .bind(period)
+            .bind(t.cost_picousd)
+            .bind(t.requests)
+            .bind(t.prompt_tokens)
+            .bind(t.completion_tokens)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(u64::try_from(inserted.len()).unwrap_or(u64::MAX))
+    }
+
+    async fn count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        // One snapshot for the three reads, so a concurrent purge cannot split them.
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query_as::<_, RequestRow>(REQUEST_BY_ID)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query_as::<_, AttemptRow>(
+            "SELECT model, provider, outcome, status, latency_ms, detail FROM attempts \
+             WHERE request_id = ? ORDER BY idx",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let policies = sqlx::query_as::<_, PolicyRow>(
+            "SELECT policy, outcome, annotations FROM policy_annotations \
+             WHERE request_id = ? ORDER BY idx",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.into_record(attempts, policies).map(Some)
+    }
+
+    async fn model_history(&self, since_ms: i64) -> Result<Vec<ModelHistory>, StoreError> {
+        Ok(sqlx::query_as::<_, ModelHistory>(
+            "SELECT model, \
+                COUNT(*) AS requests, \
+                SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors, \
+                AVG(latency_ms) AS avg_latency_ms, \
+                AVG(ttft_ms) AS avg_ttft_ms, \
+                SUM(prompt_tokens) AS prompt_tokens, \
+                SUM(completion_tokens) AS completion_tokens, \
+                SUM(cost_picousd) AS cost_picousd, \
+                SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END) AS cache_hits \
+             FROM requests WHERE ts_ms >= ? AND model IS NOT NULL \
+             GROUP BY model ORDER BY model",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn purge_before(&self, ts_ms: i64) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            // Attempts and policy rows go with ON DELETE CASCADE (foreign keys are on).
+            let n = sqlx::query(
+                "DELETE FROM requests WHERE id IN \
+                 (SELECT id FROM requests WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?)",
+            )
+            .bind(ts_ms)
+            .bind(PURGE_CHUNK)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            total = total.saturating_add(n);
+            if n < u64::try_from(PURGE_CHUNK).unwrap_or(u64::MAX) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+impl KeyStore for SqliteStore {
+    async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, hash, prefix, created_ms, revoked_ms, routes, models, \
+             budget_picousd, budget_period, rpm, tpm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.hash)
+        .bind(&key.prefix)
+        .bind(key.created_ms)
+        .bind(key.revoked_ms)
+        .bind(json_list(&key.routes)?)
+        .bind(json_list(&key.models)?)
+        .bind(key.budget_picousd)
+        .bind(&key.budget_period)
+        .bind(key.rpm.map(i64::from))
+        .bind(key.tpm.map(i64::from))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_query(e, "an api key with this id or hash"))?;
+        Ok(())
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        sqlx::query_as::<_, KeyRow>(
+            "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
+             budget_period, rpm, tpm FROM api_keys ORDER BY created_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(KeyRow::into_record)
+        .collect()
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query_as::<_, KeyRow>(KEY_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(KeyRow::into_record)
+            .transpose()
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query_as::<_, KeyRow>(KEY_BY_HASH)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(KeyRow::into_record)
+            .transpose()
+    }
+
+    async fn revoke_key(&self, id: &str, ts_ms: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL")
+                .bind(ts_ms)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+impl SpendStore for SqliteStore {
+    async fn spend(&self, key_id: &str, period_start_ms: i64) -> Result<SpendTotals, StoreError> {
+        Ok(sqlx::query_as::<_, SpendTotals>(
+            "SELECT cost_picousd, requests, prompt_tokens, completion_tokens FROM spend \
+             WHERE key_id = ? AND period_start_ms = ?",
+        )
+        .bind(key_id)
+        .bind(period_start_ms)
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or_default())
+    }
+
+    async fn spend_history(&self, key_id: &str) -> Result<Vec<(i64, SpendTotals)>, StoreError> {
+        Ok(sqlx::query_as::<_, SpendRow>(
+            "SELECT period_start_ms, cost_picousd, requests, prompt_tokens, completion_tokens \
+             FROM spend WHERE key_id = ? ORDER BY period_start_ms",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.period_start_ms, r.totals))
+        .collect())
+    }
+}
