@@ -71,6 +71,17 @@ pub struct Routed<T> {
     pub cache: Outcome,
 }
 
+impl Routed<ChatResponse> {
+    /// What this answer cost, USD: nothing when it came from the cache.
+    pub fn cost(&self, gw: &Gateway) -> f64 {
+        if self.cache == Outcome::Hit {
+            0.0
+        } else {
+            gw.usage_cost(&self.model, &self.value.usage)
+        }
+    }
+}
+
 impl<T> Routed<T> {
     /// Upstream calls made (skipped candidates are not attempts).
     pub fn attempt_count(&self) -> usize {

@@ -46,7 +46,7 @@ pub async fn chat_completions(
         Ok(sse_answer(routed, request.include_usage(), None))
     } else {
         let mut routed = pipeline::complete(gw, &request, &target).await?;
-        let cost = gw.usage_cost(&routed.model, &routed.value.usage);
+        let cost = routed.cost(gw);
         // Clients see the model that answered (by its configured name), not the upstream id.
         routed.value.model = routed.model.to_string();
         let mut response = Json(&routed.value).into_response();

@@ -206,7 +206,7 @@ async fn handle(
         return Ok(sse(routed));
     }
     let routed = pipeline::complete(gw, &parts.request, &target).await?;
-    let cost = gw.usage_cost(&routed.model, &routed.value.usage);
+    let cost = routed.cost(gw);
     let mut response = Json(answer(&routed, cost, metadata)).into_response();
     routing_headers(response.headers_mut(), &routed, Some(cost));
     Ok(response)
@@ -367,6 +367,6 @@ async fn handle_one(gw: &Gateway, req: RouteRequest) -> Result<Value, ApiError> 
     let metadata = req.metadata.clone();
     let parts = req.into_parts()?;
     let routed = pipeline::complete(gw, &parts.request, &parts.target()).await?;
-    let cost = gw.usage_cost(&routed.model, &routed.value.usage);
+    let cost = routed.cost(gw);
     Ok(answer(&routed, cost, metadata))
 }

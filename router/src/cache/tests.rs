@@ -82,3 +82,116 @@ fn ttl_above_the_ceiling_is_refused_naming_the_field() {
     };
     assert!(zero.validate(&cfg).is_err());
 }
+
+fn answer(text: &str) -> ChatResponse {
+    crate::types::StreamAccumulator {
+        text: text.to_owned(),
+        ..Default::default()
+    }
+    .into_response("id".into(), "m".into())
+}
+
+fn entry(text: &str, ttl: Duration) -> Entry {
+    Entry::new(answer(text), ModelId::new("m"), ProviderId::new("p"), ttl)
+}
+
+fn rw(ttl: Duration) -> Plan {
+    Plan {
+        read: true,
+        write: true,
+        ttl,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn entries_expire_after_their_ttl_on_tokio_time() {
+    let cache = ResponseCache::new(&CacheConfig::default());
+    let k = key("", "auto", None, &req(Some(0.0)));
+    cache.insert(k, entry("a", Duration::from_secs(10)));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(matches!(
+        cache
+            .lookup(k, rw(Duration::from_secs(10)), Duration::ZERO)
+            .await,
+        Lookup::Hit(_)
+    ));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(matches!(
+        cache
+            .lookup(k, rw(Duration::from_secs(10)), Duration::ZERO)
+            .await,
+        Lookup::Miss(Some(_))
+    ));
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.expirations), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn identical_misses_wait_for_the_leader_and_read_its_answer() {
+    let cache = Arc::new(ResponseCache::new(&CacheConfig::default()));
+    let k = key("", "auto", None, &req(Some(0.0)));
+    let plan = rw(Duration::from_secs(60));
+    let Lookup::Miss(Some(leader)) = cache.lookup(k, plan, Duration::ZERO).await else {
+        panic!("the first miss leads");
+    };
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move {
+                matches!(
+                    c.lookup(k, plan, Duration::from_secs(5)).await,
+                    Lookup::Hit(_)
+                )
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    cache.insert(k, entry("answer", Duration::from_secs(60)));
+    drop(leader);
+    for w in waiters {
+        assert!(w.await.unwrap(), "a waiter got the leader's answer");
+    }
+    let s = cache.stats();
+    assert_eq!(s.coalesced, 8);
+    assert_eq!(s.misses, 1);
+}
+
+#[tokio::test]
+async fn a_failed_leader_releases_its_waiters_to_call_upstream() {
+    let cache = Arc::new(ResponseCache::new(&CacheConfig::default()));
+    let k = key("", "auto", None, &req(Some(0.0)));
+    let plan = rw(Duration::from_secs(60));
+    let Lookup::Miss(Some(leader)) = cache.lookup(k, plan, Duration::ZERO).await else {
+        panic!("the first miss leads");
+    };
+    let c = cache.clone();
+    let waiter = tokio::spawn(async move { c.lookup(k, plan, Duration::from_secs(5)).await });
+    tokio::task::yield_now().await;
+    drop(leader); // failed: nothing stored
+    assert!(matches!(waiter.await.unwrap(), Lookup::Miss(None)));
+}
+
+#[test]
+fn the_cache_stays_within_its_byte_budget_and_counts_evictions() {
+    let cfg = CacheConfig {
+        max_bytes: 64 * 1024,
+        max_entry_bytes: 8 * 1024,
+        ..CacheConfig::default()
+    };
+    let cache = ResponseCache::new(&cfg);
+    let text = "x".repeat(3000);
+    for i in 0..200 {
+        let mut r = req(Some(0.0));
+        r.seed = Some(i);
+        cache.insert(
+            key("", "auto", None, &r),
+            entry(&text, Duration::from_secs(60)),
+        );
+    }
+    let s = cache.stats();
+    assert!(s.bytes <= cfg.max_bytes, "{} > {}", s.bytes, cfg.max_bytes);
+    assert!(s.evictions > 0);
+    // An answer above max_entry_bytes is not stored at all.
+    cache.insert([9; 32], entry(&"y".repeat(10_000), Duration::from_secs(60)));
+    assert_eq!(cache.stats().too_large, 1);
+}

@@ -597,4 +597,28 @@ mod tests {
         .unwrap();
         assert_eq!(p.item(chunk).unwrap_err().kind, ErrorKind::Overloaded);
     }
+
+    /// Cost golden: an o3-mini answer as OpenAI sends it (cached prompt tokens and reasoning
+    /// tokens in the details), priced by hand: 976 plain input × $1.10 + 1,024 cached × $0.55
+    /// + 500 output (300 of them reasoning, billed as output) × $4.40, per million tokens.
+    #[test]
+    fn cost_golden_prices_cached_input_and_reasoning() {
+        let wire: ChatResponse = serde_json::from_value(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "o3-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2000, "completion_tokens": 500, "total_tokens": 2500,
+                      "prompt_tokens_details": {"cached_tokens": 1024},
+                      "completion_tokens_details": {"reasoning_tokens": 300}}
+        }))
+        .unwrap();
+        let r = from_wire(wire).unwrap();
+        let catalog = crate::catalog::Catalog::builtin().unwrap();
+        let entry = catalog.get("o3-mini").unwrap();
+        let want = 976 * 1_100_000 + 1_024 * 550_000 + 500 * 4_400_000;
+        assert_eq!(entry.usage_cost_pico(&r.usage), want);
+        assert_eq!(want, 3_836_800_000);
+        // The float figure (headers, /ai/route's cost_usd) agrees.
+        assert!((entry.usage_cost(&r.usage) - want as f64 / 1e12).abs() < 1e-15);
+    }
 }

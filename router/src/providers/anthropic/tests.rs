@@ -188,3 +188,22 @@ fn error_table() {
             .contains("req_9")
     );
 }
+
+/// Cost golden: the fixture's usage priced with claude-sonnet-4-5's catalog prices, by hand:
+/// 412 plain input × $3 + 2,000 cache reads × $0.30 + 100 cache writes × $3.75 + 12 output ×
+/// $15, per million tokens.
+#[test]
+fn cost_golden_prices_cache_reads_and_writes_apart() {
+    let r = from_wire(response("anthropic_response_text.json"), None, "m");
+    let catalog = crate::catalog::Catalog::builtin().unwrap();
+    let entry = catalog.get("claude-sonnet-4-5").unwrap();
+    let want = 412 * 3_000_000 + 2_000 * 300_000 + 100 * 3_750_000 + 12 * 15_000_000;
+    assert_eq!(entry.usage_cost_pico(&r.usage), want);
+    assert_eq!(want, 2_391_000_000); // $0.002391
+    // The streamed answer: usage from message_start (input, cache) and message_delta (output).
+    let streamed = Usage::new(12 + 30, 15).with_cache(30, 0);
+    assert_eq!(
+        entry.usage_cost_pico(&streamed),
+        12 * 3_000_000 + 30 * 300_000 + 15 * 15_000_000
+    );
+}

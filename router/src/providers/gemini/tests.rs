@@ -229,3 +229,20 @@ fn error_table() {
         "gone"
     );
 }
+
+/// Cost golden: gemini-2.5-flash, by hand: 25 plain input × $0.30 + 1,000 cached × $0.03 +
+/// (6 + 120 thinking) output × $2.50, per million tokens. Thinking tokens are billed as output.
+#[test]
+fn cost_golden_bills_thoughts_as_output_and_cache_at_its_price() {
+    let r = from_wire(response("gemini_response_text.json"), None, "m").unwrap();
+    let catalog = crate::catalog::Catalog::builtin().unwrap();
+    let entry = catalog.get("gemini-2.5-flash").unwrap();
+    let want = 25 * 300_000 + 1_000 * 30_000 + 126 * 2_500_000;
+    assert_eq!(entry.usage_cost_pico(&r.usage), want);
+    assert_eq!(want, 352_500_000);
+    // The streamed fixture ends with 25 in, 6 out.
+    assert_eq!(
+        entry.usage_cost_pico(&Usage::new(25, 6)),
+        25 * 300_000 + 6 * 2_500_000
+    );
+}
