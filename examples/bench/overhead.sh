@@ -22,12 +22,18 @@ command -v oha >/dev/null || { echo "oha not found: cargo install oha --version 
 
 
 
+# Every request is logged to a fresh SQLite file (the default store), through the batched writer.
+STORE=${STORE:-sqlite://$OUT/requests.db}
+rm -f "$OUT"/requests.db*
 "$BIN" sim --listen "$SIM" >"$OUT/sim.log" 2>&1 & pids+=($!)
-SWITCHYARD_SIM_URL="http://$SIM" RUST_LOG=warn "$BIN" serve --config router/data/demo.toml \
-  --listen "$GW" >"$OUT/gateway.log" 2>&1 & GW_PID=$!; pids+=($GW_PID)
+SWITCHYARD_SIM_URL="http://$SIM" SWITCHYARD_STORE_URL="$STORE" RUST_LOG=warn \
+  "$BIN" serve --config router/data/demo.toml --listen "$GW" >"$OUT/gateway.log" 2>&1 & GW_PID=$!
+pids+=($GW_PID)
 wait_port "$SIM"; wait_port "$GW"
 
-BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16,"temperature":0}'
+# Not deterministic (temperature 0.7), so the cache stays out of it: every request takes the
+# whole path. examples/bench/cache.sh measures cache hits.
+BODY=${BODY:-'{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16,"temperature":0.7}'}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 TICK=$(getconf CLK_TCK)
@@ -70,3 +76,15 @@ print(f"| {label} | direct | {dr[0]:.0f} | {dr[1]:.3f} | {dr[2]:.3f} | - | - | {
 print(f"| {label} | gateway | {gr[0]:.0f} | {gr[1]:.3f} | {gr[2]:.3f} | {gr[1]-dr[1]:+.3f} | {gr[2]-dr[2]:+.3f} | {gr[3]}/{gr[4]} | {cpu:.3f} | {rss/1024:.0f} |")
 PY
 done
+
+# Every answered request is one log row: stop the gateway (SIGTERM flushes the writer) and count.
+kill -TERM "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
+python3 - "$OUT" "$STORE" <<'PY'
+import glob, json, sqlite3, sys
+out, store = sys.argv[1], sys.argv[2]
+sent = sum(sum(json.load(open(f)).get("statusCodeDistribution", {}).values())
+           for f in glob.glob(f"{out}/*-gateway.json"))
+if store.startswith("sqlite://"):
+    rows = sqlite3.connect(store[len("sqlite://"):]).execute("select count(*) from requests").fetchone()[0]
+    print(f"\nrequest log: {rows} rows for {sent} answered requests ({sent - rows} missing)")
+PY

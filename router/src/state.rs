@@ -79,7 +79,10 @@ impl Gateway {
             .await
             .map_err(|e| format!("store ({}): {e}", redact_url(url)))?;
         let keys = Keys::load(store.clone(), admin.as_deref()).await?;
-        Gateway::build(config, HealthConfig::default(), keys, Some(store))
+        let gw = Gateway::build(config, HealthConfig::default(), keys, Some(store))?;
+        // Keys made or revoked by other replicas sharing the store.
+        Keys::spawn_refresh(&gw.keys, Duration::from_secs(2));
+        Ok(gw)
     }
 
     fn build(

@@ -588,6 +588,59 @@ impl Keys {
         Ok(true)
     }
 
+    /// Pick up keys made and revoked by other replicas sharing the store.
+    pub async fn refresh(&self) -> Result<(), String> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let records = KeyStore::list_keys(store)
+            .await
+            .map_err(|e| format!("cannot refresh keys: {e}"))?;
+        for r in records {
+            let known = self
+                .by_hash
+                .read()
+                .ok()
+                .and_then(|m| m.get(&r.hash).cloned());
+            match known {
+                Some(k) => {
+                    if r.revoked_ms.is_some() && !k.revoked.swap(true, Ordering::AcqRel) {
+                        self.active.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+                None => {
+                    let state = Arc::new(load_state(store, r, now_ms()).await?);
+                    if let Ok(mut map) = self.by_hash.write()
+                        && !map.contains_key(&state.record.hash)
+                    {
+                        if !state.is_revoked() {
+                            self.active.fetch_add(1, Ordering::AcqRel);
+                        }
+                        map.insert(state.record.hash.clone(), state);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refresh every `every` for as long as `keys` lives.
+    pub fn spawn_refresh(keys: &Arc<Keys>, every: Duration) {
+        let weak = Arc::downgrade(keys);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(keys) = weak.upgrade() else { return };
+                if let Err(e) = keys.refresh().await {
+                    tracing::warn!(error = %e, "key refresh failed");
+                }
+            }
+        });
+    }
+
     /// Past periods' spend from the store.
     pub async fn history(&self, id: &str) -> Vec<(i64, SpendTotals)> {
         match &self.store {

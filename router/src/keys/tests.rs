@@ -124,3 +124,39 @@ fn admin_key_is_checked_and_disabled_without_one() {
     );
     assert_eq!(keys.check_admin(None).unwrap_err().status.as_u16(), 401);
 }
+
+#[tokio::test]
+async fn replicas_sharing_a_store_see_each_others_keys_and_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/keys.db", dir.path().display());
+    let a = Keys::load(Store::connect(&url).await.unwrap(), None)
+        .await
+        .unwrap();
+    let b = Keys::load(Store::connect(&url).await.unwrap(), None)
+        .await
+        .unwrap();
+    let (k, secret) = a.create(NewKey::default_named("shared")).await.unwrap();
+    // B has not seen it yet, but looks it up in the store on first use.
+    assert!(matches!(
+        b.authenticate(Some(&secret)).await,
+        Ok(Auth::Key(_))
+    ));
+    assert!(b.auth_required());
+    assert!(a.revoke(k.id()).await.unwrap());
+    b.refresh().await.unwrap();
+    assert_eq!(
+        b.authenticate(Some(&secret))
+            .await
+            .err()
+            .unwrap()
+            .status
+            .as_u16(),
+        401
+    );
+    // A third replica starting now loads it as revoked.
+    let c = Keys::load(Store::connect(&url).await.unwrap(), None)
+        .await
+        .unwrap();
+    assert!(c.get(k.id()).unwrap().is_revoked());
+    assert!(!c.auth_required());
+}
