@@ -12,11 +12,6 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture(scope="session")
-def client(gateway_url):
-    return openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused-by-the-demo", max_retries=0)
-
-
 @pytest.mark.parametrize("model", DEMO_MODELS)
 def test_non_streaming(client, model):
     r = client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=16, temperature=0)
