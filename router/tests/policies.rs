@@ -423,7 +423,11 @@ async fn a_fail_closed_policy_that_traps_refuses_the_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapping_policies_under_load_never_fails_a_request() {
-    let p = with_policies(&["context-budget"], |_| {}).await;
+    const ADMIN: &str = "policy-admin-key-0123456789";
+    let p = with_policies(&["context-budget"], |c| {
+        c.auth.admin_key = Some(switchyard::ids::Secret::new(ADMIN));
+    })
+    .await;
     let gw = p.setup.gw.clone();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
@@ -442,7 +446,9 @@ async fn swapping_policies_under_load_never_fails_a_request() {
         }));
     }
     let reload = |gw: Arc<switchyard::Gateway>| async move {
+        // Reloading is an admin operation.
         let req = Request::post("/ai/policies/reload")
+            .header("authorization", format!("Bearer {ADMIN}"))
             .body(Body::empty())
             .unwrap();
         let (status, _, bytes) = send(&gw, req).await;
