@@ -26,7 +26,7 @@ command -v oha >/dev/null || { echo "oha not found: cargo install oha --version 
 STORE=${STORE:-sqlite://$OUT/requests.db}
 rm -f "$OUT"/requests.db*
 "$BIN" sim --listen "$SIM" >"$OUT/sim.log" 2>&1 & pids+=($!)
-SWITCHYARD_SIM_URL="http://$SIM" SWITCHYARD_STORE_URL="$STORE" RUST_LOG=warn \
+SWITCHYARD_SIM_URL="http://$SIM" SWITCHYARD_STORE_URL="$STORE" RUST_LOG=warn,switchyard::state=info \
   "$BIN" serve --config router/data/demo.toml --listen "$GW" >"$OUT/gateway.log" 2>&1 & GW_PID=$!
 pids+=($GW_PID)
 wait_port "$SIM"; wait_port "$GW"
@@ -79,6 +79,7 @@ done
 
 # Every answered request is one log row: stop the gateway (SIGTERM flushes the writer) and count.
 kill -TERM "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
+grep 'request log flushed' "$OUT/gateway.log" | sed 's/\x1b\[[0-9;]*m//g' | tail -1
 python3 - "$OUT" "$STORE" <<'PY'
 import glob, json, sqlite3, sys
 out, store = sys.argv[1], sys.argv[2]
