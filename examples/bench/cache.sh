@@ -26,16 +26,6 @@ pids+=($GW_PID)
 wait_port "$SIM"; wait_port "$GW"
 
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":16,"temperature":0}'
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICK=$(getconf CLK_TCK)
-run() { # label target args...
-  local label=$1 target=$2; shift 2
-  local url=http://$SIM/openai/v1/chat/completions
-  [ "$target" = gateway ] && url=http://$GW/v1/chat/completions
-  # shellcheck disable=SC2086
-  timeout 150 oha --no-tui --output-format json -m POST -H 'content-type: application/json' \
-    -H 'authorization: Bearer sim' -d "$BODY" "$@" "$url" >"$OUT/$label-$target.json"
-}
 # The first request fills the cache; the warm-up makes every later one a hit.
 run warmup direct -n 1000 -c 8; run warmup gateway -n 1000 -c 8
 curl -s -D - -o /dev/null -H 'content-type: application/json' -d "$BODY" "http://$GW/v1/chat/completions" \

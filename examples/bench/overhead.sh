@@ -34,18 +34,6 @@ wait_port "$SIM"; wait_port "$GW"
 # Not deterministic (temperature 0.7), so the cache stays out of it: every request takes the
 # whole path. examples/bench/cache.sh measures cache hits.
 BODY=${BODY:-'{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16,"temperature":0.7}'}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-TICK=$(getconf CLK_TCK)
-
-run() { # label target args...
-  local label=$1 target=$2; shift 2
-  local url=http://$SIM/openai/v1/chat/completions
-  [ "$target" = gateway ] && url=http://$GW/v1/chat/completions
-  # shellcheck disable=SC2086
-  timeout 150 oha --no-tui --output-format json -m POST -H 'content-type: application/json' \
-    -H 'authorization: Bearer sim' -d "$BODY" "$@" "$url" >"$OUT/$label-$target.json"
-}
 
 # Warm up both paths (connections, tokenizer tables, health estimates).
 run warmup direct -n 2000 -c 8; run warmup gateway -n 2000 -c 8
