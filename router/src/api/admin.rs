@@ -39,6 +39,11 @@ fn key_json(k: &KeyState) -> Value {
     })
 }
 
+/// The key with this id, or a 404 naming it.
+fn key(gw: &Gateway, id: &str) -> Result<Arc<KeyState>, ApiError> {
+    gw.keys.get(id).ok_or_else(|| ApiError::no_such("key", id))
+}
+
 pub async fn create_key(State(gw): State<Arc<Gateway>>, body: Body) -> Result<Response, ApiError> {
     let new: NewKey = body_json(&gw, body).await?;
     for (i, route) in new.routes.iter().enumerate() {
@@ -73,10 +78,7 @@ pub async fn get_key(
     State(gw): State<Arc<Gateway>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let k = gw
-        .keys
-        .get(&id)
-        .ok_or_else(|| ApiError::no_such("key", &id))?;
+    let k = key(&gw, &id)?;
     Ok(Json(key_json(&k)))
 }
 
@@ -84,10 +86,7 @@ pub async fn revoke_key(
     State(gw): State<Arc<Gateway>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let k = gw
-        .keys
-        .get(&id)
-        .ok_or_else(|| ApiError::no_such("key", &id))?;
+    let k = key(&gw, &id)?;
     let revoked_now = gw.keys.revoke(&id).await?;
     Ok(Json(json!({
         "id": k.record.id,
@@ -100,10 +99,7 @@ pub async fn key_spend(
     State(gw): State<Arc<Gateway>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let k = gw
-        .keys
-        .get(&id)
-        .ok_or_else(|| ApiError::no_such("key", &id))?;
+    let k = key(&gw, &id)?;
     let history: Vec<Value> = gw
         .keys
         .history(&id)

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::api::ApiError;
 use crate::store::{KeyRecord, KeyStore, SpendStore, SpendTotals, Store};
@@ -114,17 +113,7 @@ pub fn now_ms() -> i64 {
 
 /// Hex SHA-256 of a secret.
 pub fn hash_secret(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
+    switchyard_plugins::engine::sha256_hex(secret.as_bytes())
 }
 
 /// 32 bytes from the operating system's CSPRNG.
@@ -139,7 +128,10 @@ fn random_bytes() -> Result<[u8; 32], String> {
 
 /// A new secret: `sk-sy-` and 64 hex digits (256 random bits).
 fn new_secret() -> Result<String, String> {
-    Ok(format!("sk-sy-{}", hex(&random_bytes()?)))
+    Ok(format!(
+        "sk-sy-{}",
+        switchyard_plugins::engine::hex(&random_bytes()?)
+    ))
 }
 
 /// What the admin asks for when creating a key.
@@ -431,19 +423,26 @@ impl Keys {
             .await
             .map_err(|e| format!("cannot load keys: {e}"))?;
         let now = now_ms();
-        let mut map = HashMap::new();
-        let mut active = 0;
         for r in records {
-            let state = load_state(&store, r, now).await?;
-            if !state.is_revoked() {
-                active += 1;
-            }
-            map.insert(state.record.hash.clone(), Arc::new(state));
+            keys.remember(Arc::new(load_state(&store, r, now).await?));
         }
-        keys.by_hash = RwLock::new(map);
-        keys.active = AtomicUsize::new(active);
         keys.store = Some(store);
         Ok(keys)
+    }
+
+    /// Keep `state` unless its key is already held; returns the one held. Counts active keys.
+    fn remember(&self, state: Arc<KeyState>) -> Arc<KeyState> {
+        let Ok(mut map) = self.by_hash.write() else {
+            return state;
+        };
+        if let Some(held) = map.get(&state.record.hash) {
+            return held.clone();
+        }
+        if !state.is_revoked() {
+            self.active.fetch_add(1, Ordering::AcqRel);
+        }
+        map.insert(state.record.hash.clone(), state.clone());
+        state
     }
 
     /// Whether requests must carry a key.
@@ -504,13 +503,9 @@ impl Keys {
         let store = self.store.as_ref()?;
         let record = KeyStore::key_by_hash(store, hash).await.ok()??;
         let state = Arc::new(load_state(store, record, now_ms()).await.ok()?);
-        if let Ok(mut map) = self.by_hash.write() {
-            if !state.is_revoked() && !map.contains_key(hash) {
-                self.active.fetch_add(1, Ordering::AcqRel);
-            }
-            map.entry(hash.to_owned()).or_insert_with(|| state.clone());
-        }
-        Some(state)
+        // Another request may have fetched it meanwhile: use the one held, so that both
+        // reserve against the same budget.
+        Some(self.remember(state))
     }
 
     /// Create a key; returns its record and the secret (shown once, never stored).
@@ -542,11 +537,7 @@ impl Keys {
         }
         let now = now_ms();
         let period = Period::parse(&record.budget_period).unwrap_or(Period::Month);
-        let state = Arc::new(KeyState::new(record, 0, period.start(now)));
-        if let Ok(mut map) = self.by_hash.write() {
-            map.insert(state.record.hash.clone(), state.clone());
-            self.active.fetch_add(1, Ordering::AcqRel);
-        }
+        let state = self.remember(Arc::new(KeyState::new(record, 0, period.start(now))));
         Ok((state, secret))
     }
 
@@ -609,15 +600,7 @@ impl Keys {
                     }
                 }
                 None => {
-                    let state = Arc::new(load_state(store, r, now_ms()).await?);
-                    if let Ok(mut map) = self.by_hash.write()
-                        && !map.contains_key(&state.record.hash)
-                    {
-                        if !state.is_revoked() {
-                            self.active.fetch_add(1, Ordering::AcqRel);
-                        }
-                        map.insert(state.record.hash.clone(), state);
-                    }
+                    self.remember(Arc::new(load_state(store, r, now_ms()).await?));
                 }
             }
         }

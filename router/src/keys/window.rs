@@ -26,12 +26,16 @@ impl Window {
         s.rem_euclid(SLOTS as i64) as usize
     }
 
+    /// (second, units) of the slots in the 60 seconds ending at `now_s` (inclusive).
+    fn live(&self, now_s: i64) -> impl Iterator<Item = (i64, u64)> + '_ {
+        (0..SLOTS)
+            .filter(move |&i| now_s - self.secs[i] < SLOTS as i64 && self.secs[i] <= now_s)
+            .map(|i| (self.secs[i], self.counts[i]))
+    }
+
     /// Units in the 60 seconds ending at `now_s` (inclusive).
     pub fn sum(&self, now_s: i64) -> u64 {
-        (0..SLOTS)
-            .filter(|&i| now_s - self.secs[i] < SLOTS as i64 && self.secs[i] <= now_s)
-            .map(|i| self.counts[i])
-            .sum()
+        self.live(now_s).map(|(_, n)| n).sum()
     }
 
     pub fn add(&mut self, now_s: i64, n: u64) {
@@ -53,10 +57,7 @@ impl Window {
 
     /// How long until `need` units have left the window.
     pub fn wait_for(&self, now_s: i64, need: u64) -> Duration {
-        let mut live: Vec<(i64, u64)> = (0..SLOTS)
-            .filter(|&i| now_s - self.secs[i] < SLOTS as i64 && self.secs[i] <= now_s)
-            .map(|i| (self.secs[i], self.counts[i]))
-            .collect();
+        let mut live: Vec<(i64, u64)> = self.live(now_s).collect();
         live.sort_unstable();
         let mut freed = 0;
         for (s, n) in live {
