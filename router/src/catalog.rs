@@ -212,35 +212,18 @@ impl CatalogEntry {
         self.kind == ModelKind::Local
     }
 
-    /// What an answer with this usage cost, USD: uncached input at the input price, cache reads
-    /// and writes at their own prices (input price when the catalog has none), output — which
-    /// includes reasoning tokens — at the output price; the long-context tier when the prompt
-    /// is above its threshold. Local models cost nothing.
+    /// What an answer with this usage cost, USD: `usage_cost_pico` in dollars (one pricing
+    /// rule for headers, health figures and spend).
     pub fn usage_cost(&self, usage: &crate::types::Usage) -> f64 {
-        if self.is_local() {
-            return 0.0;
-        }
-        let (input, output) = match self.long_context {
-            Some(tier) if usage.prompt_tokens > tier.threshold => (tier.input, tier.output),
-            _ => (self.input, self.output),
-        };
-        let cached = usage.cached_tokens().min(usage.prompt_tokens);
-        let written = usage
-            .cache_write_tokens()
-            .min(usage.prompt_tokens.saturating_sub(cached));
-        let plain = usage.prompt_tokens - cached - written;
-        let per_m = f64::from(plain) * input
-            + f64::from(cached) * self.cached_input.unwrap_or(input)
-            + f64::from(written) * self.cache_write.unwrap_or(input)
-            + f64::from(usage.completion_tokens) * output;
-        per_m / 1e6
+        self.usage_cost_pico(usage) as f64 / 1e12
     }
-}
 
-impl CatalogEntry {
-    /// `usage_cost` in integer picodollars (1e-12 USD): every price is a whole number of
-    /// picodollars per token (prices per 1M tokens with up to six decimals), so sums of these
-    /// are exact.
+    /// What an answer with this usage cost, in integer picodollars (1e-12 USD): uncached input
+    /// at the input price, cache reads and writes at their own prices (input price when the
+    /// catalog has none), output — which includes reasoning tokens — at the output price; the
+    /// long-context tier when the prompt is above its threshold. Local models cost nothing.
+    /// Every price is a whole number of picodollars per token (prices per 1M tokens with up to
+    /// six decimals), so sums of these are exact.
     pub fn usage_cost_pico(&self, usage: &crate::types::Usage) -> i64 {
         if self.is_local() {
             return 0;

@@ -69,20 +69,16 @@ pub struct Routed<T> {
     pub headers: Vec<(String, String)>,
     /// Whether the answer came from the cache.
     pub cache: Outcome,
-}
-
-impl Routed<ChatResponse> {
-    /// What this answer cost, USD: nothing when it came from the cache.
-    pub fn cost(&self, gw: &Gateway) -> f64 {
-        if self.cache == Outcome::Hit {
-            0.0
-        } else {
-            gw.usage_cost(&self.model, &self.value.usage)
-        }
-    }
+    /// What the answer cost (from the provider's usage), picodollars; 0 until a stream ends.
+    pub cost_picousd: i64,
 }
 
 impl<T> Routed<T> {
+    /// What this answer cost, USD (nothing from the cache; for a stream, known only at its end).
+    pub fn cost_usd(&self) -> f64 {
+        crate::keys::pico_to_usd(self.cost_picousd)
+    }
+
     /// Upstream calls made (skipped candidates are not attempts).
     pub fn attempt_count(&self) -> usize {
         execute::upstream_calls(&self.attempts)
@@ -196,6 +192,11 @@ pub fn plan_with_policies<'g, 'r>(
     request: &'r ChatRequest,
     target: &Target<'_>,
 ) -> Result<Planned<'g, 'r>, ApiError> {
+    // Every caller's `cache` control is checked here (chat, /ai/route and batch items alike).
+    if let Some(c) = &target.cache {
+        c.validate(gw.cache.config())
+            .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
+    }
     let (route, mut decision) = plan(gw, request, target)?;
     let mut request = Cow::Borrowed(request);
     let applied = match &gw.policies {
@@ -296,6 +297,7 @@ pub async fn complete(
                 p.decision,
                 p.applied,
                 step.outcome,
+                cost,
             ))
         }
         Err(f) => Err(failed(f, ex)),
@@ -359,6 +361,7 @@ pub async fn stream(
                 p.decision,
                 p.applied,
                 outcome,
+                0,
             ))
         }
         Err(f) => Err(failed(f, ex)),
@@ -396,6 +399,7 @@ fn from_cache<T>(
         policies: p.applied.runs,
         headers: p.applied.headers,
         cache: Outcome::Hit,
+        cost_picousd: 0,
     }
 }
 
@@ -692,6 +696,7 @@ fn routed<T>(
     decision: Decision,
     applied: Applied,
     cache: Outcome,
+    cost_picousd: i64,
 ) -> Routed<T> {
     Routed {
         value: s.value,
@@ -704,6 +709,7 @@ fn routed<T>(
         policies: applied.runs,
         headers: applied.headers,
         cache,
+        cost_picousd,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::ResponseCache;
 use crate::config::{Config, ModelConfig};
-use crate::ids::{ModelId, ProviderId};
+use crate::ids::ProviderId;
 use crate::keys::Keys;
 use crate::providers::{self, Provider};
 use crate::routing::health::{Health, HealthConfig, RetryBudget};
@@ -77,7 +77,7 @@ impl Gateway {
         }
         let store = Store::connect(url)
             .await
-            .map_err(|e| format!("store ({}): {e}", redact_url(url)))?;
+            .map_err(|e| format!("store ({}): {e}", crate::store::redacted_url(url)))?;
         let keys = Keys::load(store.clone(), admin.as_deref()).await?;
         let gw = Gateway::build(config, HealthConfig::default(), keys, Some(store))?;
         // Keys made or revoked by other replicas sharing the store.
@@ -162,14 +162,6 @@ impl Gateway {
     pub fn provider(&self, id: &ProviderId) -> Option<&Provider> {
         self.providers.get(id)
     }
-
-    /// What an answer of `model` with this usage cost, USD (0 for an unknown model).
-    pub fn usage_cost(&self, model: &ModelId, usage: &crate::types::Usage) -> f64 {
-        self.config
-            .models
-            .get(model)
-            .map_or(0.0, |m| m.entry.usage_cost(usage))
-    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -178,17 +170,5 @@ impl std::fmt::Debug for Gateway {
             .field("config", &self.config)
             .field("providers", &self.providers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
-    }
-}
-
-/// A store URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }

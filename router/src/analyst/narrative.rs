@@ -82,7 +82,7 @@ pub async fn ask(
                 return narrative;
             }
         };
-        let cost = gw.usage_cost(&routed.model, &routed.value.usage);
+        let cost = routed.cost_usd();
         narrative.routing.push(json!({
             "model": routed.model,
             "provider": routed.provider,

@@ -29,10 +29,6 @@ pub async fn chat_completions(
     let gw = &*gw;
     let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
     let request = parse_request(&bytes)?;
-    if let Some(c) = &request.cache {
-        c.validate(gw.cache.config())
-            .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
-    }
     // `model` names a model or a route (`auto`, `cheap`, …).
     let target = Target {
         name: Some(&request.model),
@@ -46,7 +42,7 @@ pub async fn chat_completions(
         Ok(sse_answer(routed, request.include_usage(), None))
     } else {
         let mut routed = pipeline::complete(gw, &request, &target).await?;
-        let cost = routed.cost(gw);
+        let cost = routed.cost_usd();
         // Clients see the model that answered (by its configured name), not the upstream id.
         routed.value.model = routed.model.to_string();
         let mut response = Json(&routed.value).into_response();

@@ -194,10 +194,6 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let metadata = req.metadata.clone();
     let parts = req.into_parts()?;
-    if let Some(c) = &parts.request.cache {
-        c.validate(gw.cache.config())
-            .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
-    }
     let mut target = parts.target();
     target.headers = super::policy_headers(headers);
     target.cache_control = super::chat::cache_control(headers);
@@ -206,7 +202,7 @@ async fn handle(
         return Ok(sse(routed));
     }
     let routed = pipeline::complete(gw, &parts.request, &target).await?;
-    let cost = routed.cost(gw);
+    let cost = routed.cost_usd();
     let mut response = Json(answer(&routed, cost, metadata)).into_response();
     routing_headers(response.headers_mut(), &routed, Some(cost));
     Ok(response)
@@ -367,6 +363,6 @@ async fn handle_one(gw: &Gateway, req: RouteRequest) -> Result<Value, ApiError> 
     let metadata = req.metadata.clone();
     let parts = req.into_parts()?;
     let routed = pipeline::complete(gw, &parts.request, &parts.target()).await?;
-    let cost = routed.cost(gw);
+    let cost = routed.cost_usd();
     Ok(answer(&routed, cost, metadata))
 }

@@ -237,6 +237,11 @@ fn connect_error(backend: &'static str, message: impl fmt::Display, url: &str) -
     }
 }
 
+/// `url` with its password replaced by `***`, for messages.
+pub fn redacted_url(url: &str) -> String {
+    redact(url, url)
+}
+
 /// Replaces the password of `url` (raw and percent-decoded) in `message` by `***`.
 fn redact(message: &str, url: &str) -> String {
     let Some((_, rest)) = url.split_once("://") else {

@@ -873,6 +873,18 @@ async fn retention_purges_old_rows(store: &Store) {
 // Backend-independent
 // ---------------------------------------------------------------------------
 
+#[test]
+fn urls_are_shown_without_their_password() {
+    assert_eq!(
+        redacted_url("postgres://u:hunter2@127.0.0.1:5432/db"),
+        "postgres://u:***@127.0.0.1:5432/db"
+    );
+    assert_eq!(
+        redacted_url("sqlite://.switchyard/x.db"),
+        "sqlite://.switchyard/x.db"
+    );
+}
+
 #[tokio::test]
 async fn connect_error_never_shows_the_password() {
     let options = StoreOptions {
