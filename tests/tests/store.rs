@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
-use switchyard::store::{RequestLog, Store};
 use switchyard_e2e::{Running, random_hex};
+use switchyard_store::{RequestLog, Store};
 
 /// Concurrent client tasks.
 const TASKS: usize = 16;

@@ -1,196 +1,54 @@
 //! The host stays authoritative: every decision is checked before anything is applied.
+//!
+//! The rules themselves live in `switchyard-policy-rules`, shared with the guest SDK so that a
+//! policy's own tests apply exactly these; this module only shows the host's types to them.
 
-use std::collections::HashSet;
+use switchyard_policy_rules::{self as rules, ContextView, DecisionView, DenialView, EditView};
 
 use crate::ctx::{Decision, Edit, PolicyInput};
 
-pub const MAX_EDITS: usize = 256;
-/// Total bytes of strings in one decision.
-pub const MAX_DECISION_BYTES: usize = 1 << 20;
-const MAX_HEADER_VALUE: usize = 1024;
-const MAX_ANNOTATION_KEY: usize = 64;
-const MAX_ANNOTATION_VALUE: usize = 1024;
-const MAX_REASON: usize = 1024;
-
-/// Upstream headers a policy may never set, even with an `x-` name: they carry credentials or
-/// identify the client to the network.
-const BLOCKED_HEADERS: &[&str] = &[
-    "x-api-key",
-    "x-goog-api-key",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-];
+pub use switchyard_policy_rules::{MAX_DECISION_BYTES, MAX_EDITS};
 
 /// Checks `decision` against the context it answers. The error names the first problem.
 pub fn validate(decision: &Decision, input: &PolicyInput) -> Result<(), String> {
-    let edits = match decision {
-        Decision::Deny(d) => {
-            if !((400..=499).contains(&d.status) || d.status == 503) {
-                return Err(format!("deny status {} is not 400-499 or 503", d.status));
-            }
-            if d.code.is_empty()
-                || d.code.len() > 64
-                || !d
-                    .code
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
-                return Err(format!(
-                    "deny code '{}' must be 1-64 of a-z, 0-9, _",
-                    d.code
-                ));
-            }
-            if d.reason.len() > MAX_REASON {
-                return Err(format!("deny reason is over {MAX_REASON} bytes"));
-            }
-            return Ok(());
-        }
-        Decision::Allow(edits) => edits,
+    let view = match decision {
+        Decision::Deny(d) => DecisionView::Deny(DenialView {
+            status: d.status,
+            code: &d.code,
+            reason: &d.reason,
+        }),
+        Decision::Allow(edits) => DecisionView::Allow(edits.iter().map(edit_view)),
     };
-    if edits.len() > MAX_EDITS {
-        return Err(format!(
-            "{} edits, over the limit of {MAX_EDITS}",
-            edits.len()
-        ));
+    let ctx = ContextView {
+        messages: input.messages.len(),
+        candidates: input.candidates.len(),
+        max_tokens: input.max_tokens,
+    };
+    rules::validate(view, ctx).map_err(|e| e.to_string())
+}
+
+fn edit_view(edit: &Edit) -> EditView<'_> {
+    match edit {
+        Edit::DropMessage(i) => EditView::DropMessage(*i),
+        Edit::ReplaceMessage(i, m) => EditView::ReplaceMessage {
+            index: *i,
+            content: &m.content,
+        },
+        Edit::InsertMessage(i, m) => EditView::InsertMessage {
+            index: *i,
+            content: &m.content,
+        },
+        Edit::SetMaxTokens(t) => EditView::SetMaxTokens(*t),
+        Edit::SetCandidates(list) => EditView::SetCandidates(list),
+        Edit::SetHeader(name, value) => EditView::SetHeader { name, value },
+        Edit::Annotate(key, value) => EditView::Annotate { key, value },
     }
-    let n = input.messages.len() as u64;
-    let c = input.candidates.len() as u64;
-    let mut dropped = HashSet::new();
-    let mut replaced = HashSet::new();
-    let mut set_candidates = false;
-    let mut bytes = 0usize;
-    for (k, e) in edits.iter().enumerate() {
-        let at = |msg: String| format!("edit {k}: {msg}");
-        match e {
-            Edit::DropMessage(i) => {
-                if u64::from(*i) >= n {
-                    return Err(at(format!("drop-message {i}: there are {n} messages")));
-                }
-                if !dropped.insert(*i) {
-                    return Err(at(format!("drop-message {i}: dropped twice")));
-                }
-                if replaced.contains(i) {
-                    return Err(at(format!("drop-message {i}: also replaced")));
-                }
-            }
-            Edit::ReplaceMessage(i, m) => {
-                if u64::from(*i) >= n {
-                    return Err(at(format!("replace-message {i}: there are {n} messages")));
-                }
-                if dropped.contains(i) {
-                    return Err(at(format!("replace-message {i}: also dropped")));
-                }
-                if !replaced.insert(*i) {
-                    return Err(at(format!("replace-message {i}: replaced twice")));
-                }
-                bytes += m.content.len();
-            }
-            Edit::InsertMessage(i, m) => {
-                if u64::from(*i) > n {
-                    return Err(at(format!(
-                        "insert-message {i}: there are {n} messages (insert at most at {n})"
-                    )));
-                }
-                bytes += m.content.len();
-            }
-            Edit::SetMaxTokens(t) => {
-                if *t == 0 {
-                    return Err(at("set-max-tokens 0".to_owned()));
-                }
-                if let Some(cur) = input.max_tokens
-                    && *t > cur
-                {
-                    return Err(at(format!(
-                        "set-max-tokens {t} would raise max_tokens from {cur}"
-                    )));
-                }
-            }
-            Edit::SetCandidates(list) => {
-                if set_candidates {
-                    return Err(at("set-candidates given twice".to_owned()));
-                }
-                set_candidates = true;
-                if list.is_empty() {
-                    return Err(at(
-                        "set-candidates is empty (deny the request instead)".to_owned()
-                    ));
-                }
-                let mut seen = HashSet::new();
-                for i in list {
-                    if u64::from(*i) >= c {
-                        return Err(at(format!(
-                            "set-candidates: {i} but there are {c} candidates"
-                        )));
-                    }
-                    if !seen.insert(*i) {
-                        return Err(at(format!("set-candidates: {i} listed twice")));
-                    }
-                }
-            }
-            Edit::SetHeader(name, value) => {
-                let valid_name = name.len() > 2
-                    && name.len() <= 64
-                    && name.starts_with("x-")
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                if !valid_name {
-                    return Err(at(format!(
-                        "set-header '{name}': names must be lower-case and start with x-"
-                    )));
-                }
-                if BLOCKED_HEADERS.contains(&name.as_str()) || name.starts_with("x-switchyard-") {
-                    return Err(at(format!("set-header '{name}' is not allowed")));
-                }
-                if value.len() > MAX_HEADER_VALUE
-                    || !value.bytes().all(|b| (0x20..0x7f).contains(&b))
-                {
-                    return Err(at(format!(
-                        "set-header '{name}': the value must be printable ASCII, at most {MAX_HEADER_VALUE} bytes"
-                    )));
-                }
-                bytes += value.len();
-            }
-            Edit::Annotate(key, value) => {
-                if key.is_empty() || key.len() > MAX_ANNOTATION_KEY {
-                    return Err(at(format!(
-                        "annotate: keys are 1-{MAX_ANNOTATION_KEY} bytes"
-                    )));
-                }
-                if value.len() > MAX_ANNOTATION_VALUE {
-                    return Err(at(format!(
-                        "annotate '{key}': values are at most {MAX_ANNOTATION_VALUE} bytes"
-                    )));
-                }
-                bytes += key.len() + value.len();
-            }
-        }
-        if bytes > MAX_DECISION_BYTES {
-            return Err(at(format!("decision is over {MAX_DECISION_BYTES} bytes")));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Guests check their decisions with the SDK's copy of these rules (the SDK cannot link the
-    /// host); the copies must agree, or the SDK would accept what the host refuses.
-    #[test]
-    fn the_guest_sdk_states_the_same_rules() {
-        use switchyard_policy::decision as sdk;
-        assert_eq!(sdk::MAX_EDITS, MAX_EDITS);
-        assert_eq!(sdk::MAX_DECISION_BYTES, MAX_DECISION_BYTES);
-        assert_eq!(sdk::MAX_ANNOTATION_KEY, MAX_ANNOTATION_KEY);
-        assert_eq!(sdk::MAX_TEXT, MAX_HEADER_VALUE);
-        assert_eq!(sdk::MAX_TEXT, MAX_ANNOTATION_VALUE);
-        assert_eq!(sdk::MAX_TEXT, MAX_REASON);
-        assert_eq!(sdk::BLOCKED_HEADERS, BLOCKED_HEADERS);
-    }
     use crate::ctx::{Denial, InputCandidate, InputMessage, NewMessage, Role};
 
     fn input() -> PolicyInput {
@@ -248,10 +106,24 @@ mod tests {
         .unwrap();
     }
 
+    /// The rules are tested in `switchyard-policy-rules`; this checks that each host type reaches
+    /// the rule it should.
     #[test]
     fn refuses_each_kind_of_bad_edit() {
+        let nm = NewMessage {
+            role: Role::User,
+            content: String::new(),
+        };
         let cases: Vec<(Vec<Edit>, &str)> = vec![
             (vec![Edit::DropMessage(2)], "there are 2 messages"),
+            (
+                vec![Edit::ReplaceMessage(2, nm.clone())],
+                "edit 0: replace-message 2: there are 2 messages",
+            ),
+            (
+                vec![Edit::InsertMessage(3, nm)],
+                "insert-message 3: there are 2 messages (insert at most at 2)",
+            ),
             (
                 vec![Edit::DropMessage(1), Edit::DropMessage(1)],
                 "dropped twice",
@@ -282,17 +154,22 @@ mod tests {
             let err = check(edits.clone()).unwrap_err();
             assert!(err.contains(needle), "{edits:?}: {err}");
         }
-        let deny = |status| {
+        let deny = |status, code: &str, reason: &str| {
             validate(
                 &Decision::Deny(Denial {
                     status,
-                    code: "no".into(),
-                    reason: String::new(),
+                    code: code.into(),
+                    reason: reason.into(),
                 }),
                 &input(),
             )
         };
-        assert!(deny(402).is_ok() && deny(503).is_ok());
-        assert!(deny(200).is_err() && deny(500).is_err());
+        let ok = |status| deny(status, "no", "");
+        assert!(ok(402).is_ok() && ok(503).is_ok());
+        assert!(ok(200).is_err() && ok(500).is_err());
+        let err = deny(402, "No", "").unwrap_err();
+        assert!(err.contains("deny code 'No'"), "{err}");
+        let err = deny(402, "no", &"r".repeat(1025)).unwrap_err();
+        assert!(err.contains("deny reason is over 1024 bytes"), "{err}");
     }
 }

@@ -2,96 +2,25 @@
 //!
 //! The host validates every edit and fails the evaluation on a violation, so the builder keeps the
 //! easy rules for you (a message is dropped at most once, header names are lower-cased) and
-//! [`DecisionBuilder::validate`] checks the rest against the request, the way the host does — call
-//! it in your unit tests.
+//! [`DecisionBuilder::validate`] checks the rest against the request with the host's own rules
+//! (the `switchyard-policy-rules` crate) — call it in your unit tests.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
+use switchyard_policy_rules as rules;
+
+use crate::check::validate_edits;
 use crate::{Decision, Denial, Edit, NewMessage, RequestCtx, Role};
 
-/// The host refuses a decision with more edits than this.
-pub const MAX_EDITS: usize = 256;
-/// Longest annotation key, in bytes.
-pub const MAX_ANNOTATION_KEY: usize = 64;
+pub use crate::check::{EditError, validate};
+pub use switchyard_policy_rules::{
+    BLOCKED_HEADERS, MAX_ANNOTATION_KEY, MAX_DECISION_BYTES, MAX_EDITS, MAX_NAME,
+};
+
 /// Longest annotation value, header value or denial reason, in bytes.
-pub const MAX_TEXT: usize = 1024;
-/// Longest header name or denial code, in bytes.
-pub const MAX_NAME: usize = 64;
-/// Total bytes of message text, header values and annotations in one decision.
-pub const MAX_DECISION_BYTES: usize = 1 << 20;
-/// Headers a policy may never set (credentials, client identity), besides any `x-switchyard-*`.
-pub const BLOCKED_HEADERS: &[&str] = &[
-    "x-api-key",
-    "x-goog-api-key",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-];
-
-/// A decision the host would refuse, found by [`validate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EditError {
-    /// More than [`MAX_EDITS`] edits.
-    TooManyEdits(usize),
-    /// A message index that is not below the number of messages (inserts: not above it).
-    MessageIndex(u32),
-    /// The same message is dropped twice, replaced twice, or both dropped and replaced.
-    MessageTwice(u32),
-    /// `set-candidates` is empty, repeats an index, names one out of range, or comes twice.
-    Candidates(Vec<u32>),
-    /// `set-max-tokens` of 0, or one that would raise the request's `max_tokens`.
-    MaxTokens {
-        /// Current `max_tokens`.
-        current: Option<u32>,
-        /// The value asked for.
-        requested: u32,
-    },
-    /// A header name that is not lower-case `x-...` (at most 64 bytes), or a blocked one.
-    HeaderName(String),
-    /// A header value that is not printable ASCII of at most [`MAX_TEXT`] bytes.
-    HeaderValue(String),
-    /// An annotation key that is empty or longer than [`MAX_ANNOTATION_KEY`], or a value longer
-    /// than [`MAX_TEXT`].
-    Annotation(String),
-    /// Strings over [`MAX_DECISION_BYTES`] in all.
-    TooLarge,
-    /// A denial whose status is neither 400–499 nor 503.
-    DenyStatus(u16),
-    /// A denial code that is not 1–64 of `a-z`, `0-9`, `_`, or a reason over [`MAX_TEXT`] bytes.
-    Denial(String),
-}
-
-impl fmt::Display for EditError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooManyEdits(n) => write!(f, "{n} edits, at most {MAX_EDITS} allowed"),
-            Self::MessageIndex(i) => write!(f, "message index {i} out of range"),
-            Self::MessageTwice(i) => write!(f, "message {i} dropped or replaced more than once"),
-            Self::Candidates(c) => write!(f, "invalid set-candidates {c:?}"),
-            Self::MaxTokens { current, requested } => {
-                write!(
-                    f,
-                    "set-max-tokens {requested} (max_tokens is {current:?}): only lowering, never to 0"
-                )
-            }
-            Self::HeaderName(n) => write!(f, "header name {n:?}: lower-case x-..., not blocked"),
-            Self::HeaderValue(n) => write!(f, "header {n:?}: value must be printable ASCII"),
-            Self::Annotation(k) => {
-                write!(f, "annotation {k:?}: key 1-64 bytes, value at most 1 KiB")
-            }
-            Self::TooLarge => write!(f, "decision over {MAX_DECISION_BYTES} bytes"),
-            Self::DenyStatus(s) => write!(f, "deny status {s}: must be 400-499 or 503"),
-            Self::Denial(c) => write!(
-                f,
-                "deny code {c:?}: 1-64 of a-z, 0-9, _; reason at most 1 KiB"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for EditError {}
+pub const MAX_TEXT: usize = rules::MAX_HEADER_VALUE;
+// One constant stands for three of the host's limits; the build fails if they ever part.
+const _: () = assert!(MAX_TEXT == rules::MAX_ANNOTATION_VALUE && MAX_TEXT == rules::MAX_REASON);
 
 fn idx(i: usize) -> u32 {
     // The host sends at most u32::MAX items; an index past that is invalid anyway and the host
@@ -194,8 +123,10 @@ impl DecisionBuilder {
     /// to 64 bytes and the value to 1 KiB (the host's limits), ending in `…` when cut.
     pub fn annotate(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
         let key = truncate(key.into(), MAX_ANNOTATION_KEY);
-        self.edits
-            .push(Edit::Annotate((key, truncate(value.into(), MAX_TEXT))));
+        self.edits.push(Edit::Annotate((
+            key,
+            truncate(value.into(), rules::MAX_ANNOTATION_VALUE),
+        )));
         self
     }
 
@@ -230,113 +161,6 @@ impl DecisionBuilder {
     }
 }
 
-/// Check a decision against `ctx` with the host's rules: at most [`MAX_EDITS`] edits; message
-/// indices refer to the messages as received (inserts may use `len`); a message is dropped or
-/// replaced at most once, not both; `set-max-tokens` is not 0 and only lowers; `set-candidates`
-/// comes once, as a non-empty list of distinct valid indices; header names are lower-case `x-...`
-/// (not `x-switchyard-*` nor [`BLOCKED_HEADERS`]) with printable ASCII values; annotation keys are
-/// 1–64 bytes and values at most 1 KiB; a denial has status 400–499 or 503 and a code of `a-z`,
-/// `0-9`, `_`.
-pub fn validate(decision: &Decision, ctx: &RequestCtx) -> Result<(), EditError> {
-    match decision {
-        Decision::Allow(edits) => validate_edits(edits, ctx),
-        Decision::Deny(d) => {
-            if !((400..=499).contains(&d.status) || d.status == 503) {
-                return Err(EditError::DenyStatus(d.status));
-            }
-            let code_ok = !d.code.is_empty()
-                && d.code.len() <= MAX_NAME
-                && d.code
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !code_ok || d.reason.len() > MAX_TEXT {
-                return Err(EditError::Denial(d.code.clone()));
-            }
-            Ok(())
-        }
-    }
-}
-
-fn header_name_ok(name: &str) -> bool {
-    name.len() > 2
-        && name.len() <= MAX_NAME
-        && name.starts_with("x-")
-        && !name.starts_with("x-switchyard-")
-        && !BLOCKED_HEADERS.contains(&name)
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn validate_edits(edits: &[Edit], ctx: &RequestCtx) -> Result<(), EditError> {
-    if edits.len() > MAX_EDITS {
-        return Err(EditError::TooManyEdits(edits.len()));
-    }
-    let n_msgs = ctx.messages.len();
-    let n_cands = ctx.candidates.len();
-    let mut touched = BTreeSet::new();
-    let mut candidates_set = false;
-    let mut bytes = 0usize;
-    for e in edits {
-        match e {
-            Edit::DropMessage(i) | Edit::ReplaceMessage((i, _)) => {
-                if *i as usize >= n_msgs {
-                    return Err(EditError::MessageIndex(*i));
-                }
-                if !touched.insert(*i) {
-                    return Err(EditError::MessageTwice(*i));
-                }
-                if let Edit::ReplaceMessage((_, m)) = e {
-                    bytes += m.content.len();
-                }
-            }
-            Edit::InsertMessage((i, m)) => {
-                if *i as usize > n_msgs {
-                    return Err(EditError::MessageIndex(*i));
-                }
-                bytes += m.content.len();
-            }
-            Edit::SetMaxTokens(v) => {
-                if *v == 0 || ctx.max_tokens.is_some_and(|cur| *v > cur) {
-                    return Err(EditError::MaxTokens {
-                        current: ctx.max_tokens,
-                        requested: *v,
-                    });
-                }
-            }
-            Edit::SetCandidates(c) => {
-                let mut seen = BTreeSet::new();
-                let ok = !candidates_set
-                    && !c.is_empty()
-                    && c.iter().all(|&i| (i as usize) < n_cands && seen.insert(i));
-                if !ok {
-                    return Err(EditError::Candidates(c.clone()));
-                }
-                candidates_set = true;
-            }
-            Edit::SetHeader((name, value)) => {
-                if !header_name_ok(name) {
-                    return Err(EditError::HeaderName(name.clone()));
-                }
-                if value.len() > MAX_TEXT || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                    return Err(EditError::HeaderValue(name.clone()));
-                }
-                bytes += value.len();
-            }
-            Edit::Annotate((k, v)) => {
-                if k.is_empty() || k.len() > MAX_ANNOTATION_KEY || v.len() > MAX_TEXT {
-                    return Err(EditError::Annotation(k.clone()));
-                }
-                bytes += k.len() + v.len();
-            }
-        }
-        if bytes > MAX_DECISION_BYTES {
-            return Err(EditError::TooLarge);
-        }
-    }
-    Ok(())
-}
-
 /// `s` cut to at most `max` bytes at a character boundary, ending in `…` when cut.
 pub fn truncate(s: String, max: usize) -> String {
     if s.len() <= max {
@@ -362,7 +186,7 @@ pub fn allow() -> Decision {
 /// Refuse the request with an HTTP `status` (400–499 or 503), a machine-readable `code`
 /// (`a-z`, `0-9`, `_`) and a human-readable `reason` (cut to 1 KiB), both sent to the client.
 pub fn deny(status: u16, code: impl Into<String>, reason: impl Into<String>) -> Decision {
-    let reason = truncate(reason.into(), MAX_TEXT);
+    let reason = truncate(reason.into(), rules::MAX_REASON);
     Decision::Deny(Denial {
         status,
         code: code.into(),
@@ -411,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_mirrors_host_rules() {
+    fn validate_applies_the_host_rules() {
         let c = ctx3();
         let check = |f: &dyn Fn(&mut DecisionBuilder)| {
             let mut d = DecisionBuilder::new();

@@ -48,6 +48,7 @@ pub mod bindings {
     });
 }
 
+mod check;
 pub mod config;
 pub mod cost;
 pub mod decision;

@@ -1,0 +1,157 @@
+//! `[routes.NAME]` as written, and its validation into `switchyard_routing::route::RouteConfig`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchyard_routing::route::{
+    DEFAULT_ATTEMPT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTE, DEFAULT_TOTAL_MS, DEFAULT_TTFT_MS,
+    ModelConfig, Optimize, RetryPolicy, RouteConfig, Weights,
+};
+use switchyard_types::ids::ModelId;
+
+/// `[routes.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub models: Vec<String>,
+    pub optimize: Option<Optimize>,
+    pub weights: Option<Weights>,
+    pub max_attempts: Option<u32>,
+    pub ttft_ms: Option<u64>,
+    pub attempt_ms: Option<u64>,
+    pub total_ms: Option<u64>,
+    pub retry: Option<RetryPolicy>,
+    pub token_budget: Option<u32>,
+    pub cost_budget_usd: Option<f64>,
+}
+
+/// Validate raw routes against the configured models; errors as `(path, message)`.
+pub(super) fn resolve(
+    raw: BTreeMap<String, RawRoute>,
+    models: &BTreeMap<ModelId, ModelConfig>,
+    errors: &mut Vec<(String, String)>,
+) -> BTreeMap<String, RouteConfig> {
+    let mut out = BTreeMap::new();
+    for (name, r) in raw {
+        let path = format!("routes.{}", super::quote_key(&name));
+        let before = errors.len();
+        if models.contains_key(name.as_str()) {
+            errors.push((
+                path.clone(),
+                format!("'{name}' is also a model name; a route must have its own name"),
+            ));
+        }
+        if r.models.is_empty() {
+            errors.push((
+                format!("{path}.models"),
+                "must name at least one model".into(),
+            ));
+        }
+        let mut ids = Vec::new();
+        for (i, m) in r.models.iter().enumerate() {
+            if !models.contains_key(m.as_str()) {
+                errors.push((
+                    format!("{path}.models[{i}]"),
+                    format!("no model named '{m}'"),
+                ));
+            } else if ids.iter().any(|id: &ModelId| id.as_str() == m) {
+                errors.push((
+                    format!("{path}.models[{i}]"),
+                    format!("'{m}' is listed twice"),
+                ));
+            } else {
+                ids.push(ModelId::new(m));
+            }
+        }
+        let weights = match (r.optimize, r.weights) {
+            (Some(_), Some(_)) => {
+                errors.push((path.clone(), "set `optimize` or `weights`, not both".into()));
+                Optimize::Balanced.weights()
+            }
+            (_, Some(w)) => {
+                if let Err(e) = w.validate() {
+                    errors.push((format!("{path}.weights"), e));
+                }
+                w
+            }
+            (o, None) => o.unwrap_or_default().weights(),
+        };
+        let max_attempts = r.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if max_attempts == 0 || max_attempts > 20 {
+            errors.push((
+                format!("{path}.max_attempts"),
+                "must be between 1 and 20".into(),
+            ));
+        }
+        let ttft_ms = r.ttft_ms.unwrap_or(DEFAULT_TTFT_MS);
+        let total_ms = r.total_ms.unwrap_or(DEFAULT_TOTAL_MS);
+        let attempt_ms = r.attempt_ms.unwrap_or(DEFAULT_ATTEMPT_MS.min(total_ms));
+        if ttft_ms == 0 || total_ms == 0 || attempt_ms == 0 {
+            errors.push((
+                path.clone(),
+                "ttft_ms, attempt_ms and total_ms must be positive".into(),
+            ));
+        }
+        if attempt_ms > total_ms {
+            errors.push((
+                format!("{path}.attempt_ms"),
+                format!("{attempt_ms} exceeds total_ms ({total_ms})"),
+            ));
+        }
+        if ttft_ms > total_ms {
+            errors.push((
+                format!("{path}.ttft_ms"),
+                format!("{ttft_ms} exceeds total_ms ({total_ms})"),
+            ));
+        }
+        let retry = r.retry.unwrap_or_default();
+        if retry.base_ms == 0 || retry.cap_ms < retry.base_ms {
+            errors.push((
+                format!("{path}.retry"),
+                "base_ms must be positive and cap_ms at least base_ms".into(),
+            ));
+        }
+        if r.token_budget == Some(0) {
+            errors.push((format!("{path}.token_budget"), "must be positive".into()));
+        }
+        if let Some(c) = r.cost_budget_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            errors.push((
+                format!("{path}.cost_budget_usd"),
+                "must be a positive number of dollars".into(),
+            ));
+        }
+        if errors.len() > before {
+            continue;
+        }
+        out.insert(
+            name.clone(),
+            RouteConfig {
+                name,
+                models: ids,
+                weights,
+                optimize: if r.weights.is_some() {
+                    None
+                } else {
+                    Some(r.optimize.unwrap_or_default())
+                },
+                max_attempts,
+                ttft: Duration::from_millis(ttft_ms),
+                attempt: Duration::from_millis(attempt_ms),
+                total: Duration::from_millis(total_ms),
+                retry,
+                token_budget: r.token_budget,
+                cost_budget_usd: r.cost_budget_usd,
+            },
+        );
+    }
+    if !out.contains_key(DEFAULT_ROUTE) && !models.is_empty() {
+        out.insert(
+            DEFAULT_ROUTE.to_owned(),
+            RouteConfig::default_over(models.keys().cloned().collect()),
+        );
+    }
+    out
+}

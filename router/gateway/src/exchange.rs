@@ -1,0 +1,207 @@
+//! One request's ledger: who asked (key), what happened (route, model, attempts, policies,
+//! cache), what it used and cost, and where the gateway's own time went (per stage). Created
+//! by the admission middleware (`api::admit`), filled in by the pipeline, and *finished*
+//! exactly once — when a complete answer is sent, or when a streamed body ends or is dropped —
+//! which writes the request log row (to the batched writer, never awaited) and the metrics.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::cache::Outcome;
+use crate::keys::KeyState;
+use crate::telemetry::{Metrics, Stage};
+use switchyard_store::{AttemptRecord, PolicyRecord, RequestRecord, Writer};
+use switchyard_types::Usage;
+use switchyard_types::clock::{ms, now_ms};
+use switchyard_types::ids::{ModelId, ProviderId};
+
+#[derive(Debug, Default)]
+struct Data {
+    route: String,
+    model: Option<ModelId>,
+    provider: Option<ProviderId>,
+    stream: bool,
+    cache: Outcome,
+    usage: Usage,
+    usage_estimated: bool,
+    cost: i64,
+    ttft: Option<Duration>,
+    attempts: Vec<AttemptRecord>,
+    policies: Vec<PolicyRecord>,
+    stages: [Duration; 6],
+    error_code: Option<String>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Exchange {
+    pub id: String,
+    pub endpoint: &'static str,
+    pub started: Instant,
+    pub ts_ms: i64,
+    pub key: Option<Arc<KeyState>>,
+    data: Mutex<Data>,
+    finished: AtomicBool,
+}
+
+impl Exchange {
+    pub fn new(id: String, endpoint: &'static str, key: Option<Arc<KeyState>>) -> Exchange {
+        Exchange {
+            id,
+            endpoint,
+            started: Instant::now(),
+            ts_ms: now_ms(),
+            key,
+            data: Mutex::default(),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> Option<R> {
+        self.data.lock().ok().map(|mut d| f(&mut d))
+    }
+
+    /// Add time to a stage.
+    pub fn stage(&self, stage: Stage, d: Duration) {
+        self.with(|data| data.stages[stage as usize] += d);
+    }
+
+    /// Time `f` as `stage`.
+    pub fn timed<R>(&self, stage: Stage, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        let r = f();
+        self.stage(stage, t.elapsed());
+        r
+    }
+
+    /// The gateway's own time so far (every stage), the `x-switchyard-overhead-ms` figure.
+    pub fn overhead(&self) -> Duration {
+        self.with(|d| d.stages.iter().sum()).unwrap_or_default()
+    }
+
+    /// The key's scope for the cache (`""` when auth is off).
+    pub fn scope(&self) -> &str {
+        self.key.as_ref().map_or("", |k| k.id())
+    }
+
+    pub fn set_route(&self, route: &str, stream: bool) {
+        self.with(|d| {
+            route.clone_into(&mut d.route);
+            d.stream = stream;
+        });
+    }
+
+    pub fn set_cache(&self, outcome: Outcome) {
+        self.with(|d| d.cache = outcome);
+    }
+
+    pub fn set_error(&self, code: Option<&str>) {
+        self.with(|d| d.error_code = code.map(str::to_owned));
+    }
+
+    /// Who answered, after which attempts and policies.
+    pub fn routed(
+        &self,
+        model: &ModelId,
+        provider: &ProviderId,
+        attempts: Vec<AttemptRecord>,
+        policies: Vec<PolicyRecord>,
+    ) {
+        self.with(|d| {
+            d.model = Some(model.clone());
+            d.provider = Some(provider.clone());
+            d.attempts.extend(attempts);
+            d.policies.extend(policies);
+        });
+    }
+
+    pub fn first_token(&self, ttft: Duration) {
+        self.with(|d| {
+            d.ttft.get_or_insert(ttft);
+        });
+    }
+
+    /// What an answer used and cost (summed when one request makes several calls).
+    pub fn answered(&self, usage: &Usage, cost: i64, estimated: bool) {
+        self.with(|d| {
+            d.usage.add(usage);
+            d.cost += cost;
+            d.usage_estimated |= estimated;
+        });
+    }
+
+    pub fn cost(&self) -> i64 {
+        self.with(|d| d.cost).unwrap_or(0)
+    }
+
+    /// Write the log row (to `writer`, when there is a store) and the metrics, once. `status` is
+    /// what the client got.
+    pub fn finish(&self, metrics: &Metrics, writer: Option<&Writer>, status: u16) {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let t = Instant::now();
+        let Some(d) = self.data.lock().ok().map(|mut d| std::mem::take(&mut *d)) else {
+            return;
+        };
+        let latency = self.started.elapsed();
+        let mut stages = d.stages;
+        let details = d.usage.prompt_tokens_details.unwrap_or_default();
+        let row = RequestRecord {
+            id: self.id.clone(),
+            ts_ms: self.ts_ms,
+            key_id: self.key.as_ref().map(|k| k.id().to_owned()),
+            endpoint: self.endpoint.to_owned(),
+            route: d.route.clone(),
+            model: d.model.as_ref().map(|m| m.to_string()),
+            provider: d.provider.as_ref().map(|p| p.to_string()),
+            status,
+            error_code: d.error_code.clone(),
+            stream: d.stream,
+            cache: d.cache.as_str().to_owned(),
+            prompt_tokens: d.usage.prompt_tokens,
+            completion_tokens: d.usage.completion_tokens,
+            cached_tokens: details.cached_tokens,
+            reasoning_tokens: d
+                .usage
+                .completion_tokens_details
+                .map_or(0, |c| c.reasoning_tokens),
+            usage_estimated: d.usage_estimated,
+            cost_picousd: d.cost,
+            latency_ms: ms(latency),
+            ttft_ms: d.ttft.map(ms),
+            overhead_ms: ms(stages.iter().sum()),
+            attempts: d.attempts,
+            policies: d.policies,
+        };
+        metrics.request(self.endpoint, d.cache.as_str(), &row, latency, d.ttft);
+        if let Some(w) = writer {
+            w.record(row);
+        }
+        stages[Stage::Record as usize] = t.elapsed();
+        for s in Stage::ALL {
+            // Stages a request never reached are not observed (a cache hit has no policy time
+            // only when the route has no policies; zero is then a real figure and is observed).
+            metrics.stage(s, stages[s as usize]);
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The exchange of the request being handled: set by the admission middleware around the
+    /// handler, read by the pipeline (so analyst endpoints and batches need no plumbing).
+    static CURRENT: Arc<Exchange>;
+}
+
+/// The current request's exchange, if the code runs inside a handler.
+pub fn current() -> Option<Arc<Exchange>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+/// Run `f` with `ex` as the current exchange.
+pub async fn scope<F: std::future::Future>(ex: Arc<Exchange>, f: F) -> F::Output {
+    CURRENT.scope(ex, f).await
+}

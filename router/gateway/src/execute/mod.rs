@@ -1,0 +1,329 @@
+//! Execute: the attempt loop. Try the ranked candidates in order — retrying a model after a
+//! retryable failure (full-jitter backoff, `retry-after` honoured, bounded by a retry budget),
+//! then falling back to the next candidate, preferring another provider — within the route's
+//! attempt count and deadlines. Every attempt updates the model's health.
+//!
+//! IMPORTANT: a streamed answer is returned only once its first content token has arrived
+//! (`stream::prime`); until then a failure is just a failed attempt and the next candidate is
+//! tried — the client never sees it. After that, failures can only be reported in-stream.
+
+mod stream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use stream::{Primed, prime};
+
+use crate::config::{ModelConfig, RouteConfig};
+use switchyard_providers::{Call, ErrorKind, Provider, ProviderError};
+use switchyard_routing::candidates::Decision;
+use switchyard_routing::catalog::CatalogEntry;
+use switchyard_routing::health::{Admission, Health, ModelHealth, RetryBudget, retry_delay};
+use switchyard_types::clock::ms;
+use switchyard_types::ids::{ModelId, ProviderId};
+use switchyard_types::rng::SplitMix64;
+use switchyard_types::{ChatRequest, ChatResponse};
+
+/// One attempt, for the `routing` object and the logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub model: ModelId,
+    pub provider: ProviderId,
+    /// `ok`, or the error kind's label (`server_error`, `timeout`, …), or `skipped`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Attempt {
+    fn of(model: &ModelConfig, outcome: &'static str, status: Option<u16>, took: Duration) -> Self {
+        Attempt {
+            model: model.id.clone(),
+            provider: model.provider.clone(),
+            outcome,
+            status,
+            latency_ms: ms(took),
+            detail: None,
+        }
+    }
+}
+
+/// How many of `attempts` called an upstream (skipped candidates did not).
+pub fn upstream_calls(attempts: &[Attempt]) -> usize {
+    attempts.iter().filter(|a| a.outcome != "skipped").count()
+}
+
+/// What a successful run produced.
+pub struct Success<T> {
+    pub value: T,
+    pub model: ModelId,
+    pub provider: ProviderId,
+    pub attempts: Vec<Attempt>,
+    /// Time to the answer (non-streaming) or to its first token (streaming).
+    pub latency: Duration,
+}
+
+/// Why a run failed: the last upstream error (if any attempt was made) and every attempt.
+#[derive(Debug)]
+pub struct Failure {
+    pub last: Option<(ModelId, ProviderError)>,
+    pub attempts: Vec<Attempt>,
+    /// The last error may not be retried elsewhere (a request the upstream found invalid).
+    pub fail_fast: bool,
+}
+
+/// What one attempt does; implemented for complete and streamed answers.
+trait Mode {
+    type Output;
+    async fn attempt(
+        &self,
+        provider: &Provider,
+        entry: &CatalogEntry,
+        call: Call<'_>,
+        health: &Arc<ModelHealth>,
+        route: &RouteConfig,
+        deadline: Instant,
+    ) -> Result<(Self::Output, Duration), ProviderError>;
+}
+
+struct Complete;
+struct Streamed;
+
+impl Mode for Complete {
+    type Output = ChatResponse;
+    async fn attempt(
+        &self,
+        provider: &Provider,
+        entry: &CatalogEntry,
+        call: Call<'_>,
+        health: &Arc<ModelHealth>,
+        route: &RouteConfig,
+        deadline: Instant,
+    ) -> Result<(ChatResponse, Duration), ProviderError> {
+        let started = Instant::now();
+        let limit = route
+            .attempt
+            .min(deadline.saturating_duration_since(started));
+        let _in_flight = health.start();
+        let response = match tokio::time::timeout(limit, provider.chat(call)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(timeout_error("answer", limit)),
+        };
+        let elapsed = started.elapsed();
+        let now = Instant::now();
+        health.record_success(now, elapsed, elapsed, response.usage.completion_tokens);
+        let u = &response.usage;
+        health.record_usage(
+            now,
+            u.prompt_tokens,
+            u.completion_tokens,
+            entry.usage_cost(u),
+        );
+        Ok((response, elapsed))
+    }
+}
+
+impl Mode for Streamed {
+    type Output = Primed;
+    async fn attempt(
+        &self,
+        provider: &Provider,
+        entry: &CatalogEntry,
+        call: Call<'_>,
+        health: &Arc<ModelHealth>,
+        route: &RouteConfig,
+        deadline: Instant,
+    ) -> Result<(Primed, Duration), ProviderError> {
+        let started = Instant::now();
+        let limit = route.ttft.min(deadline.saturating_duration_since(started));
+        let in_flight = health.start();
+        let opened = async {
+            let events = provider.chat_stream(call).await?;
+            prime(events).await
+        };
+        let primed = match tokio::time::timeout(limit, opened).await {
+            Ok(r) => r?,
+            Err(_) => return Err(timeout_error("first token", limit)),
+        };
+        let ttft = started.elapsed();
+        // From here the stream records its own end (success, failure or abandonment).
+        let primed = stream::watch(
+            primed,
+            stream::Watch {
+                health: health.clone(),
+                in_flight,
+                entry: entry.clone(),
+                started,
+                stall: route.ttft,
+                deadline,
+            },
+        );
+        Ok((primed, ttft))
+    }
+}
+
+fn timeout_error(what: &str, limit: Duration) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Timeout,
+        format!("no {what} within {} ms", limit.as_millis()),
+    )
+}
+
+/// What the attempt loop may touch: the configured models, their live health, the providers that
+/// serve them and the gateway-wide retry budget. Nothing else of the gateway.
+#[derive(Clone, Copy)]
+pub struct Upstreams<'a> {
+    pub models: &'a BTreeMap<ModelId, ModelConfig>,
+    pub health: &'a Health,
+    pub providers: &'a HashMap<ProviderId, Provider>,
+    pub retry_budget: &'a RetryBudget,
+}
+
+/// Run a complete (non-streaming) request over the decision's candidates.
+pub async fn complete(
+    up: Upstreams<'_>,
+    route: &RouteConfig,
+    decision: &Decision,
+    request: &ChatRequest,
+) -> Result<Success<ChatResponse>, Failure> {
+    run(up, route, decision, request, &Complete).await
+}
+
+/// Run a streaming request: returns once some candidate's first token has arrived.
+pub async fn streamed(
+    up: Upstreams<'_>,
+    route: &RouteConfig,
+    decision: &Decision,
+    request: &ChatRequest,
+) -> Result<Success<Primed>, Failure> {
+    run(up, route, decision, request, &Streamed).await
+}
+
+async fn run<M: Mode>(
+    up: Upstreams<'_>,
+    route: &RouteConfig,
+    decision: &Decision,
+    request: &ChatRequest,
+    mode: &M,
+) -> Result<Success<M::Output>, Failure> {
+    let start = Instant::now();
+    let deadline = start + route.total;
+    let budget = up.retry_budget;
+    budget.deposit(start);
+    let mut queue: Vec<&switchyard_routing::candidates::Candidate> =
+        decision.eligible().iter().collect();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut last: Option<(ModelId, ProviderError)> = None;
+    let mut avoid: Option<ProviderId> = None;
+    // Backoff jitter: a sequence seeded from the clock (no RNG state shared between requests).
+    let mut jitter = SplitMix64::new(switchyard_types::unix_nanos());
+
+    while !queue.is_empty() && attempts.len() < route.max_attempts as usize {
+        // Prefer a provider other than the one that just failed: its outage is often shared.
+        let next = avoid
+            .as_ref()
+            .and_then(|p| queue.iter().position(|c| &c.provider != p))
+            .unwrap_or(0);
+        let candidate = queue.remove(next);
+        let (Some(model), Some(health)) = (
+            up.models.get(&candidate.model),
+            up.health.get(candidate.model.as_str()),
+        ) else {
+            continue;
+        };
+        let Some(provider) = up.providers.get(&model.provider) else {
+            continue;
+        };
+        let mut retries_here = 0;
+        loop {
+            let now = Instant::now();
+            if now >= deadline || attempts.len() >= route.max_attempts as usize {
+                break;
+            }
+            if let Admission::Rejected(why) = health.admit(now) {
+                let mut skipped = Attempt::of(model, "skipped", None, Duration::ZERO);
+                skipped.detail = Some(why.describe());
+                attempts.push(skipped);
+                break;
+            }
+            let call = Call {
+                request,
+                upstream_model: &model.upstream,
+                default_max_tokens: model.entry.max_output,
+            };
+            let began = Instant::now();
+            match mode
+                .attempt(provider, &model.entry, call, health, route, deadline)
+                .await
+            {
+                Ok((value, latency)) => {
+                    attempts.push(Attempt::of(model, "ok", None, latency));
+                    return Ok(Success {
+                        value,
+                        model: model.id.clone(),
+                        provider: model.provider.clone(),
+                        attempts,
+                        latency: start.elapsed(),
+                    });
+                }
+                Err(err) => {
+                    let elapsed = began.elapsed();
+                    health.record_failure(Instant::now(), &err, elapsed);
+                    tracing::info!(
+                        model = %model.id,
+                        provider = %model.provider,
+                        kind = err.kind.label(),
+                        status = err.status,
+                        upstream_message = %err.message,
+                        "attempt failed"
+                    );
+                    attempts.push(Attempt::of(model, err.kind.label(), err.status, elapsed));
+                    if !err.kind.allows_fallback() {
+                        return Err(Failure {
+                            last: Some((model.id.clone(), err)),
+                            attempts,
+                            fail_fast: true,
+                        });
+                    }
+                    let now = Instant::now();
+                    let delay = retry_delay(
+                        &err,
+                        retries_here,
+                        Duration::from_millis(route.retry.base_ms),
+                        Duration::from_millis(route.retry.cap_ms),
+                        &mut || jitter.next_f64(),
+                    );
+                    // Retry this model only after a wait no longer than the backoff cap (a
+                    // longer retry-after is the client's to wait out, or another model's turn),
+                    // while it still fits before the deadline, and as far as the shared budget
+                    // allows (no retry storms).
+                    let retry_here = err.retryable
+                        && retries_here < route.retry.max_per_model
+                        && delay <= Duration::from_millis(route.retry.cap_ms)
+                        && now + delay < deadline
+                        && budget.try_withdraw(now);
+                    last = Some((model.id.clone(), err));
+                    if retry_here {
+                        retries_here += 1;
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    avoid = Some(model.provider.clone());
+                    break;
+                }
+            }
+        }
+    }
+    Err(Failure {
+        last,
+        attempts,
+        fail_fast: false,
+    })
+}

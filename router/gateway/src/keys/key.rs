@@ -1,0 +1,230 @@
+//! One key's live state: its record, the spend and reservations of its budget period, and its
+//! RPM/TPM windows. Admission, reservation and settlement happen here, under one short lock.
+
+use super::*;
+use rate::RateWindow;
+
+/// One key's live state.
+#[derive(Debug)]
+pub struct KeyState {
+    pub record: KeyRecord,
+    pub period: Period,
+    pub(super) revoked: AtomicBool,
+    pub(super) live: Mutex<Live>,
+}
+
+#[derive(Debug)]
+pub(super) struct Live {
+    pub(super) period_start_ms: i64,
+    pub(super) spent: i64,
+    pub(super) reserved: i64,
+    pub(super) requests: RateWindow,
+    pub(super) tokens: RateWindow,
+}
+
+/// A budget and token reservation, released (and replaced by the actual figures) by `settle`.
+#[derive(Debug)]
+pub struct Reservation {
+    pub(super) key: Arc<KeyState>,
+    pub(super) cost: i64,
+    pub(super) tokens: u64,
+    pub(super) at_s: i64,
+    pub(super) settled: bool,
+}
+
+impl Reservation {
+    /// Replace the reservation by what the request cost and used.
+    pub fn settle(mut self, cost: i64, tokens: u64) {
+        self.release(cost, tokens);
+    }
+
+    pub(super) fn release(&mut self, cost: i64, tokens: u64) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        if let Ok(mut live) = self.key.live.lock() {
+            live.reserved -= self.cost;
+            live.spent += cost;
+            live.tokens.adjust(self.at_s, self.tokens, tokens);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // Never settled (the request failed before any usage): nothing was spent.
+        self.release(0, 0);
+    }
+}
+
+/// Spend and limits of a key, for `GET /admin/keys/{id}/spend`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub period: &'static str,
+    pub period_start_ms: i64,
+    pub spent_usd: f64,
+    pub spent_picousd: i64,
+    pub reserved_usd: f64,
+    pub budget_usd: Option<f64>,
+    pub remaining_usd: Option<f64>,
+    pub requests_last_minute: u64,
+    pub tokens_last_minute: u64,
+}
+
+impl KeyState {
+    pub(super) fn new(record: KeyRecord, spent: i64, period_start_ms: i64) -> KeyState {
+        let period = Period::parse(&record.budget_period).unwrap_or(Period::Month);
+        let revoked = record.revoked_ms.is_some();
+        KeyState {
+            record,
+            period,
+            revoked: AtomicBool::new(revoked),
+            live: Mutex::new(Live {
+                period_start_ms,
+                spent,
+                reserved: 0,
+                requests: RateWindow::default(),
+                tokens: RateWindow::default(),
+            }),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Count a request against the RPM limit, or refuse it.
+    pub fn admit(&self, now_s: i64) -> Result<(), Error> {
+        let Ok(mut live) = self.live.lock() else {
+            return Ok(());
+        };
+        if let Some(rpm) = self.record.rpm {
+            let used = live.requests.sum(now_s);
+            if used >= u64::from(rpm) {
+                let wait = live.requests.wait_for(now_s, used + 1 - u64::from(rpm));
+                return Err(Error::rate_limited(
+                    format!(
+                        "Key '{}' is over its limit of {rpm} requests per minute",
+                        self.record.id
+                    ),
+                    wait,
+                ));
+            }
+        }
+        live.requests.add(now_s, 1);
+        Ok(())
+    }
+
+    /// Reserve `cost` (picodollars) and `tokens`, or refuse with 402 / 429.
+    pub fn reserve(
+        self: &Arc<Self>,
+        now_ms: i64,
+        cost: i64,
+        tokens: u64,
+    ) -> Result<Reservation, Error> {
+        let now_s = now_ms.div_euclid(1000);
+        let Ok(mut live) = self.live.lock() else {
+            return Err(Error::internal("key state poisoned"));
+        };
+        let start = self.period.start(now_ms);
+        if start != live.period_start_ms {
+            // A new period: what was spent belongs to the old one.
+            live.period_start_ms = start;
+            live.spent = 0;
+        }
+        if let Some(budget) = self.record.budget_picousd
+            && live.spent + live.reserved >= budget
+        {
+            let detail = if live.spent >= budget {
+                "spent"
+            } else {
+                "spent or reserved by requests in flight"
+            };
+            return Err(Error::budget_exceeded(format!(
+                "Key '{}' has {detail} its budget of ${:.6} for this {}",
+                self.record.id,
+                pico_to_usd(budget),
+                if self.period == Period::Total {
+                    "key".to_owned()
+                } else {
+                    self.period.as_str().to_owned()
+                },
+            )));
+        }
+        if let Some(tpm) = self.record.tpm {
+            let used = live.tokens.sum(now_s);
+            if used + tokens > u64::from(tpm) {
+                let need = (used + tokens).saturating_sub(u64::from(tpm));
+                let wait = if tokens > u64::from(tpm) {
+                    Duration::from_secs(60)
+                } else {
+                    live.tokens.wait_for(now_s, need)
+                };
+                return Err(Error::rate_limited(
+                    format!(
+                        "Key '{}' is over its limit of {tpm} tokens per minute ({used} used, \
+                         this request needs up to {tokens})",
+                        self.record.id
+                    ),
+                    wait,
+                ));
+            }
+        }
+        live.reserved += cost;
+        live.tokens.add(now_s, tokens);
+        Ok(Reservation {
+            key: self.clone(),
+            cost,
+            tokens,
+            at_s: now_s,
+            settled: false,
+        })
+    }
+
+    pub fn usage(&self, now_ms: i64) -> Usage {
+        let now_s = now_ms.div_euclid(1000);
+        let (start, spent, reserved, req, tok) = match self.live.lock() {
+            Ok(mut l) => {
+                let start = self.period.start(now_ms);
+                if start != l.period_start_ms {
+                    l.period_start_ms = start;
+                    l.spent = 0;
+                }
+                (
+                    l.period_start_ms,
+                    l.spent,
+                    l.reserved,
+                    l.requests.sum(now_s),
+                    l.tokens.sum(now_s),
+                )
+            }
+            Err(_) => (0, 0, 0, 0, 0),
+        };
+        let budget = self.record.budget_picousd;
+        Usage {
+            period: self.period.as_str(),
+            period_start_ms: start,
+            spent_usd: pico_to_usd(spent),
+            spent_picousd: spent,
+            reserved_usd: pico_to_usd(reserved),
+            budget_usd: budget.map(pico_to_usd),
+            remaining_usd: budget.map(|b| pico_to_usd((b - spent).max(0))),
+            requests_last_minute: req,
+            tokens_last_minute: tok,
+        }
+    }
+
+    /// Whether the key may use `route` / `model` (empty lists allow all).
+    pub fn allows_route(&self, route: &str) -> bool {
+        self.record.routes.is_empty() || self.record.routes.iter().any(|r| r == route)
+    }
+
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.record.models.is_empty() || self.record.models.iter().any(|m| m == model)
+    }
+}

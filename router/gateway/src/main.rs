@@ -1,0 +1,226 @@
+//! The `switchyard` binary: parse the CLI, load config, build state, serve. Logic lives in the
+//! library (`switchyard::app`, `switchyard::demo`, …).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchyard::config::{self, Vars};
+use switchyard::telemetry::{self, LogFormat};
+use switchyard::{Gateway, app, demo, server};
+use switchyard_sim as sim;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Multi-model AI routing gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormatArg,
+}
+
+/// `--log-format`: the CLI's spelling of `telemetry::LogFormat`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a config file.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Overrides `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Check a config file: print every error with its path, or "ok" and a summary.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the simulated upstreams (OpenAI, Anthropic, Gemini, Ollama wire formats).
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// A config file whose [sim] table sets model behaviour (default: no latency, no
+        /// faults — a fast upstream for benchmarks; `demo` uses realistic latencies).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Rank the candidates for a request without calling any model.
+    Route {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the ranking and every candidate's score terms (the default and only mode).
+        #[arg(long, default_value_t = true)]
+        explain: bool,
+        /// A `/ai/route` body, or an OpenAI chat body (`-` reads standard input).
+        request: PathBuf,
+    },
+    /// Run the simulator and the gateway together: no API keys needed.
+    Demo {
+        #[arg(long, default_value = config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Work with WASM routing policies.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Run a policy folder's manifest test cases: pass/fail, fuel, latency, memory.
+    Test { dir: PathBuf },
+    /// Print a component's imports, exports and ABI.
+    Inspect { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format.into());
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Check { config } => {
+            let cfg = config::load_file(&config, &Vars::from_env())
+                .map_err(|e| format!("{e}\n{} error(s) in {}", e.0.len(), config.display()))?;
+            #[expect(clippy::print_stdout, reason = "check prints its verdict")]
+            {
+                println!("ok\n{}", cfg.summary());
+            }
+            Ok(())
+        }
+        Command::Serve { config, listen } => {
+            let cfg = config::load_file(&config, &Vars::from_env())
+                .map_err(|e| format!("invalid config {}:\n{e}", config.display()))?;
+            let addr = listen.unwrap_or(cfg.server.listen);
+            let gw = Gateway::connect(cfg).await?;
+            serve_gateway(gw, addr).await
+        }
+        Command::Route {
+            config,
+            explain: _,
+            request,
+        } => {
+            let cfg = config::load_file(&config, &Vars::from_env())
+                .map_err(|e| format!("invalid config {}:\n{e}", config.display()))?;
+            let body = if request.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                    .map_err(|e| format!("cannot read standard input: {e}"))?;
+                buf
+            } else {
+                std::fs::read(&request)
+                    .map_err(|e| format!("cannot read {}: {e}", request.display()))?
+            };
+            // Exact token counts for the explanation.
+            switchyard_routing::tokens::load_blocking();
+            let gw = Gateway::new(cfg)?;
+            let ranking = switchyard::api::explain(&gw, &body).map_err(|e| e.body().to_string())?;
+            let text = serde_json::to_string_pretty(&ranking).map_err(|e| e.to_string())?;
+            #[expect(clippy::print_stdout, reason = "the ranking is this command's output")]
+            {
+                println!("{text}");
+            }
+            Ok(())
+        }
+        Command::Sim { listen, config } => {
+            let sim_config = match config {
+                Some(path) => {
+                    config::load_file(&path, &Vars::from_env())
+                        .map_err(|e| format!("invalid config {}:\n{e}", path.display()))?
+                        .sim
+                }
+                None => sim::SimConfig::default(),
+            };
+            let handle = sim::spawn(sim_config, listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            tracing::info!(addr = %handle.addr, "simulator listening");
+            server::shutdown_signal().await;
+            handle.shutdown().await;
+            Ok(())
+        }
+        Command::Policy { action } => {
+            let (text, ok) = match action {
+                PolicyCommand::Test { dir } => switchyard::policy::cli::test(&dir)?,
+                PolicyCommand::Inspect { file } => (switchyard::policy::cli::inspect(&file)?, true),
+            };
+            #[expect(clippy::print_stdout, reason = "the report is this command's output")]
+            {
+                print!("{text}");
+            }
+            if ok {
+                Ok(())
+            } else {
+                Err("some cases failed".to_owned())
+            }
+        }
+        Command::Demo { listen } => {
+            let (sim, gw) = demo::start().await?;
+            tracing::info!(sim = %sim.addr, "simulator started");
+            let result = serve_gateway(gw, listen).await;
+            sim.shutdown().await;
+            result
+        }
+    }
+}
+
+async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<(), String> {
+    // Tokenizer tables load in the background; requests before then use a safe estimate.
+    switchyard_routing::tokens::warm_up();
+    let listener = server::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if !local.ip().is_loopback() && !gw.keys.auth_required() && !gw.keys.admin_configured() {
+        return Err(format!(
+            "refusing to listen on {local} with no virtual keys and no admin key: anyone who \
+             can reach it could spend your provider credit. Listen on 127.0.0.1, or set \
+             SWITCHYARD_ADMIN_KEY and create keys (POST /admin/keys)."
+        ));
+    }
+    let models: Vec<&str> = gw.config.models.keys().map(|m| m.as_str()).collect();
+    tracing::info!(
+        addr = %local,
+        models = ?models,
+        store = gw.store.as_ref().map_or("none", |s| s.backend()),
+        auth = if gw.keys.auth_required() { "virtual keys" } else { "off (no keys)" },
+        "switchyard listening"
+    );
+    let served = server::serve(listener, app(gw.clone()), server::shutdown_signal()).await;
+    // The server has drained: no handler can still record. Flush the request log.
+    gw.shutdown().await;
+    served.map_err(|e| format!("server error: {e}"))
+}

@@ -1,0 +1,410 @@
+//! THE ORDER OF STEPS for one chat request. Only this file knows it:
+//!
+//! admit (api/: key, RPM, parse) → target (route or model, within the key's allow-lists) →
+//! count + candidates + score (routing/) → policies (policy/ → plugins/host: edits, vetoes,
+//! context fit re-checked) → cache (hit: answer now; miss: lead, or wait for an identical
+//! request in flight) → reserve (the key's budget and TPM) → execute (attempt loop with retries
+//! and fallback; health recorded there) → record (settle the reservation with the real cost,
+//! fill the cache, fill the exchange; the log row is written when the answer ends) → respond.
+
+mod cache_step;
+mod outcome;
+mod tap;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use crate::cache::{self, CacheRequest, Leader, Lookup, Outcome};
+use crate::config::{DEFAULT_ROUTE, RouteConfig};
+use crate::error::Error;
+use crate::exchange::Exchange;
+use crate::execute::{self, Attempt, Failure, Primed, Success};
+use crate::keys::Reservation;
+use crate::policy::{self, Applied, PolicyRun};
+use crate::state::Gateway;
+use crate::telemetry::Stage;
+use cache_step::{CacheStep, CacheWrite, from_cache, replay_events};
+use outcome::{attempt_records, failed, no_candidate, policy_records, routed};
+use switchyard_routing::candidates::{self, Decision, FilterReason, Preferences};
+use switchyard_routing::catalog::CatalogEntry;
+use switchyard_store::{AttemptRecord, PolicyRecord};
+use switchyard_types::ids::{ModelId, ProviderId};
+use switchyard_types::{ChatRequest, ChatResponse, StreamAccumulator, StreamEvent, Usage, new_id};
+use tap::Tap;
+
+/// What to route over: a route name or a model name, optionally narrowed to some models, with
+/// the request's own preferences.
+#[derive(Debug, Clone, Default)]
+pub struct Target<'a> {
+    /// A route or a model; `None` = the default route.
+    pub name: Option<&'a str>,
+    /// Restrict (and order) the candidates to these models.
+    pub models: Option<&'a [String]>,
+    pub preferences: Option<RequestPreferences>,
+    /// Request headers policies may see (see `policy::visible_header`).
+    pub headers: Vec<(String, String)>,
+    /// `cache` from the body.
+    pub cache: Option<CacheRequest>,
+    /// The request's `Cache-Control` header.
+    pub cache_control: Option<String>,
+}
+
+/// `preferences` in a request: override the route's weights and add limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RequestPreferences {
+    pub weights: Option<crate::config::Weights>,
+    pub max_cost_usd: Option<f64>,
+    pub max_latency_ms: Option<f64>,
+}
+
+/// A routed answer and how it came about.
+pub struct Routed<T> {
+    pub value: T,
+    pub model: ModelId,
+    pub provider: ProviderId,
+    pub route: String,
+    pub attempts: Vec<Attempt>,
+    pub decision: Decision,
+    /// To the answer, or to the first token when streaming.
+    pub latency: Duration,
+    /// What each routing policy did.
+    pub policies: Vec<PolicyRun>,
+    /// Headers the policies add to the answer.
+    pub headers: Vec<(String, String)>,
+    /// Whether the answer came from the cache.
+    pub cache: Outcome,
+    /// What the answer cost (from the provider's usage), picodollars; 0 until a stream ends.
+    pub cost_picousd: i64,
+}
+
+impl<T> Routed<T> {
+    /// What this answer cost, USD (nothing from the cache; for a stream, known only at its end).
+    pub fn cost_usd(&self) -> f64 {
+        switchyard_types::money::pico_to_usd(self.cost_picousd)
+    }
+
+    /// Upstream calls made (skipped candidates are not attempts).
+    pub fn attempt_count(&self) -> usize {
+        execute::upstream_calls(&self.attempts)
+    }
+}
+
+/// The candidates for a request, ranked, without calling anything (`route --explain` too).
+pub fn plan<'g>(
+    gw: &'g Gateway,
+    request: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<(Cow<'g, RouteConfig>, Decision), Error> {
+    let name = target.name.unwrap_or(DEFAULT_ROUTE);
+    let route = if let Some(r) = gw.config.routes.get(name) {
+        Cow::Borrowed(r)
+    } else if let Some(m) = gw.config.models.get(name) {
+        Cow::Owned(RouteConfig::single(m.id.clone()))
+    } else {
+        let mut names: Vec<&str> = gw.config.models.keys().map(ModelId::as_str).collect();
+        names.extend(gw.config.routes.keys().map(String::as_str));
+        return Err(Error::model_not_found(name, &names));
+    };
+    let exchange = crate::exchange::current();
+    let key = exchange.as_ref().and_then(|e| e.key.as_ref());
+    if let Some(key) = key
+        && !key.allows_route(name)
+    {
+        return Err(Error::forbidden(
+            Some("model".into()),
+            format!("Key '{}' may not use '{name}'", key.id()),
+        ));
+    }
+    let models: Cow<'_, [ModelId]> = match target.models {
+        Some(list) if !list.is_empty() => {
+            let mut out = Vec::new();
+            for (i, m) in list.iter().enumerate() {
+                match gw.config.models.get(m.as_str()) {
+                    Some(cfg) => out.push(cfg.id.clone()),
+                    None => {
+                        return Err(Error::invalid_param(
+                            format!("models[{i}]"),
+                            format!("no model named '{m}'"),
+                        ));
+                    }
+                }
+            }
+            Cow::Owned(out)
+        }
+        _ => Cow::Borrowed(route.models.as_slice()),
+    };
+    let models = match key {
+        Some(key) if !key.record.models.is_empty() => {
+            if let Some(list) = target.models
+                && let Some((i, m)) = list.iter().enumerate().find(|(_, m)| !key.allows_model(m))
+            {
+                return Err(Error::forbidden(
+                    Some(format!("models[{i}]")),
+                    format!("Key '{}' may not use model '{m}'", key.id()),
+                ));
+            }
+            let allowed: Vec<ModelId> = models
+                .iter()
+                .filter(|m| key.allows_model(m.as_str()))
+                .cloned()
+                .collect();
+            if allowed.is_empty() {
+                return Err(Error::forbidden(
+                    Some("model".into()),
+                    format!("Key '{}' may use none of the models of '{name}'", key.id()),
+                ));
+            }
+            Cow::Owned(allowed)
+        }
+        _ => models,
+    };
+    let p = target.preferences.unwrap_or_default();
+    let prefs = Preferences {
+        weights: p.weights.unwrap_or(route.weights),
+        max_cost_usd: p.max_cost_usd,
+        max_latency_ms: p.max_latency_ms,
+        defer_context: policy::active_for(gw.policies.as_ref(), &route.name),
+    };
+    let started = Instant::now();
+    let decision = candidates::decide(
+        &gw.config.models,
+        &gw.health,
+        &route,
+        &models,
+        request,
+        &prefs,
+        Instant::now(),
+    );
+    if let Some(ex) = &exchange {
+        ex.stage(Stage::Count, decision.count_time);
+        ex.stage(
+            Stage::Route,
+            started.elapsed().saturating_sub(decision.count_time),
+        );
+        ex.set_route(&route.name, request.stream);
+    }
+    if decision.eligible().is_empty() {
+        return Err(no_candidate(&decision));
+    }
+    Ok((route, decision))
+}
+
+/// The plan with the route's policies applied: the request as they left it, the candidates as
+/// they ordered and vetoed them, and what each did.
+pub fn plan_with_policies<'g, 'r>(
+    gw: &'g Gateway,
+    request: &'r ChatRequest,
+    target: &Target<'_>,
+) -> Result<Planned<'g, 'r>, Error> {
+    // Every caller's `cache` control is checked here (chat, /ai/route and batch items alike).
+    if let Some(c) = &target.cache {
+        c.validate(gw.cache.config().max_ttl_s)
+            .map_err(|(param, message)| Error::invalid_param(param, message))?;
+    }
+    let (route, mut decision) = plan(gw, request, target)?;
+    let mut request = Cow::Borrowed(request);
+    let applied = match &gw.policies {
+        Some(registry) if decision.deferred_context => {
+            let started = Instant::now();
+            let exchange = crate::exchange::current();
+            let own_id;
+            let request_id = match &exchange {
+                Some(ex) => ex.id.as_str(),
+                None => {
+                    own_id = new_id("req_");
+                    own_id.as_str()
+                }
+            };
+            let caller = policy::Caller {
+                request_id,
+                tenant: exchange.as_ref().map_or("", |e| e.scope()),
+                headers: &target.headers,
+                max_cost_usd: target.preferences.and_then(|p| p.max_cost_usd),
+            };
+            let applied = policy::apply(
+                registry,
+                &gw.config,
+                &route,
+                &mut request,
+                &mut decision,
+                &caller,
+            );
+            if let Some(ex) = &exchange {
+                ex.stage(Stage::Policy, started.elapsed());
+            }
+            let applied = applied?;
+            if decision.eligible().is_empty() {
+                return Err(no_candidate(&decision));
+            }
+            applied
+        }
+        _ => Applied::default(),
+    };
+    Ok(Planned {
+        route,
+        decision,
+        request,
+        applied,
+    })
+}
+
+/// A request ready to execute.
+pub struct Planned<'g, 'r> {
+    pub route: Cow<'g, RouteConfig>,
+    pub decision: Decision,
+    pub request: Cow<'r, ChatRequest>,
+    pub applied: Applied,
+}
+
+/// A complete answer.
+pub async fn complete(
+    gw: &Gateway,
+    request: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<Routed<ChatResponse>, Error> {
+    let p = plan_with_policies(gw, request, target)?;
+    let exchange = crate::exchange::current();
+    let ex = exchange.as_deref();
+    let mut step = CacheStep::begin(gw, &p, target).await;
+    if let Some(entry) = step.hit.take() {
+        let mut response = entry.response.clone();
+        response.id = new_id("chatcmpl-");
+        response.created = switchyard_types::unix_now();
+        return Ok(from_cache(response, &entry, p, ex));
+    }
+    let reservation = reserve(gw, &p)?;
+    match execute::complete(gw.upstreams(), &p.route, &p.decision, &p.request).await {
+        Ok(s) => {
+            let entry = model_entry(gw, &s.model);
+            let cost = entry.map_or(0, |e| e.usage_cost_pico(&s.value.usage));
+            if let Some(r) = reservation {
+                r.settle(cost, u64::from(s.value.usage.total_tokens));
+            }
+            if let Some(ex) = ex {
+                ex.routed(
+                    &s.model,
+                    &s.provider,
+                    attempt_records(&s.attempts),
+                    policy_records(&p.applied.runs),
+                );
+                ex.answered(&s.value.usage, cost, false);
+            }
+            let ttl = step.ttl();
+            step.store(gw, ex, || {
+                let mut r = s.value.clone();
+                r.model = s.model.to_string();
+                cache::Entry::new(r, s.model.clone(), s.provider.clone(), ttl)
+            });
+            Ok(routed(
+                s,
+                p.route.name.clone(),
+                p.decision,
+                p.applied,
+                step.outcome,
+                cost,
+            ))
+        }
+        Err(f) => Err(failed(f, ex)),
+    }
+}
+
+/// A streamed answer, primed: some candidate's first content token has arrived, nothing has
+/// been sent to the client yet. From the cache, the whole answer is replayed as events.
+pub async fn stream(
+    gw: &Gateway,
+    request: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<Routed<Primed>, Error> {
+    let p = plan_with_policies(gw, request, target)?;
+    let exchange = crate::exchange::current();
+    let ex = exchange.as_deref();
+    let mut step = CacheStep::begin(gw, &p, target).await;
+    if let Some(entry) = step.hit.take() {
+        let events = replay_events(&entry.response);
+        let primed = Primed {
+            head: events.into(),
+            tail: Box::pin(futures::stream::empty()),
+        };
+        return Ok(from_cache(primed, &entry, p, ex));
+    }
+    let reservation = reserve(gw, &p)?;
+    match execute::streamed(gw.upstreams(), &p.route, &p.decision, &p.request).await {
+        Ok(mut s) => {
+            if let Some(ex) = ex {
+                ex.routed(
+                    &s.model,
+                    &s.provider,
+                    attempt_records(&s.attempts),
+                    policy_records(&p.applied.runs),
+                );
+                ex.first_token(s.latency);
+            }
+            let prompt_tokens = p
+                .decision
+                .candidates
+                .iter()
+                .find(|c| c.model == s.model)
+                .map_or(0, |c| c.prompt_tokens);
+            let tap = Tap {
+                exchange: exchange.clone(),
+                reservation,
+                entry: model_entry(gw, &s.model).cloned(),
+                model: s.model.clone(),
+                provider: s.provider.clone(),
+                prompt_tokens,
+                acc: StreamAccumulator::default(),
+                store: step.write_handle(gw),
+                finished: false,
+                cut: None,
+            };
+            s.value = tap.wrap(s.value);
+            let outcome = step.outcome;
+            Ok(routed(
+                s,
+                p.route.name.clone(),
+                p.decision,
+                p.applied,
+                outcome,
+                0,
+            ))
+        }
+        Err(f) => Err(failed(f, ex)),
+    }
+}
+
+fn model_entry<'g>(gw: &'g Gateway, model: &ModelId) -> Option<&'g CatalogEntry> {
+    gw.config.models.get(model).map(|m| &m.entry)
+}
+
+/// Reserve the key's budget and tokens for this request, or refuse it (402 / 429).
+fn reserve(gw: &Gateway, p: &Planned<'_, '_>) -> Result<Option<Reservation>, Error> {
+    let exchange = crate::exchange::current();
+    let Some(key) = exchange.as_ref().and_then(|e| e.key.as_ref()) else {
+        return Ok(None);
+    };
+    let (cost, tokens) = estimate(gw, &p.decision, &p.request);
+    key.reserve(switchyard_types::clock::now_ms(), cost, tokens)
+        .map(Some)
+}
+
+/// The most this request may cost and use: over every eligible candidate (a fallback may land
+/// on any), its prompt plus `max_tokens` (or the model's expected output when unset).
+fn estimate(gw: &Gateway, decision: &Decision, request: &ChatRequest) -> (i64, u64) {
+    let mut cost = 0;
+    let mut tokens = 0;
+    for c in decision.eligible() {
+        let out = request
+            .max_tokens
+            .unwrap_or(c.expected_output_tokens.ceil() as u32);
+        let usage = Usage::new(c.prompt_tokens, out);
+        if let Some(e) = model_entry(gw, &c.model) {
+            cost = cost.max(e.usage_cost_pico(&usage));
+        }
+        tokens = tokens.max(u64::from(usage.total_tokens));
+    }
+    (cost, tokens)
+}

@@ -1,0 +1,108 @@
+//! The stream tap: wraps a streamed answer and, when it ends (finished, cut upstream, or
+//! dropped by the client), settles the key's reservation, fills the cache and the exchange.
+//! IMPORTANT: it settles in `Drop` too, so a client that leaves is billed for what it used.
+
+use super::*;
+
+/// Watches a streamed answer to its end: then settles the key's reservation with the cost of
+/// the final usage (estimated from the text, and flagged, when the upstream sent none — also
+/// for a stream cut or abandoned midway, since the provider bills what it generated), fills
+/// the exchange, and stores a clean answer in the cache.
+pub(super) struct Tap {
+    pub(super) exchange: Option<Arc<Exchange>>,
+    pub(super) reservation: Option<Reservation>,
+    pub(super) entry: Option<CatalogEntry>,
+    pub(super) model: ModelId,
+    pub(super) provider: ProviderId,
+    pub(super) prompt_tokens: u32,
+    pub(super) acc: StreamAccumulator,
+    pub(super) store: Option<CacheWrite>,
+    pub(super) finished: bool,
+    pub(super) cut: Option<&'static str>,
+}
+
+impl Tap {
+    pub(super) fn wrap(mut self, primed: Primed) -> Primed {
+        for e in &primed.head {
+            self.acc.push(e.clone());
+        }
+        let tail = primed.tail;
+        let tapped = futures::stream::unfold((tail, self), |(mut tail, mut tap)| async move {
+            match tail.next().await {
+                Some(Ok(event)) => {
+                    tap.acc.push(event.clone());
+                    Some((Ok(event), (tail, tap)))
+                }
+                Some(Err(e)) => {
+                    tap.cut = Some("stream_cut");
+                    tap.end();
+                    Some((Err(e), (tail, tap)))
+                }
+                None => {
+                    tap.end();
+                    None
+                }
+            }
+        });
+        Primed {
+            head: primed.head,
+            tail: Box::pin(tapped.fuse()),
+        }
+    }
+
+    pub(super) fn end(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let clean = self.cut.is_none() && self.acc.finish.is_some();
+        let (usage, estimated) = match &self.acc.usage {
+            Some(u) => (*u, false),
+            None => {
+                let family = self
+                    .entry
+                    .as_ref()
+                    .map_or(switchyard_routing::catalog::TokenizerFamily::O200k, |e| {
+                        e.tokenizer
+                    });
+                let mut text = self.acc.text.clone();
+                for c in &self.acc.tool_calls {
+                    text.push_str(&c.function.name);
+                    text.push_str(&c.function.arguments);
+                }
+                let out = switchyard_routing::tokens::count_text(family, &text).tokens;
+                (Usage::new(self.prompt_tokens, out), true)
+            }
+        };
+        let cost = self.entry.as_ref().map_or(0, |e| e.usage_cost_pico(&usage));
+        if let Some(r) = self.reservation.take() {
+            r.settle(cost, u64::from(usage.total_tokens));
+        }
+        if let Some(ex) = &self.exchange {
+            ex.answered(&usage, cost, estimated);
+            if !clean {
+                ex.set_error(Some(self.cut.unwrap_or("client_closed")));
+            }
+        }
+        if let Some(w) = self.store.take()
+            && clean
+        {
+            let acc = std::mem::take(&mut self.acc);
+            let mut response = acc.into_response(new_id("chatcmpl-"), self.model.to_string());
+            response.usage = usage;
+            w.cache.insert(
+                w.key,
+                cache::Entry::new(response, self.model.clone(), self.provider.clone(), w.ttl),
+            );
+        }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        // Dropped before the end: the client went away (or the answer was cut by a deadline).
+        if !self.finished {
+            self.cut.get_or_insert("client_closed");
+            self.end();
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The gateway's shared state, built once from a validated `Config`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cache::ResponseCache;
+use crate::config::{Config, ModelConfig};
+use crate::execute::Upstreams;
+use crate::keys::Keys;
+use crate::telemetry::{Metrics, Sources};
+use switchyard_providers::{self as providers, Provider};
+use switchyard_routing::health::{Health, HealthConfig, RetryBudget};
+use switchyard_store::{Store, Writer, WriterConfig};
+use switchyard_types::ids::ProviderId;
+
+/// Everything a request needs, shared by all requests (`Arc<Gateway>`).
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub providers: HashMap<ProviderId, Provider>,
+    /// Live health of every configured model (latency, reliability, breaker).
+    pub health: Arc<Health>,
+    /// The gateway-wide retry budget: same-model retries may be at most 20% of the requests of
+    /// the last 10 s, plus 3 a second (Envoy's and Linkerd's defaults).
+    pub retry_budget: RetryBudget,
+    /// Prompts of the analyst endpoints, checked at startup.
+    pub analyst: switchyard_analyst::Analyst,
+    /// The WASM routing policies (`[policies] dir`), hot-reloaded; `None` without a folder.
+    pub policies: Option<Arc<switchyard_plugins::Registry>>,
+    /// Exact-match answers (`[cache]`).
+    pub cache: Arc<ResponseCache>,
+    /// Virtual keys, their limits and spend; the admin key.
+    pub keys: Arc<Keys>,
+    /// Request log, keys and spend (`[store]`); `None` when `url = "none"` or in-process tests.
+    pub store: Option<Store>,
+    /// The batched request log writer (with `store`).
+    pub writer: Option<Writer>,
+    pub metrics: Metrics,
+    pub started_at: Instant,
+}
+
+impl Gateway {
+    /// Build the providers (one shared HTTP client) for a config.
+    pub fn new(config: Config) -> Result<Arc<Gateway>, String> {
+        Gateway::with_health(config, HealthConfig::default())
+    }
+
+    /// As `new`, with explicit health timings (breaker periods, decay), e.g. for tests.
+    pub fn with_health(config: Config, health: HealthConfig) -> Result<Arc<Gateway>, String> {
+        let admin = config
+            .auth
+            .admin_key
+            .as_ref()
+            .map(|k| k.expose().to_owned());
+        let keys = Keys::in_memory(admin.as_deref());
+        Gateway::build(config, health, keys, None)
+    }
+
+    /// The gateway with its store (`[store] url`): migrations run, keys and their spend loaded,
+    /// the request log writer and the retention task started. `serve` and `demo` use this.
+    pub async fn connect(config: Config) -> Result<Arc<Gateway>, String> {
+        let admin = config
+            .auth
+            .admin_key
+            .as_ref()
+            .map(|k| k.expose().to_owned());
+        if !config.store.enabled() {
+            let keys = Keys::in_memory(admin.as_deref());
+            return Gateway::build(config, HealthConfig::default(), keys, None);
+        }
+        let url = &config.store.url;
+        if let Some(path) = url.strip_prefix("sqlite://")
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let store = Store::connect(url)
+            .await
+            .map_err(|e| format!("store ({}): {e}", switchyard_store::redacted_url(url)))?;
+        let keys = Keys::load(store.clone(), admin.as_deref()).await?;
+        let gw = Gateway::build(config, HealthConfig::default(), keys, Some(store))?;
+        // Keys made or revoked by other replicas sharing the store.
+        Keys::spawn_refresh(&gw.keys, Duration::from_secs(2));
+        Ok(gw)
+    }
+
+    fn build(
+        config: Config,
+        health: HealthConfig,
+        keys: Keys,
+        store: Option<Store>,
+    ) -> Result<Arc<Gateway>, String> {
+        let http = providers::http_client().map_err(|e| format!("HTTP client: {e}"))?;
+        let providers = config
+            .providers
+            .values()
+            .map(|s| (s.id.clone(), Provider::new(s.clone(), http.clone())))
+            .collect();
+        let health = Arc::new(Health::new(health, config.models.keys().cloned()));
+        let analyst = switchyard_analyst::Analyst::new(&config.analyst)?;
+        let policies = crate::policy::start(&config)?;
+        let keys = Arc::new(keys);
+        let writer = store.as_ref().map(|store| {
+            let cfg = WriterConfig {
+                capacity: config.store.queue,
+                batch_rows: config.store.batch_rows,
+                interval: Duration::from_millis(config.store.flush_ms),
+            };
+            let k = keys.clone();
+            let period = move |row: &switchyard_store::RequestRecord| {
+                let key = row.key_id.as_deref()?;
+                k.period_start(key, row.ts_ms)
+            };
+            Writer::spawn(store.clone(), cfg, Arc::new(period))
+        });
+        if let Some(store) = &store
+            && config.store.retention_days > 0
+        {
+            let keep = Duration::from_secs(u64::from(config.store.retention_days) * 86_400);
+            switchyard_store::spawn_retention(store.clone(), keep, Duration::from_secs(3600));
+        }
+        let cache = Arc::new(ResponseCache::new(&config.cache));
+        let metrics = Metrics::new(
+            config.models.keys().map(|m| m.as_str()),
+            config.routes.values().map(|r| {
+                (
+                    r.name.as_str(),
+                    r.models.iter().map(|m| m.as_str()).collect(),
+                )
+            }),
+            Sources {
+                cache: cache.clone(),
+                health: health.clone(),
+                policies: policies.clone(),
+                writer: writer.clone(),
+                keys: keys.clone(),
+            },
+        );
+        let gw = Arc::new(Gateway {
+            cache,
+            config: Arc::new(config),
+            providers,
+            health,
+            retry_budget: RetryBudget::new(0.2, 3, Duration::from_secs(10)),
+            analyst,
+            policies,
+            keys,
+            store,
+            writer,
+            metrics,
+            started_at: Instant::now(),
+        });
+        Ok(gw)
+    }
+
+    /// After the HTTP server has drained: flush every queued log row, then close the store.
+    pub async fn shutdown(&self) {
+        if let Some(w) = &self.writer {
+            let stats = w.shutdown().await;
+            tracing::info!(
+                written = stats.written,
+                dropped = stats.dropped,
+                failed = stats.failed,
+                "request log flushed"
+            );
+        }
+        if let Some(store) = &self.store {
+            store.close().await;
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.config.models.get(name)
+    }
+
+    pub fn provider(&self, id: &ProviderId) -> Option<&Provider> {
+        self.providers.get(id)
+    }
+
+    /// What the attempt loop may touch.
+    pub fn upstreams(&self) -> Upstreams<'_> {
+        Upstreams {
+            models: &self.config.models,
+            health: &self.health,
+            providers: &self.providers,
+            retry_budget: &self.retry_budget,
+        }
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.config)
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,189 @@
+//! The families read at scrape time from state that lives elsewhere: the response cache, the
+//! models' breakers, the policies' statistics, the request log writer and the keys. The
+//! collector holds the `Arc`s of exactly what it reads (never the whole gateway), and reads
+//! each source once per scrape.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::cache::ResponseCache;
+use crate::keys::Keys;
+use switchyard_routing::health::{BreakerState, Health};
+use switchyard_store::Writer;
+
+/// What the scrape-time families read.
+#[derive(Clone)]
+pub struct Sources {
+    pub cache: Arc<ResponseCache>,
+    pub health: Arc<Health>,
+    pub policies: Option<Arc<switchyard_plugins::Registry>>,
+    pub writer: Option<Writer>,
+    pub keys: Arc<Keys>,
+}
+
+pub(super) struct Collected(Sources);
+
+impl Collected {
+    pub(super) fn new(sources: Sources) -> Collected {
+        Collected(sources)
+    }
+}
+
+impl fmt::Debug for Collected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collected").finish_non_exhaustive()
+    }
+}
+
+/// One unlabelled sample.
+fn single(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> fmt::Result {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// One family of samples, each with its labels.
+fn family<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (Vec<(&'static str, String)>, M)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Collected {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let src = &self.0;
+        let e = &mut encoder;
+        let cache = src.cache.stats();
+        for (name, help, value) in [
+            (
+                "switchyard_cache_hits",
+                "Requests answered from the cache (including coalesced ones).",
+                cache.hits,
+            ),
+            (
+                "switchyard_cache_misses",
+                "Cacheable requests not found in the cache.",
+                cache.misses,
+            ),
+            (
+                "switchyard_cache_bypass",
+                "Requests the cache took no part in (not deterministic, or turned off).",
+                cache.bypasses,
+            ),
+            (
+                "switchyard_cache_evictions",
+                "Entries evicted to stay within cache.max_bytes.",
+                cache.evictions,
+            ),
+            (
+                "switchyard_cache_coalesced",
+                "Requests that waited for an identical request in flight and got its answer.",
+                cache.coalesced,
+            ),
+        ] {
+            single(e, name, help, &ConstCounter::new(value))?;
+        }
+        let entries = i64::try_from(cache.entries).unwrap_or(i64::MAX);
+        single(
+            e,
+            "switchyard_cache_entries",
+            "Answers in the cache.",
+            &ConstGauge::new(entries),
+        )?;
+        let bytes = i64::try_from(cache.bytes).unwrap_or(i64::MAX);
+        single(
+            e,
+            "switchyard_cache_bytes",
+            "Memory held by cached answers (their weight), bytes.",
+            &ConstGauge::new(bytes),
+        )?;
+
+        let now = tokio::time::Instant::now();
+        let breakers = src.health.iter().map(|(id, h)| {
+            let v: i64 = match h.snapshot(now).breaker {
+                BreakerState::Closed => 0,
+                BreakerState::Open { .. } => 2,
+                _ => 1,
+            };
+            (vec![("model", id.to_string())], ConstGauge::new(v))
+        });
+        family(
+            e,
+            "switchyard_breaker_state",
+            "Per-model circuit breaker: 0 closed, 1 half-open, 2 open.",
+            MetricType::Gauge,
+            breakers,
+        )?;
+
+        let statuses = src
+            .policies
+            .as_ref()
+            .map(|r| r.statuses())
+            .unwrap_or_default();
+        let evaluations = statuses.into_iter().flat_map(|p| {
+            let name = p.name;
+            p.stats.into_iter().flat_map(move |s| {
+                let ok = s.evaluations.saturating_sub(s.errors);
+                [("ok", ok), ("error", s.errors), ("skipped", s.skipped)].map(|(result, n)| {
+                    let labels = vec![("policy", name.clone()), ("result", result.to_owned())];
+                    (labels, ConstCounter::new(n))
+                })
+            })
+        });
+        family(
+            e,
+            "switchyard_policy_evaluations",
+            "WASM policy evaluations by policy and result (ok, error, skipped by its breaker).",
+            MetricType::Counter,
+            evaluations,
+        )?;
+
+        let rows = src.writer.as_ref().map(Writer::stats);
+        let fates = rows.iter().flat_map(|s| {
+            [
+                ("written", s.written),
+                ("dropped", s.dropped),
+                ("failed", s.failed),
+            ]
+            .map(|(fate, n)| (vec![("result", fate.to_owned())], ConstCounter::new(n)))
+        });
+        family(
+            e,
+            "switchyard_log_rows",
+            "Request log rows by fate: written to the store, dropped (queue full), failed (store error).",
+            MetricType::Counter,
+            fates,
+        )?;
+        single(
+            e,
+            "switchyard_log_rows_dropped",
+            "Request log rows dropped because the writer's queue was full.",
+            &ConstCounter::new(rows.map_or(0, |s| s.dropped)),
+        )?;
+
+        let active = src.keys.list().iter().filter(|k| !k.is_revoked()).count();
+        single(
+            e,
+            "switchyard_keys_active",
+            "Virtual keys that are not revoked (auth is on when above 0).",
+            &ConstGauge::new(i64::try_from(active).unwrap_or(i64::MAX)),
+        )
+    }
+}

@@ -1,0 +1,81 @@
+//! Shared by the in-process test files: the demo config served by a zero-latency simulator on
+//! loopback, and requests through `switchyard::app` with `oneshot`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use switchyard::config::Config;
+use switchyard::{Gateway, app, demo};
+use switchyard_sim::{self as sim, SimHandle};
+use tower::ServiceExt;
+
+pub struct Setup {
+    pub sim: SimHandle,
+    pub gw: Arc<Gateway>,
+}
+
+/// The demo's models and routes over a simulator without latency (tests are about behaviour).
+pub async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+pub async fn setup_with(edit: impl FnOnce(&mut Config)) -> Setup {
+    let sim = sim::spawn(
+        sim::SimConfig::default(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
+    let mut cfg = demo::config(&format!("http://{}", sim.addr)).unwrap();
+    cfg.sim = sim::SimConfig::default();
+    edit(&mut cfg);
+    Setup {
+        gw: Gateway::new(cfg).unwrap(),
+        sim,
+    }
+}
+
+/// Status, headers and body of one request.
+pub async fn send(gw: &Arc<Gateway>, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let resp = app(gw.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, body)
+}
+
+/// POST a JSON body.
+pub fn post_request(path: &str, body: &Value) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// POST a JSON body; the answer must be JSON.
+pub async fn post_json(gw: &Arc<Gateway>, path: &str, body: Value) -> (StatusCode, Value) {
+    let (status, _, bytes) = send(gw, post_request(path, &body)).await;
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (status, v)
+}
+
+/// GET a path; the answer must be JSON.
+pub async fn get_json(gw: &Arc<Gateway>, path: &str) -> (StatusCode, Value) {
+    let req = Request::get(path).body(Body::empty()).unwrap();
+    let (status, _, bytes) = send(gw, req).await;
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (status, v)
+}

@@ -1,0 +1,330 @@
+//! Egress: one file per wire format, each translating only to and from the hub types.
+//!
+//! Every provider file has the same skeleton: settings → `to_wire` → `from_wire` → stream
+//! parser → `map_error(status, headers, body) -> ProviderError` → tests on fixtures. This module
+//! holds what they share: settings, the call description, the shared HTTP client, the SSE
+//! driver. It never imports `api` and never retries: retries and fallback belong to `execute`.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod anthropic;
+pub mod error;
+#[cfg(test)]
+mod fixtures;
+pub mod gemini;
+pub mod openai;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+pub use error::{ErrorKind, ProviderError};
+
+use switchyard_types::ids::{ProviderId, Secret};
+use switchyard_types::{ChatRequest, ChatResponse, StreamEvent};
+
+/// A provider's stream of canonical events. It ends after `Finish` (and `Usage`) on success,
+/// or with one `Err` when the upstream broke; it never ends silently mid-answer.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProviderKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    #[serde(rename = "anthropic")]
+    Anthropic,
+    #[serde(rename = "gemini")]
+    Gemini,
+    #[serde(rename = "openai-compatible")]
+    OpenAiCompatible,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::OpenAiCompatible => "openai-compatible",
+        }
+    }
+
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
+            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
+            ProviderKind::OpenAiCompatible => None,
+        }
+    }
+
+    /// Whether calls fail without an API key (local servers take none).
+    pub fn needs_api_key(self) -> bool {
+        !matches!(self, ProviderKind::OpenAiCompatible)
+    }
+}
+
+/// Which OpenAI-compatible server is on the other end (see `openai::Quirks`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    #[default]
+    Generic,
+    Ollama,
+    Vllm,
+    LlamaCpp,
+}
+
+/// Resolved provider settings (from `[providers.NAME]`).
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub id: ProviderId,
+    pub kind: ProviderKind,
+    pub dialect: Dialect,
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    /// Extra static headers sent on every call (organisation ids, test fault scripts).
+    pub headers: Vec<(String, String)>,
+}
+
+/// One upstream call: the canonical request and the model id the provider knows.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub request: &'a ChatRequest,
+    pub upstream_model: &'a str,
+    /// The output cap to send when the request has none and the provider requires one
+    /// (Anthropic's `max_tokens` is mandatory): the model's catalog max output.
+    pub default_max_tokens: u32,
+}
+
+impl Call<'_> {
+    pub fn max_tokens(&self) -> u32 {
+        self.request.max_tokens.unwrap_or(self.default_max_tokens)
+    }
+}
+
+/// A configured upstream. An enum, not a trait object: four known wire formats, static dispatch.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    OpenAi(Box<openai::OpenAiProvider>),
+    Anthropic(anthropic::AnthropicProvider),
+    Gemini(gemini::GeminiProvider),
+}
+
+impl Provider {
+    pub fn new(settings: ProviderSettings, http: reqwest::Client) -> Self {
+        match settings.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                Provider::OpenAi(Box::new(openai::OpenAiProvider::new(settings, http)))
+            }
+            ProviderKind::Anthropic => {
+                Provider::Anthropic(anthropic::AnthropicProvider::new(settings, http))
+            }
+            ProviderKind::Gemini => Provider::Gemini(gemini::GeminiProvider::new(settings, http)),
+        }
+    }
+
+    pub fn settings(&self) -> &ProviderSettings {
+        match self {
+            Provider::OpenAi(p) => p.settings(),
+            Provider::Anthropic(p) => p.settings(),
+            Provider::Gemini(p) => p.settings(),
+        }
+    }
+
+    /// A complete (non-streaming) answer.
+    pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
+        match self {
+            Provider::OpenAi(p) => p.chat(call).await,
+            Provider::Anthropic(p) => p.chat(call).await,
+            Provider::Gemini(p) => p.chat(call).await,
+        }
+    }
+
+    /// A streamed answer. Resolves once the upstream accepted the request (status 2xx);
+    /// errors before that are returned here, errors after it arrive in the stream.
+    pub async fn chat_stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
+        match self {
+            Provider::OpenAi(p) => p.chat_stream(call).await,
+            Provider::Anthropic(p) => p.chat_stream(call).await,
+            Provider::Gemini(p) => p.chat_stream(call).await,
+        }
+    }
+}
+
+/// The one HTTP client every provider shares: rustls, pooled keep-alive connections, Nagle off.
+/// No overall timeout here: `execute` owns TTFT and total deadlines per attempt.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// A provider's error mapper: status, headers and body of a non-2xx answer → `ProviderError`.
+pub type MapError = fn(u16, &HeaderMap, &[u8]) -> ProviderError;
+
+/// POST a JSON body; a non-2xx answer is read whole and mapped by the provider's `map_error`.
+pub(crate) async fn post_json<B: Serialize + ?Sized>(
+    request: reqwest::RequestBuilder,
+    body: &B,
+    map_error: MapError,
+) -> Result<reqwest::Response, ProviderError> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+    let response = request
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .map_err(|e| crate::error::from_reqwest(&e))?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap_or_default();
+    Err(map_error(status, &headers, &body))
+}
+
+/// Read a 2xx body and parse it as `T`; a bad body is a `MalformedResponse`.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<T, ProviderError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| crate::error::from_reqwest(&e))?;
+    serde_json::from_slice(&bytes).map_err(|e| ProviderError::malformed(what, e))
+}
+
+/// Turns one provider's stream items (SSE events, parsed chunks) into canonical events.
+pub(crate) trait StreamParser<I>: Send + 'static {
+    fn item(&mut self, item: I) -> Result<Vec<StreamEvent>, ProviderError>;
+    /// The body ended. Returns the closing events, or `StreamCut` when the provider's
+    /// terminator never came.
+    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError>;
+}
+
+/// Drive a stream of provider items through a parser into canonical events. After the first
+/// error the stream ends. Dropping the returned stream drops `items`, and with it the upstream
+/// connection: that is how a client disconnect cancels the call.
+pub(crate) fn parse_stream<I, S, P>(items: S, parser: P) -> EventStream
+where
+    I: Send + 'static,
+    S: Stream<Item = Result<I, ProviderError>> + Send + 'static,
+    P: StreamParser<I>,
+{
+    struct State<S, P> {
+        items: Pin<Box<S>>,
+        parser: P,
+        pending: VecDeque<StreamEvent>,
+        done: bool,
+    }
+
+    let state = State {
+        items: Box::pin(items),
+        parser,
+        pending: VecDeque::new(),
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                return Some((Ok(ev), st));
+            }
+            if st.done {
+                return None;
+            }
+            let step = match st.items.next().await {
+                Some(Ok(item)) => st.parser.item(item),
+                Some(Err(e)) => Err(e),
+                None => {
+                    st.done = true;
+                    st.parser.end()
+                }
+            };
+            match step {
+                Ok(events) => st.pending.extend(events),
+                Err(e) => {
+                    st.done = true;
+                    st.pending.clear();
+                    return Some((Err(e), st));
+                }
+            }
+        }
+    }))
+}
+
+/// An SSE body as a stream of events; transport errors mid-body are `StreamCut`.
+pub(crate) fn sse_stream<P>(response: reqwest::Response, parser: P) -> EventStream
+where
+    P: StreamParser<eventsource_stream::Event>,
+{
+    use eventsource_stream::{EventStreamError, Eventsource};
+
+    let events = response.bytes_stream().eventsource().map(|item| {
+        item.map_err(|e| match e {
+            EventStreamError::Transport(t) => {
+                let mut err = crate::error::from_reqwest(&t);
+                if err.kind == ErrorKind::Connect {
+                    err.kind = ErrorKind::StreamCut;
+                }
+                err
+            }
+            other => ProviderError::malformed("SSE framing", other),
+        })
+    });
+    parse_stream(events, parser)
+}
+
+/// A tool call's arguments as a JSON object, for wire formats that carry them as an object
+/// rather than OpenAI's JSON string (Anthropic `input`, Gemini `args`). Kept as raw text so the
+/// client's key order survives. An empty string is `{}`.
+pub(crate) fn arguments_object(
+    call: &switchyard_types::ToolCall,
+) -> Result<Box<serde_json::value::RawValue>, ProviderError> {
+    let args = call.function.arguments.trim();
+    let args = if args.is_empty() { "{}" } else { args };
+    serde_json::from_str::<Box<serde_json::value::RawValue>>(args)
+        .ok()
+        .filter(|raw| raw.get().starts_with('{'))
+        .ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::InvalidRequest,
+                format!("tool call '{}': arguments are not a JSON object", call.id),
+            )
+        })
+}
+
+/// A name for the tool or function that carries an emulated JSON answer (Anthropic, and Gemini
+/// next to function declarations): `base`, with `_answer` appended until no client tool has it.
+pub(crate) fn unused_tool_name(request: &ChatRequest, base: &str) -> String {
+    let mut name = base.to_owned();
+    while request
+        .tools
+        .iter()
+        .flatten()
+        .any(|t| t.function.name == name)
+    {
+        name.push_str("_answer");
+    }
+    name
+}
+
+/// Join a base URL and a path with exactly one slash.
+pub(crate) fn join_url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}

@@ -1,0 +1,380 @@
+//! The model catalog: context windows, output caps, prices, tokenizer family and capabilities.
+//!
+//! The built-in entries are data (`router/data/catalog.toml`), not code; a user config adds or
+//! overrides entries field by field with `[catalog."name"]` tables of the same shape.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+const BUILTIN: &str = include_str!("../../data/catalog.toml");
+
+/// Who serves a model family. `Local` models cost nothing per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    OpenAi,
+    Anthropic,
+    Gemini,
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenizerFamily {
+    O200k,
+    Cl100k,
+    Claude,
+    Gemini,
+    Llama,
+}
+
+/// What a model can do; a request needing a capability the model lacks is not sent to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct Capabilities {
+    pub tools: bool,
+    pub json_object: bool,
+    pub json_schema: bool,
+    pub vision: bool,
+    pub streaming: bool,
+    pub reasoning: bool,
+}
+
+impl TryFrom<Vec<String>> for Capabilities {
+    type Error = String;
+
+    fn try_from(names: Vec<String>) -> Result<Self, String> {
+        let mut c = Capabilities::default();
+        for name in names {
+            let flag = match name.as_str() {
+                "tools" => &mut c.tools,
+                "json_object" => &mut c.json_object,
+                "json_schema" => &mut c.json_schema,
+                "vision" => &mut c.vision,
+                "streaming" => &mut c.streaming,
+                "reasoning" => &mut c.reasoning,
+                other => {
+                    return Err(format!(
+                        "unknown capability '{other}' (expected tools, json_object, json_schema, \
+                         vision, streaming or reasoning)"
+                    ));
+                }
+            };
+            *flag = true;
+        }
+        Ok(c)
+    }
+}
+
+impl From<Capabilities> for Vec<String> {
+    fn from(c: Capabilities) -> Self {
+        let all = [
+            ("tools", c.tools),
+            ("json_object", c.json_object),
+            ("json_schema", c.json_schema),
+            ("vision", c.vision),
+            ("streaming", c.streaming),
+            ("reasoning", c.reasoning),
+        ];
+        all.into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| n.to_owned())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongContext {
+    /// Prompt tokens above which the higher prices apply.
+    pub threshold: u32,
+    pub input: f64,
+    pub output: f64,
+}
+
+/// One catalog entry, complete.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogEntry {
+    pub kind: ModelKind,
+    pub upstream: String,
+    pub context_window: u32,
+    pub max_output: u32,
+    /// USD per 1M input tokens.
+    pub input: f64,
+    /// USD per 1M output tokens (reasoning tokens are billed as output).
+    pub output: f64,
+    /// USD per 1M input tokens read from the provider's prompt cache (default: `input`).
+    pub cached_input: Option<f64>,
+    /// USD per 1M input tokens written to the provider's prompt cache (default: `input`).
+    pub cache_write: Option<f64>,
+    pub long_context: Option<LongContext>,
+    pub tokenizer: TokenizerFamily,
+    pub capabilities: Capabilities,
+    pub deprecated: Option<String>,
+}
+
+/// An entry as written in TOML: every field optional, so a user table can patch one field of
+/// a built-in entry. A new entry must give the required fields.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogPatch {
+    pub kind: Option<ModelKind>,
+    pub upstream: Option<String>,
+    pub context_window: Option<u32>,
+    pub max_output: Option<u32>,
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    pub cached_input: Option<f64>,
+    pub cache_write: Option<f64>,
+    pub long_context: Option<LongContext>,
+    pub tokenizer: Option<TokenizerFamily>,
+    pub capabilities: Option<Capabilities>,
+    pub deprecated: Option<String>,
+}
+
+impl CatalogPatch {
+    /// Apply this patch over `base` (or build a new entry named `name` when there is none).
+    /// Errors name the missing or invalid fields.
+    pub fn apply(self, name: &str, base: Option<&CatalogEntry>) -> Result<CatalogEntry, String> {
+        let mut missing = Vec::new();
+        macro_rules! field {
+            ($f:ident) => {
+                match (self.$f, base) {
+                    (Some(v), _) => Some(v),
+                    (None, Some(b)) => Some(b.$f.clone()),
+                    (None, None) => {
+                        missing.push(stringify!($f));
+                        None
+                    }
+                }
+            };
+        }
+        let kind = field!(kind);
+        let context_window = field!(context_window);
+        let max_output = field!(max_output);
+        let tokenizer = field!(tokenizer);
+        let upstream = self
+            .upstream
+            .or_else(|| base.map(|b| b.upstream.clone()))
+            .unwrap_or_else(|| name.to_owned());
+        let (Some(kind), Some(context_window), Some(max_output), Some(tokenizer)) =
+            (kind, context_window, max_output, tokenizer)
+        else {
+            return Err(format!("missing required fields: {}", missing.join(", ")));
+        };
+        let local = kind == ModelKind::Local;
+        let price = |p: Option<f64>, b: Option<f64>| p.or(b).unwrap_or(0.0);
+        let entry = CatalogEntry {
+            kind,
+            upstream,
+            context_window,
+            max_output,
+            input: price(self.input, base.map(|b| b.input)),
+            output: price(self.output, base.map(|b| b.output)),
+            cached_input: self.cached_input.or(base.and_then(|b| b.cached_input)),
+            cache_write: self.cache_write.or(base.and_then(|b| b.cache_write)),
+            long_context: self.long_context.or(base.and_then(|b| b.long_context)),
+            tokenizer,
+            capabilities: self
+                .capabilities
+                .or(base.map(|b| b.capabilities))
+                .unwrap_or_default(),
+            deprecated: self.deprecated.or(base.and_then(|b| b.deprecated.clone())),
+        };
+        if !local && entry.input == 0.0 && entry.output == 0.0 {
+            return Err("input and output prices are required for non-local models".into());
+        }
+        let prices = [
+            Some(entry.input),
+            Some(entry.output),
+            entry.cached_input,
+            entry.cache_write,
+        ];
+        if prices.iter().flatten().any(|p| !p.is_finite() || *p < 0.0) {
+            return Err("prices must be finite and non-negative".into());
+        }
+        if entry.context_window == 0 || entry.max_output == 0 {
+            return Err("context_window and max_output must be positive".into());
+        }
+        if entry.max_output > entry.context_window {
+            return Err(format!(
+                "max_output ({}) exceeds context_window ({})",
+                entry.max_output, entry.context_window
+            ));
+        }
+        Ok(entry)
+    }
+}
+
+impl CatalogEntry {
+    pub fn is_local(&self) -> bool {
+        self.kind == ModelKind::Local
+    }
+
+    /// What an answer with this usage cost, USD: `usage_cost_pico` in dollars (one pricing
+    /// rule for headers, health figures and spend).
+    pub fn usage_cost(&self, usage: &switchyard_types::Usage) -> f64 {
+        self.usage_cost_pico(usage) as f64 / 1e12
+    }
+
+    /// What an answer with this usage cost, in integer picodollars (1e-12 USD): uncached input
+    /// at the input price, cache reads and writes at their own prices (input price when the
+    /// catalog has none), output — which includes reasoning tokens — at the output price; the
+    /// long-context tier when the prompt is above its threshold. Local models cost nothing.
+    /// Every price is a whole number of picodollars per token (prices per 1M tokens with up to
+    /// six decimals), so sums of these are exact.
+    pub fn usage_cost_pico(&self, usage: &switchyard_types::Usage) -> i64 {
+        if self.is_local() {
+            return 0;
+        }
+        let (input, output) = match self.long_context {
+            Some(tier) if usage.prompt_tokens > tier.threshold => (tier.input, tier.output),
+            _ => (self.input, self.output),
+        };
+        // $ per 1M tokens → picodollars per token.
+        let per_token = |usd_per_m: f64| (usd_per_m * 1e6).round() as i64;
+        let cached = usage.cached_tokens().min(usage.prompt_tokens);
+        let written = usage
+            .cache_write_tokens()
+            .min(usage.prompt_tokens.saturating_sub(cached));
+        let plain = usage.prompt_tokens - cached - written;
+        i64::from(plain) * per_token(input)
+            + i64::from(cached) * per_token(self.cached_input.unwrap_or(input))
+            + i64::from(written) * per_token(self.cache_write.unwrap_or(input))
+            + i64::from(usage.completion_tokens) * per_token(output)
+    }
+}
+
+/// All known models, by catalog name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    entries: BTreeMap<String, CatalogEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    models: BTreeMap<String, CatalogPatch>,
+}
+
+impl Catalog {
+    /// The built-in catalog. Its data file is checked by a unit test, so an error here means a
+    /// broken build; it is still reported, never panicked on.
+    pub fn builtin() -> Result<Catalog, String> {
+        let file: CatalogFile = toml::from_str(BUILTIN).map_err(|e| e.to_string())?;
+        let mut entries = BTreeMap::new();
+        for (name, patch) in file.models {
+            let entry = patch
+                .apply(&name, None)
+                .map_err(|e| format!("built-in catalog entry {name}: {e}"))?;
+            entries.insert(name, entry);
+        }
+        Ok(Catalog { entries })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&CatalogEntry> {
+        self.entries.get(name)
+    }
+
+    pub fn insert(&mut self, name: String, entry: CatalogEntry) {
+        self.entries.insert(name, entry);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &CatalogEntry)> {
+        self.entries.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_covers_the_reference_models() {
+        let c = Catalog::builtin().unwrap();
+        for name in [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "o3-mini",
+            "claude-3-5-sonnet",
+            "claude-sonnet-4",
+            "claude-3-5-haiku",
+            "gemini-1.5-pro",
+            "gemini-2.0-flash",
+            "gemini-2.5-pro",
+            "gemini-2.5-flash",
+            "llama3.2",
+        ] {
+            assert!(c.get(name).is_some(), "{name} missing from the catalog");
+        }
+        let mini = c.get("gpt-4o-mini").unwrap();
+        assert_eq!(mini.input, 0.15);
+        assert_eq!(mini.output, 0.60);
+        assert_eq!(mini.cached_input, Some(0.075));
+        assert_eq!(mini.context_window, 128_000);
+        assert!(mini.capabilities.tools && mini.capabilities.json_schema);
+        assert!(c.get("llama3.2").unwrap().is_local());
+        assert_eq!(c.get("llama3.2").unwrap().input, 0.0);
+    }
+
+    #[test]
+    fn usage_cost_prices_cache_reads_writes_and_reasoning() {
+        use switchyard_types::Usage;
+        let c = Catalog::builtin().unwrap();
+        let mini = c.get("gpt-4o-mini").unwrap();
+        // 1M prompt tokens of which 400k cached; 1M output incl. reasoning.
+        let u = Usage::new(1_000_000, 1_000_000)
+            .with_cache(400_000, 0)
+            .with_reasoning(300_000);
+        let want = (600_000.0 * 0.15 + 400_000.0 * 0.075 + 1_000_000.0 * 0.60) / 1e6;
+        assert!((mini.usage_cost(&u) - want).abs() < 1e-12);
+        let haiku = c.get("claude-3-5-haiku").unwrap();
+        let u = Usage::new(1000, 100).with_cache(200, 300);
+        let want = (500.0 * 0.80 + 200.0 * 0.08 + 300.0 * 1.00 + 100.0 * 4.00) / 1e6;
+        assert!((haiku.usage_cost(&u) - want).abs() < 1e-15);
+        assert_eq!(c.get("llama3.2").unwrap().usage_cost(&u), 0.0);
+    }
+
+    #[test]
+    fn a_patch_overrides_one_field() {
+        let c = Catalog::builtin().unwrap();
+        let base = c.get("gpt-4o-mini").unwrap();
+        let patch = CatalogPatch {
+            input: Some(0.2),
+            ..CatalogPatch::default()
+        };
+        let e = patch.apply("gpt-4o-mini", Some(base)).unwrap();
+        assert_eq!(e.input, 0.2);
+        assert_eq!(e.output, base.output);
+        assert_eq!(e.upstream, base.upstream);
+    }
+
+    #[test]
+    fn a_new_entry_must_be_complete() {
+        let err = CatalogPatch {
+            kind: Some(ModelKind::OpenAi),
+            ..CatalogPatch::default()
+        }
+        .apply("mine", None)
+        .unwrap_err();
+        assert!(err.contains("context_window"), "{err}");
+        assert!(err.contains("tokenizer"), "{err}");
+    }
+
+    #[test]
+    fn unknown_capabilities_are_rejected() {
+        let err = Capabilities::try_from(vec!["telepathy".to_owned()]).unwrap_err();
+        assert!(err.contains("telepathy"));
+    }
+}

@@ -1,0 +1,168 @@
+//! What routing is asked to route over: a route (a named set of candidate models with a
+//! preference, attempt limits, timeouts and a retry policy) and the models it names. Plain data
+//! that the gateway's config fills in; a route named `auto` always exists (see
+//! `RouteConfig::default_over`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use switchyard_types::ids::{ModelId, ProviderId};
+
+use crate::catalog::CatalogEntry;
+
+/// The default route's name: what `model: "auto"` and `/ai/route` without `route` use.
+pub const DEFAULT_ROUTE: &str = "auto";
+
+/// What a route (or a request) optimises for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimize {
+    Cost,
+    Latency,
+    Reliability,
+    #[default]
+    Balanced,
+}
+
+/// Weights of the three score terms (each a log-ratio to the best candidate, so unit-free).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Weights {
+    #[serde(default)]
+    pub cost: f64,
+    #[serde(default)]
+    pub latency: f64,
+    #[serde(default)]
+    pub reliability: f64,
+}
+
+impl Optimize {
+    /// The preset weights. Every preset keeps a little of each term so ties break sensibly
+    /// (a free local model that is also fast wins a latency tie over a paid one).
+    pub fn weights(self) -> Weights {
+        let (cost, latency, reliability) = match self {
+            Optimize::Cost => (1.0, 0.1, 0.3),
+            Optimize::Latency => (0.1, 1.0, 0.3),
+            Optimize::Reliability => (0.1, 0.1, 1.0),
+            Optimize::Balanced => (1.0, 1.0, 1.0),
+        };
+        Weights {
+            cost,
+            latency,
+            reliability,
+        }
+    }
+}
+
+impl Weights {
+    pub fn validate(&self) -> Result<(), String> {
+        let all = [self.cost, self.latency, self.reliability];
+        if all.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return Err("weights must be finite and non-negative".into());
+        }
+        if all.iter().all(|w| *w == 0.0) {
+            return Err("at least one weight must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Retries of the same model before moving on, with full-jitter backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Extra attempts on the same model after a retryable failure (0 = go straight to the next).
+    #[serde(default = "default_retries")]
+    pub max_per_model: u32,
+    #[serde(default = "default_base_ms")]
+    pub base_ms: u64,
+    #[serde(default = "default_cap_ms")]
+    pub cap_ms: u64,
+}
+
+fn default_retries() -> u32 {
+    1
+}
+fn default_base_ms() -> u64 {
+    100
+}
+fn default_cap_ms() -> u64 {
+    2_000
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_per_model: default_retries(),
+            base_ms: default_base_ms(),
+            cap_ms: default_cap_ms(),
+        }
+    }
+}
+
+/// A validated route.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Never empty.
+    pub models: Vec<ModelId>,
+    pub weights: Weights,
+    pub optimize: Option<Optimize>,
+    /// Attempts in all, across candidates and retries.
+    pub max_attempts: u32,
+    /// Streaming, per attempt: the first token must arrive by then, and no later token may take
+    /// longer than this after the previous one (a stalled stream is a failed one).
+    pub ttft: Duration,
+    /// Non-streaming, per attempt: the whole answer must arrive by then (a non-streamed answer
+    /// sends nothing before it is complete, so TTFT cannot bound it).
+    pub attempt: Duration,
+    /// The whole request, all attempts included.
+    pub total: Duration,
+    pub retry: RetryPolicy,
+    /// Prompt tokens the route's policies should fit the conversation into (given to policies).
+    pub token_budget: Option<u32>,
+    /// Cost cap per request in USD, given to policies (a request's `max_cost_usd` overrides it).
+    pub cost_budget_usd: Option<f64>,
+}
+
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub const DEFAULT_TTFT_MS: u64 = 15_000;
+pub const DEFAULT_ATTEMPT_MS: u64 = 60_000;
+pub const DEFAULT_TOTAL_MS: u64 = 120_000;
+
+impl RouteConfig {
+    /// The route made when a config has no `auto`: every model, balanced.
+    pub fn default_over(models: Vec<ModelId>) -> RouteConfig {
+        RouteConfig {
+            name: DEFAULT_ROUTE.to_owned(),
+            models,
+            weights: Optimize::Balanced.weights(),
+            optimize: Some(Optimize::Balanced),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            ttft: Duration::from_millis(DEFAULT_TTFT_MS),
+            attempt: Duration::from_millis(DEFAULT_ATTEMPT_MS),
+            total: Duration::from_millis(DEFAULT_TOTAL_MS),
+            retry: RetryPolicy::default(),
+            token_budget: None,
+            cost_budget_usd: None,
+        }
+    }
+
+    /// A request naming one model directly routes over just that model.
+    pub fn single(model: ModelId) -> RouteConfig {
+        let mut r = RouteConfig::default_over(vec![model.clone()]);
+        r.name = model.to_string();
+        r
+    }
+}
+
+/// A model clients can call: which provider serves it, under which id, and its catalog entry.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub id: ModelId,
+    pub provider: ProviderId,
+    /// The id the provider knows (e.g. `claude-3-5-haiku-20241022`).
+    pub upstream: String,
+    pub entry: CatalogEntry,
+}

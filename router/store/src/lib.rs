@@ -1,0 +1,440 @@
+//! Persistence: the request log, virtual API keys and per-key spend, on SQLite
+//! (the default, one file next to the gateway) or Postgres (shared by replicas).
+//!
+//! # What is stored
+//!
+//! * `requests`: one row per request the gateway answered ([`RequestRecord`]):
+//!   who (virtual key), what (endpoint, route, the model and provider that
+//!   answered), how it went (status, error code, cache outcome, latency, TTFT,
+//!   gateway overhead), and what it cost (token counts and cost). Its upstream
+//!   `attempts` (fallbacks, in order) and the WASM `policy_annotations` live in
+//!   child tables keyed by `(request_id, idx)` and are deleted with it.
+//! * `api_keys`: virtual keys ([`KeyRecord`]). Only the hex SHA-256 of a secret
+//!   and a short display prefix are stored, never the secret itself.
+//! * `spend`: running totals per `(key_id, period_start_ms)` ([`SpendTotals`]),
+//!   upserted in the same transaction as the request rows they come from, so
+//!   budgets and the log never disagree.
+//!
+//! # Money is an integer
+//!
+//! Costs are `i64` picodollars (1e-12 USD). Sums in SQL and in Rust are then
+//! exact and identical on both backends, with no float rounding drift between
+//! a budget check and the log; `i64` holds about 9.2 million USD per sum.
+//!
+//! # The writer never blocks a request
+//!
+//! Handlers never touch the database. They hand a finished [`RequestRecord`] to
+//! the [`Writer`] with [`Writer::record`], a non-blocking `try_send` into a
+//! bounded channel. One background task batches rows (by count or by time)
+//! and writes each batch in one transaction. If the database is slow or down
+//! and the channel fills up, rows are *dropped and counted*
+//! ([`WriterStats::dropped`]) instead of adding latency or memory growth to the
+//! request path: the log is telemetry, serving traffic comes first. A batch
+//! that fails is retried with backoff, then counted as `failed`.
+//!
+//! # Flushing on SIGTERM
+//!
+//! On SIGTERM the caller first lets the HTTP server drain (so no handler can
+//! still be recording), then calls [`Writer::shutdown`]: it closes the intake
+//! (a later `record` counts as dropped), writes everything already queued or
+//! buffered in the task, waits for the task to exit and returns the final
+//! [`WriterStats`]. Then it calls [`Store::close`]. Wrap `shutdown` in a timeout
+//! if the process must exit within a deadline even while the database is down.
+//!
+//! # One implementation per backend
+//!
+//! [`SqliteStore`] and [`PgStore`] implement the query traits ([`RequestLog`],
+//! [`KeyStore`], [`SpendStore`]) separately rather than through `sqlx::Any` or
+//! generics over `sqlx::Database`: placeholders (`?` vs `$1`), types
+//! (`BOOLEAN`, `SUM(bigint)` being `NUMERIC` on Postgres), bulk inserts
+//! (`UNNEST` arrays on Postgres, prepared per-row inserts on in-process SQLite)
+//! and connection tuning differ, and every statement stays a plain literal
+//! string that can be read and tested as-is. [`Store`] is the enum callers use;
+//! it delegates to the backend chosen by the URL given to [`Store::connect`].
+//! Each backend runs its own migrations (`migrations/sqlite`,
+//! `migrations/postgres`, embedded with `sqlx::migrate!`) at connect time.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod error;
+mod postgres;
+mod rows;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use error::{StoreError, redacted_url};
+use error::{conflict_or_query, connect_error, scheme_of};
+pub use postgres::PgStore;
+use rows::*;
+pub use sqlite::SqliteStore;
+pub use writer::{PeriodFn, Writer, WriterConfig, WriterStats, spawn_retention};
+
+// ---------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------
+
+/// One request answered by the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Request id, e.g. `req_...` (primary key).
+    pub id: String,
+    /// Unix epoch milliseconds when the request arrived.
+    pub ts_ms: i64,
+    /// Virtual key id; `None` when auth is off.
+    pub key_id: Option<String>,
+    /// `/v1/chat/completions`, `/ai/route`, ...
+    pub endpoint: String,
+    pub route: String,
+    /// The model that answered (`None` on failure before any answer).
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    /// HTTP status returned to the client.
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub stream: bool,
+    /// `"hit"` | `"miss"` | `"bypass"`.
+    pub cache: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub cached_tokens: u32,
+    pub reasoning_tokens: u32,
+    /// True when a stream ended without upstream usage and tokens were estimated.
+    pub usage_estimated: bool,
+    /// Cost in picodollars (1e-12 USD), exact.
+    pub cost_picousd: i64,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub overhead_ms: f64,
+    /// Upstream attempts, in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// Policy outcomes, in order.
+    pub policies: Vec<PolicyRecord>,
+}
+
+/// One upstream attempt of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub model: String,
+    pub provider: String,
+    pub outcome: String,
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    pub detail: Option<String>,
+}
+
+/// What one policy decided for a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub policy: String,
+    pub outcome: String,
+    pub annotations: Vec<String>,
+}
+
+/// A virtual API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Public id, e.g. `key_...`.
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the secret (the secret itself is never stored). Unique.
+    pub hash: String,
+    /// First characters of the secret, for display (`sk-sy-abcd`).
+    pub prefix: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+    /// Allowed routes; empty = all.
+    pub routes: Vec<String>,
+    /// Allowed models; empty = all.
+    pub models: Vec<String>,
+    pub budget_picousd: Option<i64>,
+    /// `"total"` | `"day"` | `"month"`, stored as given.
+    pub budget_period: String,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+}
+
+/// Spend of one key in one period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SpendTotals {
+    pub cost_picousd: i64,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+/// Aggregates for one model over the logged requests since some time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ModelHistory {
+    pub model: String,
+    pub requests: i64,
+    /// Requests whose status was >= 400.
+    pub errors: i64,
+    pub avg_latency_ms: Option<f64>,
+    /// Average over the requests that have a TTFT (streams); `None` if none do.
+    pub avg_ttft_ms: Option<f64>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_picousd: i64,
+    /// Requests with `cache == "hit"`.
+    pub cache_hits: i64,
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// The request log.
+pub trait RequestLog {
+    /// Inserts requests with their attempts and policy rows, and adds each row
+    /// that has a `key_id` and a period start (the `Option<i64>`, computed by
+    /// the caller from the key's budget period) to that key's spend, all in
+    /// one transaction. A request whose id is already stored is skipped
+    /// (with its attempts and spend), which makes retrying a batch safe.
+    /// Returns the number of requests inserted.
+    fn insert_batch(
+        &self,
+        rows: &[(RequestRecord, Option<i64>)],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Number of logged requests.
+    fn count(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// One request with its attempts and policies (in order).
+    fn get_request(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<RequestRecord>, StoreError>> + Send;
+
+    /// Per-model aggregates of requests with `ts_ms >= since_ms` and a model,
+    /// ordered by model.
+    fn model_history(
+        &self,
+        since_ms: i64,
+    ) -> impl Future<Output = Result<Vec<ModelHistory>, StoreError>> + Send;
+
+    /// Deletes requests with `ts_ms < ts_ms` (and their attempts and policy
+    /// rows), in chunks so a large purge never holds a long write lock.
+    /// Returns the number of requests deleted. Spend is kept.
+    fn purge_before(&self, ts_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Virtual API keys.
+pub trait KeyStore {
+    /// Stores a new key; a duplicate id or hash is [`StoreError::Conflict`].
+    fn create_key(&self, key: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// All keys (revoked ones too), oldest first.
+    fn list_keys(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    fn get_key(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// The key whose secret hashes to `hash` (revoked or not: check `revoked_ms`).
+    fn key_by_hash(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// Marks a key revoked at `ts_ms`. False if it is unknown or already revoked.
+    fn revoke_key(
+        &self,
+        id: &str,
+        ts_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Per-key spend.
+pub trait SpendStore {
+    /// Spend of `key_id` in the period starting at `period_start_ms` (zeros if none).
+    fn spend(
+        &self,
+        key_id: &str,
+        period_start_ms: i64,
+    ) -> impl Future<Output = Result<SpendTotals, StoreError>> + Send;
+
+    /// All periods of `key_id`, oldest first.
+    fn spend_history(
+        &self,
+        key_id: &str,
+    ) -> impl Future<Output = Result<Vec<(i64, SpendTotals)>, StoreError>> + Send;
+}
+
+// ---------------------------------------------------------------------------
+// Store
+// ---------------------------------------------------------------------------
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Pool size; `None` = the backend's default (SQLite file 4, Postgres 10;
+    /// an in-memory SQLite database always uses exactly one connection).
+    pub max_connections: Option<u32>,
+    /// How long to wait for a connection, including at start-up while the
+    /// database is still coming up (connection refused is retried until then).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The store the gateway uses: one of the backends, chosen by URL.
+/// Cheap to clone (the connection pool is shared).
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Opens the store at `url` with default [`StoreOptions`] and runs its migrations.
+    ///
+    /// * `sqlite://PATH` (`sqlite:///abs/path.db`, `sqlite://rel/path.db`): the file
+    ///   (and its directory) is created if missing; WAL journal, `synchronous=NORMAL`,
+    ///   5 s busy timeout, foreign keys on.
+    /// * `sqlite::memory:`: a private in-memory database on a single connection (tests).
+    /// * `postgres://` / `postgresql://`: any libpq-style URL sqlx accepts, e.g.
+    ///   `?sslmode=require` or `?options[search_path]=switchyard` to use a schema
+    ///   (which must exist) other than `public`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with explicit pool settings.
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::connect(url, options).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::connect(url, options).await?))
+        } else {
+            Err(StoreError::Url(scheme_of(url)))
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+impl RequestLog for Store {
+    async fn insert_batch(&self, rows: &[(RequestRecord, Option<i64>)]) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_batch(rows).await,
+            Store::Postgres(s) => s.insert_batch(rows).await,
+        }
+    }
+
+    async fn count(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.count().await,
+            Store::Postgres(s) => s.count().await,
+        }
+    }
+
+    async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get_request(id).await,
+            Store::Postgres(s) => s.get_request(id).await,
+        }
+    }
+
+    async fn model_history(&self, since_ms: i64) -> Result<Vec<ModelHistory>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.model_history(since_ms).await,
+            Store::Postgres(s) => s.model_history(since_ms).await,
+        }
+    }
+
+    async fn purge_before(&self, ts_ms: i64) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.purge_before(ts_ms).await,
+            Store::Postgres(s) => s.purge_before(ts_ms).await,
+        }
+    }
+}
+
+impl KeyStore for Store {
+    async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.create_key(key).await,
+            Store::Postgres(s) => s.create_key(key).await,
+        }
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_keys().await,
+            Store::Postgres(s) => s.list_keys().await,
+        }
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get_key(id).await,
+            Store::Postgres(s) => s.get_key(id).await,
+        }
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.key_by_hash(hash).await,
+            Store::Postgres(s) => s.key_by_hash(hash).await,
+        }
+    }
+
+    async fn revoke_key(&self, id: &str, ts_ms: i64) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.revoke_key(id, ts_ms).await,
+            Store::Postgres(s) => s.revoke_key(id, ts_ms).await,
+        }
+    }
+}
+
+impl SpendStore for Store {
+    async fn spend(&self, key_id: &str, period_start_ms: i64) -> Result<SpendTotals, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.spend(key_id, period_start_ms).await,
+            Store::Postgres(s) => s.spend(key_id, period_start_ms).await,
+        }
+    }
+
+    async fn spend_history(&self, key_id: &str) -> Result<Vec<(i64, SpendTotals)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.spend_history(key_id).await,
+            Store::Postgres(s) => s.spend_history(key_id).await,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared row types and helpers (both backends decode the same column names)
+// ---------------------------------------------------------------------------
+
+/// How many requests one purge statement deletes at most.
+const PURGE_CHUNK: i64 = 5_000;
