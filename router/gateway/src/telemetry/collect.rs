@@ -74,27 +74,27 @@ impl Collector for Collected {
         for (name, help, value) in [
             (
                 "switchyard_cache_hits",
-                "Requests answered from the cache (including coalesced ones).",
+                "Requests answered from the cache (including coalesced ones)",
                 cache.hits,
             ),
             (
                 "switchyard_cache_misses",
-                "Cacheable requests not found in the cache.",
+                "Cacheable requests not found in the cache",
                 cache.misses,
             ),
             (
                 "switchyard_cache_bypass",
-                "Requests the cache took no part in (not deterministic, or turned off).",
+                "Requests the cache took no part in (not deterministic, or turned off)",
                 cache.bypasses,
             ),
             (
                 "switchyard_cache_evictions",
-                "Entries evicted to stay within cache.max_bytes.",
+                "Entries evicted to stay within cache.max_bytes",
                 cache.evictions,
             ),
             (
                 "switchyard_cache_coalesced",
-                "Requests that waited for an identical request in flight and got its answer.",
+                "Requests that waited for an identical request in flight and got its answer",
                 cache.coalesced,
             ),
         ] {
@@ -104,14 +104,14 @@ impl Collector for Collected {
         single(
             e,
             "switchyard_cache_entries",
-            "Answers in the cache.",
+            "Answers in the cache",
             &ConstGauge::new(entries),
         )?;
         let bytes = i64::try_from(cache.bytes).unwrap_or(i64::MAX);
         single(
             e,
             "switchyard_cache_bytes",
-            "Memory held by cached answers (their weight), bytes.",
+            "Memory held by cached answers (their weight), bytes",
             &ConstGauge::new(bytes),
         )?;
 
@@ -127,7 +127,7 @@ impl Collector for Collected {
         family(
             e,
             "switchyard_breaker_state",
-            "Per-model circuit breaker: 0 closed, 1 half-open, 2 open.",
+            "Per-model circuit breaker: 0 closed, 1 half-open, 2 open",
             MetricType::Gauge,
             breakers,
         )?;
@@ -150,7 +150,7 @@ impl Collector for Collected {
         family(
             e,
             "switchyard_policy_evaluations",
-            "WASM policy evaluations by policy and result (ok, error, skipped by its breaker).",
+            "WASM policy evaluations by policy and result (ok, error, skipped by its breaker)",
             MetricType::Counter,
             evaluations,
         )?;
@@ -167,14 +167,14 @@ impl Collector for Collected {
         family(
             e,
             "switchyard_log_rows",
-            "Request log rows by fate: written to the store, dropped (queue full), failed (store error).",
+            "Request log rows by fate: written to the store, dropped (queue full), failed (store error)",
             MetricType::Counter,
             fates,
         )?;
         single(
             e,
             "switchyard_log_rows_dropped",
-            "Request log rows dropped because the writer's queue was full.",
+            "Request log rows dropped because the writer's queue was full",
             &ConstCounter::new(rows.map_or(0, |s| s.dropped)),
         )?;
 
@@ -182,7 +182,7 @@ impl Collector for Collected {
         single(
             e,
             "switchyard_keys_active",
-            "Virtual keys that are not revoked (auth is on when above 0).",
+            "Virtual keys that are not revoked (auth is on when above 0)",
             &ConstGauge::new(i64::try_from(active).unwrap_or(i64::MAX)),
         )
     }

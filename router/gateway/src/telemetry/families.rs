@@ -109,8 +109,8 @@ pub struct Metrics {
     overhead: [Histogram; 6],
     models: HashMap<Box<str>, ModelHandles>,
     routes: HashMap<Box<str>, Name>,
-    /// (route, model) → its duration histogram.
-    durations: HashMap<(Box<str>, Box<str>), Histogram>,
+    /// route → model → its duration histogram (looked up by `&str`, no allocation).
+    durations: HashMap<Box<str>, HashMap<Box<str>, Histogram>>,
     /// The label value of "no model answered".
     none: Name,
 }
@@ -134,37 +134,37 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "switchyard_requests",
-            "Requests answered, by endpoint, route, model that answered, HTTP status and cache outcome.",
+            "Requests answered, by endpoint, route, model that answered, HTTP status and cache outcome",
             requests.clone(),
         );
         let duration: Histograms<RouteModel> = Family::new_with_constructor(latency_histogram);
         registry.register(
             "switchyard_request_duration_seconds",
-            "Time from arrival to the end of the answer (the whole stream when streaming).",
+            "Time from arrival to the end of the answer (the whole stream when streaming)",
             duration.clone(),
         );
         let ttft: Histograms<ModelLabel> = Family::new_with_constructor(latency_histogram);
         registry.register(
             "switchyard_ttft_seconds",
-            "Time to the first token (to the answer when not streaming).",
+            "Time to the first token (to the answer when not streaming)",
             ttft.clone(),
         );
         let tokens = Family::<Tokens, Counter>::default();
         registry.register(
             "switchyard_tokens",
-            "Tokens by model and direction (input, output, cached_input, reasoning).",
+            "Tokens by model and direction (input, output, cached_input, reasoning)",
             tokens.clone(),
         );
         let cost = Family::<ModelLabel, Counter<f64, AtomicU64>>::default();
         registry.register(
             "switchyard_cost_usd",
-            "Spend by model, USD, from provider usage (estimated when a stream sent none).",
+            "Spend by model, USD, from provider usage (estimated when a stream sent none)",
             cost.clone(),
         );
         let stages: Histograms<StageLabel> = Family::new_with_constructor(overhead_histogram);
         registry.register(
             "switchyard_overhead_seconds",
-            "The gateway's own time per request, by pipeline stage.",
+            "The gateway's own time per request, by pipeline stage",
             stages.clone(),
         );
         let overhead = Stage::ALL.map(|s| {
@@ -200,7 +200,11 @@ impl Metrics {
                     model: handles.name.clone(),
                 };
                 let h = metrics.duration.get_or_create(&labels).clone();
-                metrics.durations.insert((route.into(), model.into()), h);
+                metrics
+                    .durations
+                    .entry(route.into())
+                    .or_default()
+                    .insert(model.into(), h);
             }
         }
         metrics
@@ -257,7 +261,8 @@ impl Metrics {
             .inc();
         match self
             .durations
-            .get(&(Box::from(row.route.as_str()), Box::from(model)))
+            .get(row.route.as_str())
+            .and_then(|by_model| by_model.get(model))
         {
             Some(h) => h.observe(latency.as_secs_f64()),
             None => self
@@ -295,11 +300,61 @@ impl Metrics {
         self.overhead[stage as usize].observe(d.as_secs_f64());
     }
 
-    /// The exposition (OpenMetrics text, which Prometheus' text parsers read).
+    /// The exposition in the Prometheus text format 0.0.4 (what `CONTENT_TYPE` says).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
+        let mut open = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail; a collector's error would only truncate it.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        let _ = prometheus_client::encoding::text::encode(&mut open, &self.registry);
+        prometheus_text(&open)
+    }
+}
+
+/// OpenMetrics text → Prometheus text 0.0.4. The two differ, for what we serve, in two places:
+/// OpenMetrics names a counter family without its `_total` (its samples keep it), where 0.0.4
+/// parsers expect the family's HELP and TYPE under the samples' name; and OpenMetrics ends with
+/// `# EOF`. Every scraper reads 0.0.4; not every one reads OpenMetrics.
+fn prometheus_text(open: &str) -> String {
+    let mut out = String::with_capacity(open.len() + 1024);
+    // HELP comes before TYPE: hold it until the type says whether to rename.
+    let mut help: Option<(&str, &str)> = None;
+    for line in open.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            if let Some((_, text)) = help.take() {
+                let _ = writeln!(out, "# HELP {name}{suffix} {text}");
+            }
+            let _ = writeln!(out, "# TYPE {name}{suffix} {kind}");
+            continue;
+        }
+        if let Some((name, text)) = help.take() {
+            let _ = writeln!(out, "# HELP {name} {text}");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_total_and_eof_is_dropped() {
+        let open = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n\
+                    # HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(open),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n\
+             # HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
     }
 }
