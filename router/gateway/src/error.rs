@@ -170,7 +170,7 @@ impl Error {
 }
 
 /// What the client is told an upstream failure means.
-pub fn upstream_wording(kind: ErrorKind) -> &'static str {
+fn upstream_wording(kind: ErrorKind) -> &'static str {
     use ErrorKind as K;
     match kind {
         K::RateLimited => "is rate limited upstream",
