@@ -51,6 +51,8 @@ pub struct Running {
     db_path: Option<PathBuf>,
     /// The temporary store directory, when the harness made one; deleted on drop.
     _store_dir: Option<TempDir>,
+    /// The `demo --config` file, when there is one; deleted on drop.
+    _config: Option<tempfile::NamedTempFile>,
     exit: Option<ExitStatus>,
 }
 
@@ -79,6 +81,21 @@ impl Builder {
     /// `switchyard demo` on an ephemeral port.
     pub fn demo(self) -> Running {
         self.start(&["demo", "--listen", "127.0.0.1:0"])
+    }
+
+    /// `switchyard demo` on an ephemeral port with `overrides` (TOML) merged over the demo's
+    /// config (`demo --config`), e.g. `[auth] mode = "keys"` or a `[sim.models."gpt-4o"]` table.
+    pub fn demo_with(self, overrides: &str) -> Running {
+        let file = tempfile::Builder::new()
+            .prefix("switchyard-e2e-")
+            .suffix(".toml")
+            .tempfile()
+            .expect("create a temporary config file");
+        std::fs::write(file.path(), overrides).expect("write the config overrides");
+        let path = file.path().display().to_string();
+        let mut running = self.start(&["demo", "--listen", "127.0.0.1:0", "--config", &path]);
+        running._config = Some(file);
+        running
     }
 
     /// Run the binary with these arguments (plus `--log-format json`) and wait until it logs
@@ -147,6 +164,7 @@ impl Builder {
             store_url,
             db_path,
             _store_dir: store_dir,
+            _config: None,
             exit: None,
         }
     }
@@ -190,6 +208,19 @@ impl Running {
     /// Options: environment variables, the store.
     pub fn builder() -> Builder {
         Builder::default()
+    }
+
+    /// The simulator's base URL, for a `demo` process (from its "simulator started" line).
+    pub fn sim_url(&self) -> String {
+        let event = self
+            .log_event("simulator started")
+            .expect("a demo process logs where its simulator listens");
+        format!(
+            "http://{}",
+            event["sim"]
+                .as_str()
+                .expect("the event names the simulator's address")
+        )
     }
 
     /// The store URL the process was given (`SWITCHYARD_STORE_URL`).
@@ -331,6 +362,30 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .expect("tests/ has a parent")
+}
+
+/// The one row of the request the client knows as `id`: its own `x-request-id`, or the `req_…`
+/// id the gateway echoed when it sent none. Panics if there are several.
+pub async fn row_for(
+    store: &switchyard_store::Store,
+    id: &str,
+) -> Option<switchyard_store::RequestRecord> {
+    use switchyard_store::RequestLog;
+    if let Some(row) = RequestLog::get_request(store, id)
+        .await
+        .expect("read a row")
+    {
+        return Some(row);
+    }
+    let mut rows = RequestLog::requests_by_client_id(store, id)
+        .await
+        .expect("read rows by client id");
+    assert!(
+        rows.len() <= 1,
+        "{} rows for the client id {id}",
+        rows.len()
+    );
+    rows.pop()
 }
 
 pub fn binary() -> PathBuf {

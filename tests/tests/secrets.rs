@@ -269,13 +269,14 @@ async fn secrets_are_never_logged_or_returned() {
     c.expect(401, get.clone(), "/admin/keys", main, None).await;
     c.expect(401, get.clone(), "/admin/keys", Some(wrong.as_str()), None)
         .await;
-    // The tiny key: one answer, then over budget (402), then over its RPM (429).
+    // The tiny key: one answer, then over budget (402). RPM counts upstream calls, and refused
+    // requests make none: over budget stays 402.
     let body = chat("gpt-4o-mini", "Spend.", json!({"temperature": 0.5}));
     c.expect(200, post.clone(), chat_path, tiny, Some(body.clone()))
         .await;
     c.expect(402, post.clone(), chat_path, tiny, Some(body.clone()))
         .await;
-    c.expect(429, post.clone(), chat_path, tiny, Some(body.clone()))
+    c.expect(402, post.clone(), chat_path, tiny, Some(body.clone()))
         .await;
     // Read views and the admin API.
     c.expect(200, get.clone(), "/metrics", None, None).await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
-use switchyard_e2e::{Running, random_hex};
+use switchyard_e2e::{Running, random_hex, row_for};
 use switchyard_store::{RequestLog, Store};
 
 /// Concurrent client tasks.
@@ -258,7 +258,7 @@ async fn check(backend: &str, load: &LoadRun, store: &Store) {
     let mut missing = Vec::new();
     let mut wrong_status = Vec::new();
     for s in &load.seen {
-        match RequestLog::get_request(store, &s.id).await.unwrap() {
+        match row_for(store, &s.id).await {
             None => missing.push(s.id.clone()),
             Some(row) if row.status != s.status => {
                 wrong_status.push(format!(
@@ -465,9 +465,8 @@ async fn every_answer_is_one_row_with_the_clients_request_id() {
         i64::try_from(seen.len()).unwrap()
     );
     for (id, status, kind) in &seen {
-        let row = RequestLog::get_request(&store, id)
+        let row = row_for(&store, id)
             .await
-            .unwrap()
             .unwrap_or_else(|| panic!("no row for {id} ({kind:?})"));
         assert_eq!(row.status, *status, "{id} {kind:?}");
         let streamed = matches!(kind, Kind::Stream | Kind::DeterministicStream);

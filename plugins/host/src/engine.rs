@@ -188,6 +188,13 @@ impl Drop for PolicyEngine {
 
 pub(crate) struct SlotGuard<'a>(&'a AtomicUsize);
 
+impl SlotGuard<'_> {
+    /// Evaluations in flight now, this one included.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);

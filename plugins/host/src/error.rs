@@ -19,6 +19,12 @@ pub enum PolicyError {
     HostCallLimit(String),
     #[error("returned an invalid decision: {0}")]
     InvalidDecision(String),
+    /// The guest handed the host more data in one transfer than any valid decision needs; it was
+    /// refused before it was copied out of the guest's memory.
+    #[error(
+        "tried to hand the host more than {0} bytes at once (no valid decision needs that); refused before copying"
+    )]
+    OutputTooLarge(usize),
     #[error("input too large: {0}")]
     InputTooLarge(String),
     #[error("needs a capability it was not granted: {0}")]
@@ -47,6 +53,7 @@ impl PolicyError {
             PolicyError::Trap(_) => "trap",
             PolicyError::HostCallLimit(_) => "host_call_limit",
             PolicyError::InvalidDecision(_) => "invalid_decision",
+            PolicyError::OutputTooLarge(_) => "output_too_large",
             PolicyError::InputTooLarge(_) => "input_too_large",
             PolicyError::Capability(_) => "capability",
             PolicyError::Abi { .. } => "abi",
@@ -54,6 +61,19 @@ impl PolicyError {
             PolicyError::Instantiate(_) => "instantiate",
             PolicyError::BreakerOpen => "breaker_open",
         }
+    }
+
+    /// Whether the policy itself is to blame, so that the failure counts against its health
+    /// (breaker, error count). Input over the policy's limits is the caller's doing, a full pool
+    /// is load, and a breaker skip is not an evaluation: none of them may open the breaker, or
+    /// any caller could switch a policy off by sending oversized requests or a burst.
+    pub fn is_guest_fault(&self) -> bool {
+        !matches!(
+            self,
+            PolicyError::InputTooLarge(_)
+                | PolicyError::PoolExhausted(_)
+                | PolicyError::BreakerOpen
+        )
     }
 }
 

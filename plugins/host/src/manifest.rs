@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchyard_policy_rules::input_limits;
 
 use crate::error::LoadError;
 
@@ -72,6 +73,8 @@ pub struct LimitsSpec {
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
     pub fuel: Option<u64>,
+    pub max_input_bytes: Option<u64>,
+    pub max_messages: Option<u64>,
 }
 
 /// Limits in force for one policy, after defaults and caps.
@@ -80,6 +83,11 @@ pub struct Limits {
     pub timeout: Duration,
     pub memory_bytes: usize,
     pub test_fuel: u64,
+    /// Bytes of text the policy may be given (see `LoadedPolicy::check_input`); a request over
+    /// it is refused with 413 before any policy runs.
+    pub max_input_bytes: usize,
+    /// Messages the policy may be given; likewise.
+    pub max_messages: usize,
 }
 
 /// A manifest test case: a context and the exact decision it must produce.
@@ -209,6 +217,32 @@ impl Manifest {
                 "limits.memory_mb: {memory_mb} is outside 1..={MAX_MEMORY_MB}"
             ));
         }
+        let max_input_bytes = raw
+            .limits
+            .max_input_bytes
+            .unwrap_or(input_limits::DEFAULT_MAX_INPUT_BYTES);
+        if max_input_bytes == 0 || max_input_bytes > input_limits::MAX_INPUT_BYTES {
+            return bad(format!(
+                "limits.max_input_bytes: {max_input_bytes} is outside 1..={}",
+                input_limits::MAX_INPUT_BYTES
+            ));
+        }
+        // The input is copied into the policy's memory: it must leave room to work in.
+        if max_input_bytes > (memory_mb << 20) / 2 {
+            return bad(format!(
+                "limits.max_input_bytes: {max_input_bytes} is over half of limits.memory_mb ({memory_mb} MiB)"
+            ));
+        }
+        let max_messages = raw
+            .limits
+            .max_messages
+            .unwrap_or(input_limits::DEFAULT_MAX_MESSAGES);
+        if max_messages == 0 || max_messages > input_limits::MAX_MESSAGES {
+            return bad(format!(
+                "limits.max_messages: {max_messages} is outside 1..={}",
+                input_limits::MAX_MESSAGES
+            ));
+        }
         let mut config = Vec::with_capacity(raw.config.len());
         for (k, v) in raw.config {
             let s = match v {
@@ -243,6 +277,8 @@ impl Manifest {
                 timeout: Duration::from_millis(timeout_ms),
                 memory_bytes: (memory_mb << 20) as usize,
                 test_fuel: raw.limits.fuel.unwrap_or(DEFAULT_TEST_FUEL),
+                max_input_bytes: max_input_bytes as usize,
+                max_messages: max_messages as usize,
             },
             config,
             tests: raw.tests,
@@ -311,6 +347,8 @@ mod tests {
         assert_eq!(m.failure_mode, FailureMode::Closed);
         assert_eq!(m.limits.timeout, Duration::from_millis(10));
         assert_eq!(m.limits.memory_bytes, 16 << 20);
+        assert_eq!(m.limits.max_input_bytes, 1 << 20, "the default");
+        assert_eq!(m.limits.max_messages, 4096, "the default");
         assert_eq!(
             m.config,
             vec![
@@ -333,6 +371,12 @@ mod tests {
             ("failure_mode = \"maybe\"", "unknown variant"),
             ("[limits]\ntimeout_ms = 500", "limits.timeout_ms"),
             ("[limits]\nmemory_mb = 1024", "limits.memory_mb"),
+            ("[limits]\nmax_input_bytes = 0", "limits.max_input_bytes"),
+            (
+                "[limits]\nmemory_mb = 4\nmax_input_bytes = 3000000",
+                "over half of limits.memory_mb",
+            ),
+            ("[limits]\nmax_messages = 100000", "limits.max_messages"),
             ("colour = \"red\"", "unknown field"),
         ];
         for (line, needle) in cases {

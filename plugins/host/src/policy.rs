@@ -4,18 +4,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{ResourceLimiter, Store, StoreContextMut, Trap};
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::PolicyPre;
-use crate::bindings::switchyard::policy::host::Level;
-use crate::bindings::switchyard::policy::types as wit;
-use crate::ctx::{Decision, Denial, Edit, NewMessage, PolicyInput, Role};
+use crate::convert::{self, InputOverLimit, from_wit, to_wit};
+use crate::ctx::{Decision, PolicyInput};
 use crate::engine::{PolicyEngine, TICK, sha256_hex};
 use crate::error::{LoadError, PolicyError};
-use crate::manifest::{ABI, Capability, MAX_MODULE_BYTES, Manifest};
+use crate::manifest::{MAX_MODULE_BYTES, Manifest};
+use crate::sandbox::{Bounds, HostCalls, HostState, Limiter, classify, lift_bound, link};
 use crate::stats::PolicyStats;
 use crate::validate::validate;
 
@@ -38,8 +38,6 @@ impl TokenCounter for ByteEstimate {
 pub const MAX_LOG_CALLS: u32 = 32;
 pub const MAX_LOG_BYTES: usize = 8 << 10;
 pub const MAX_COUNT_TOKENS_BYTES: usize = 64 << 10;
-/// Message text handed to one evaluation, in total.
-pub const MAX_INPUT_CONTENT_BYTES: usize = 1 << 20;
 const STDERR_CAPTURE: usize = 2048;
 
 /// A log line a policy wrote.
@@ -136,8 +134,11 @@ impl LoadedPolicy {
         input: &PolicyInput,
         timeout: Duration,
     ) -> Result<Evaluation, PolicyError> {
-        let _slot = self.engine.acquire()?;
-        let ctx = self.to_wit(input)?;
+        // Before a slot is taken or anything is copied: over-limit input is the caller's.
+        self.check_input(input)
+            .map_err(|e| PolicyError::InputTooLarge(e.to_string()))?;
+        let slot = self.engine.acquire()?;
+        let ctx = to_wit(&self.manifest, self.counter.as_ref(), input);
         let started = Instant::now();
         let limits = &self.manifest.limits;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
@@ -154,18 +155,26 @@ impl LoadedPolicy {
             },
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            calls: HostCalls {
-                counter: self.counter.clone(),
-                default_model: input
+            calls: HostCalls::new(
+                self.counter.clone(),
+                input
                     .candidates
                     .first()
                     .map(|c| c.model.clone())
                     .unwrap_or_default(),
-                ..HostCalls::default()
-            },
+            ),
+        };
+        let bounds = Bounds {
+            timeout,
+            fuel: limits.test_fuel,
+            lift: lift_bound(input.candidates.len()),
+            in_flight: slot.in_flight(),
         };
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // Bounds every copy out of the guest (the decision, each host call's arguments) before
+        // wasmtime allocates for it; see `lift_bound`.
+        store.set_hostcall_fuel(bounds.lift);
         let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos()) as u64;
         store.set_epoch_deadline(ticks + 1);
         store.epoch_deadline_trap();
@@ -184,15 +193,7 @@ impl LoadedPolicy {
         let fuel_used = fuel.map(|f| f.saturating_sub(store.get_fuel().unwrap_or(0)));
         let raw = match result {
             Ok(d) => d,
-            Err(e) => {
-                return Err(classify(
-                    &e,
-                    store.data(),
-                    &stderr,
-                    timeout,
-                    limits.test_fuel,
-                ));
-            }
+            Err(e) => return Err(classify(&e, store.data(), &stderr, &bounds)),
         };
         let state = store.into_data();
         let decision = from_wit(raw);
@@ -206,8 +207,17 @@ impl LoadedPolicy {
         })
     }
 
+    /// Whether `input` is within this policy's input limits (`[limits] max_input_bytes`,
+    /// `max_messages`). The gateway checks every policy of a route before running the first, and
+    /// answers 413 naming the limit; an evaluation checks again and fails with
+    /// [`PolicyError::InputTooLarge`], which never counts against the policy's health.
+    pub fn check_input(&self, input: &PolicyInput) -> Result<(), InputOverLimit> {
+        convert::check_input(&self.manifest, input)
+    }
+
     /// Runs the policy through its breaker and records the outcome in its statistics. On `Err`
-    /// the caller applies the manifest's failure mode.
+    /// the caller applies the manifest's failure mode. Only the guest's own faults count against
+    /// the breaker ([`PolicyError::is_guest_fault`]).
     pub fn run(&self, input: &PolicyInput) -> Result<Evaluation, PolicyError> {
         if !self.stats.admit() {
             self.stats.record_skip();
@@ -222,329 +232,140 @@ impl LoadedPolicy {
                 }
                 self.stats.record_ok(ev.elapsed);
             }
-            Err(e) => self.stats.record_err(started.elapsed(), e),
+            Err(e) if e.is_guest_fault() => self.stats.record_err(started.elapsed(), e),
+            Err(e) => self.stats.record_refused(e),
         }
         out
     }
+}
 
-    fn to_wit(&self, input: &PolicyInput) -> Result<wit::RequestCtx, PolicyError> {
-        let read = self.manifest.grants(Capability::ReadContent);
-        let total: usize = input.messages.iter().map(|m| m.content.len()).sum();
-        if read && total > MAX_INPUT_CONTENT_BYTES {
-            return Err(PolicyError::InputTooLarge(format!(
-                "{total} bytes of message text, over {MAX_INPUT_CONTENT_BYTES}"
-            )));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::ctx::{InputCandidate, InputMessage, Role};
+    use crate::engine::EngineOptions;
+    use crate::stats::BREAKER_FAILURES;
+
+    const TEMPLATE: &str = include_str!("../tests/fixtures/policy-template.wat");
+
+    fn allow_empty() -> String {
+        TEMPLATE
+            .replace("{{IMPORTS}}", "")
+            .replace("{{CORE_IMPORTS}}", "")
+            .replace("{{CORE_WITH}}", "")
+            .replace("{{BODY}}", "(i32.const 16)")
+    }
+
+    fn load(engine: &Arc<PolicyEngine>, limits: &str) -> (LoadedPolicy, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wat"), allow_empty()).unwrap();
+        let text = format!(
+            "name = \"p\"\nversion = \"0.1.0\"\nabi = \"switchyard:policy@0.1.0\"\nwasm = \"p.wat\"\n\
+             capabilities = [\"read-content\"]\n{limits}"
+        );
+        let manifest = Manifest::parse(&text, dir.path()).unwrap();
+        let p = LoadedPolicy::load(engine, manifest, Arc::new(ByteEstimate)).unwrap();
+        (p, dir)
+    }
+
+    fn input(text: &str) -> PolicyInput {
+        PolicyInput {
+            request_id: "r1".into(),
+            tenant: String::new(),
+            route: "auto".into(),
+            messages: vec![InputMessage {
+                role: Role::User,
+                content: text.into(),
+                tokens: Some(3),
+                tool_related: false,
+            }],
+            max_tokens: None,
+            candidates: vec![InputCandidate {
+                model: "m".into(),
+                provider: "p".into(),
+                context_window: 1000,
+                max_output_tokens: 100,
+                input_price: 1,
+                output_price: 1,
+                score: 0.0,
+                local: false,
+                prompt_tokens: None,
+                estimated_cost: 0,
+            }],
+            token_budget: None,
+            cost_budget: None,
+            headers: vec![("x-switchyard-team".into(), "ab".into())],
+            config: Default::default(),
         }
-        let first_model = input
-            .candidates
-            .first()
-            .map(|c| c.model.as_str())
-            .unwrap_or("");
-        let mut sum = 0u32;
-        let messages = input
-            .messages
-            .iter()
-            .map(|m| {
-                let tokens = m
-                    .tokens
-                    .unwrap_or_else(|| self.counter.count(first_model, &m.content));
-                sum = sum.saturating_add(tokens);
-                wit::Message {
-                    role: role_to_wit(m.role),
-                    content: read.then(|| m.content.clone()),
-                    content_len: u32::try_from(m.content.len()).unwrap_or(u32::MAX),
-                    tokens,
-                    tool_related: m.tool_related,
-                }
-            })
-            .collect();
-        let candidates = input
-            .candidates
-            .iter()
-            .map(|c| wit::Candidate {
-                model: c.model.clone(),
-                provider: c.provider.clone(),
-                context_window: c.context_window,
-                max_output_tokens: c.max_output_tokens,
-                input_price: c.input_price,
-                output_price: c.output_price,
-                score: c.score,
-                local: c.local,
-                prompt_tokens: c.prompt_tokens.unwrap_or(sum),
-                estimated_cost: c.estimated_cost,
-            })
-            .collect();
-        let mut config = self.manifest.config.clone();
-        for (k, v) in &input.config {
-            match config.iter_mut().find(|(ck, _)| ck == k) {
-                Some(slot) => slot.1 = v.clone(),
-                None => config.push((k.clone(), v.clone())),
-            }
-        }
-        Ok(wit::RequestCtx {
-            request_id: input.request_id.clone(),
-            tenant: input.tenant.clone(),
-            route: input.route.clone(),
-            messages,
-            max_tokens: input.max_tokens,
-            candidates,
-            token_budget: input.token_budget,
-            cost_budget: input.cost_budget,
-            headers: input.headers.clone(),
-            config,
+    }
+
+    #[test]
+    fn a_full_pool_never_opens_the_breaker() {
+        let e = PolicyEngine::new(EngineOptions {
+            slots: 1,
+            ..EngineOptions::default()
         })
-    }
-}
-
-/// Links a component against the host: deny-by-default WASI (for `wasm32-wasip2` guests) plus
-/// only the `switchyard:policy/host` functions the manifest grants.
-fn link(
-    engine: &PolicyEngine,
-    component: &Component,
-    manifest: &Manifest,
-) -> Result<PolicyPre<HostState>, PolicyError> {
-    let mut linker = Linker::<HostState>::new(&engine.engine);
-    let setup = |e: wasmtime::Error| PolicyError::Instantiate(format!("{e:#}"));
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
-    {
-        let mut host = linker
-            .instance(&format!("switchyard:policy/host@{}", abi_version()))
-            .map_err(setup)?;
-        if manifest.grants(Capability::Log) {
-            host.func_wrap("log", host_log).map_err(setup)?;
-        }
-        if manifest.grants(Capability::CountTokens) {
-            host.func_wrap("count-tokens", host_count_tokens)
-                .map_err(setup)?;
-        }
-    }
-    let pre = linker.instantiate_pre(component).map_err(|e| {
-        let msg = format!("{e:#}");
-        if msg.contains("switchyard:policy/host") {
-            let granted: Vec<&str> = manifest.capabilities.iter().map(|c| c.as_str()).collect();
-            PolicyError::Capability(format!("{msg} (granted: [{}])", granted.join(", ")))
-        } else if msg.contains("switchyard:policy") {
-            PolicyError::Abi {
-                expected: ABI,
-                detail: msg,
-            }
-        } else {
-            PolicyError::Capability(msg)
-        }
-    })?;
-    PolicyPre::new(pre).map_err(|e| PolicyError::Abi {
-        expected: ABI,
-        detail: format!("{e:#}"),
-    })
-}
-
-fn abi_version() -> &'static str {
-    ABI.rsplit('@').next().unwrap_or("0.1.0")
-}
-
-pub(crate) struct HostState {
-    limiter: Limiter,
-    wasi: WasiCtx,
-    table: ResourceTable,
-    calls: HostCalls,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-struct HostCalls {
-    counter: Arc<dyn TokenCounter>,
-    default_model: String,
-    log_calls: u32,
-    log_bytes: usize,
-    lines: Vec<LogLine>,
-    counted_bytes: usize,
-    limit_hit: Option<String>,
-}
-
-impl Default for HostCalls {
-    fn default() -> Self {
-        HostCalls {
-            counter: Arc::new(ByteEstimate),
-            default_model: String::new(),
-            log_calls: 0,
-            log_bytes: 0,
-            lines: Vec::new(),
-            counted_bytes: 0,
-            limit_hit: None,
-        }
-    }
-}
-
-fn host_log(
-    mut cx: StoreContextMut<'_, HostState>,
-    (level, msg): (Level, String),
-) -> wasmtime::Result<()> {
-    let calls = &mut cx.data_mut().calls;
-    calls.log_calls += 1;
-    if calls.log_calls > MAX_LOG_CALLS || calls.log_bytes + msg.len() > MAX_LOG_BYTES {
-        return Ok(());
-    }
-    calls.log_bytes += msg.len();
-    let level = match level {
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    };
-    // Collected, and written to the gateway's log once by `LoadedPolicy::run`.
-    calls.lines.push(LogLine {
-        level,
-        message: msg,
-    });
-    Ok(())
-}
-
-fn host_count_tokens(
-    mut cx: StoreContextMut<'_, HostState>,
-    (model, text): (String, String),
-) -> wasmtime::Result<(u32,)> {
-    let calls = &mut cx.data_mut().calls;
-    calls.counted_bytes += text.len();
-    if calls.counted_bytes > MAX_COUNT_TOKENS_BYTES {
-        let msg = format!("count-tokens over {MAX_COUNT_TOKENS_BYTES} bytes of text");
-        calls.limit_hit = Some(msg.clone());
-        return Err(wasmtime::format_err!(msg));
-    }
-    let model = if model.is_empty() {
-        calls.default_model.as_str()
-    } else {
-        model.as_str()
-    };
-    Ok((calls.counter.count(model, &text),))
-}
-
-/// Caps linear memory per evaluation and remembers whether the cap was what stopped the guest.
-struct Limiter {
-    cap: usize,
-    peak: usize,
-    hit: bool,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.hit = true;
-            return Err(wasmtime::format_err!(
-                "memory limit: growing to {desired} bytes is over {} bytes",
-                self.cap
+        .unwrap();
+        let (p, _dir) = load(&e, "");
+        let held = e.acquire().unwrap();
+        for _ in 0..BREAKER_FAILURES * 3 {
+            assert!(matches!(
+                p.run(&input("hi")),
+                Err(PolicyError::PoolExhausted(1))
             ));
         }
-        self.peak = self.peak.max(desired);
-        Ok(true)
+        let snap = p.stats.snapshot();
+        assert_eq!(snap.breaker, "closed", "{snap:?}");
+        assert_eq!((snap.errors, snap.evaluations), (0, 0), "{snap:?}");
+        assert_eq!(snap.busy, u64::from(BREAKER_FAILURES * 3));
+        drop(held);
+        assert!(p.run(&input("hi")).is_ok(), "served once a slot is free");
+        assert_eq!(p.stats.snapshot().evaluations, 1);
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 20_000)
+    #[test]
+    fn input_over_the_manifest_limits_is_refused_and_never_opens_the_breaker() {
+        let e = PolicyEngine::new(EngineOptions::default()).unwrap();
+        // Text 5 + header 17 + 2 + request id 2 + route 4 = 30 bytes.
+        let (p, _dir) = load(&e, "[limits]\nmax_input_bytes = 30\nmax_messages = 1");
+        assert_eq!(convert::input_bytes(&p.manifest, &input("hello")), 30);
+        assert!(p.check_input(&input("hello")).is_ok());
+        let over = p.check_input(&input("hello!")).unwrap_err();
+        assert_eq!(
+            over.to_string(),
+            "31 bytes of input, over its limits.max_input_bytes of 30"
+        );
+        let mut two = input("a");
+        two.messages.push(two.messages[0].clone());
+        let over = p.check_input(&two).unwrap_err();
+        assert_eq!(
+            over.to_string(),
+            "2 messages, over its limits.max_messages of 1"
+        );
+        for _ in 0..BREAKER_FAILURES * 3 {
+            match p.run(&input("hello!")) {
+                Err(PolicyError::InputTooLarge(m)) => assert!(m.contains("max_input_bytes"), "{m}"),
+                other => panic!("expected input_too_large, got {other:?}"),
+            }
+        }
+        let snap = p.stats.snapshot();
+        assert_eq!(snap.breaker, "closed", "{snap:?}");
+        assert_eq!((snap.errors, snap.evaluations), (0, 0), "{snap:?}");
+        assert_eq!(snap.input_refused, u64::from(BREAKER_FAILURES * 3));
+        assert!(
+            p.run(&input("hello")).is_ok(),
+            "normal input is still served"
+        );
     }
 
-    fn instances(&self) -> usize {
-        64
-    }
-
-    fn tables(&self) -> usize {
-        64
-    }
-
-    fn memories(&self) -> usize {
-        8
-    }
-}
-
-fn classify(
-    err: &wasmtime::Error,
-    state: &HostState,
-    stderr: &MemoryOutputPipe,
-    timeout: Duration,
-    fuel: u64,
-) -> PolicyError {
-    if state.limiter.hit {
-        return PolicyError::MemoryLimit((state.limiter.cap >> 20) as u64);
-    }
-    if let Some(msg) = &state.calls.limit_hit {
-        return PolicyError::HostCallLimit(msg.clone());
-    }
-    let said = String::from_utf8_lossy(&stderr.contents())
-        .trim()
-        .to_owned();
-    match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PolicyError::Timeout(timeout.as_millis() as u64),
-        Some(Trap::OutOfFuel) => PolicyError::OutOfFuel(fuel),
-        Some(Trap::StackOverflow) => PolicyError::StackOverflow,
-        Some(t) if said.is_empty() => PolicyError::Trap(t.to_string()),
-        Some(t) => PolicyError::Trap(format!("{t}; the policy wrote: {said}")),
-        None if said.is_empty() => PolicyError::Trap(format!("{err:#}")),
-        None => PolicyError::Trap(format!("{err:#}; the policy wrote: {said}")),
-    }
-}
-
-fn role_to_wit(r: Role) -> wit::Role {
-    match r {
-        Role::System => wit::Role::System,
-        Role::User => wit::Role::User,
-        Role::Assistant => wit::Role::Assistant,
-        Role::Tool => wit::Role::Tool,
-    }
-}
-
-fn role_from_wit(r: wit::Role) -> Role {
-    match r {
-        wit::Role::System => Role::System,
-        wit::Role::User => Role::User,
-        wit::Role::Assistant => Role::Assistant,
-        wit::Role::Tool => Role::Tool,
-    }
-}
-
-fn from_wit(d: wit::Decision) -> Decision {
-    let nm = |m: wit::NewMessage| NewMessage {
-        role: role_from_wit(m.role),
-        content: m.content,
-    };
-    match d {
-        wit::Decision::Deny(wit::Denial {
-            status,
-            code,
-            reason,
-        }) => Decision::Deny(Denial {
-            status,
-            code,
-            reason,
-        }),
-        wit::Decision::Allow(edits) => Decision::Allow(
-            edits
-                .into_iter()
-                .map(|e| match e {
-                    wit::Edit::DropMessage(i) => Edit::DropMessage(i),
-                    wit::Edit::ReplaceMessage((i, m)) => Edit::ReplaceMessage(i, nm(m)),
-                    wit::Edit::InsertMessage((i, m)) => Edit::InsertMessage(i, nm(m)),
-                    wit::Edit::SetMaxTokens(t) => Edit::SetMaxTokens(t),
-                    wit::Edit::SetCandidates(c) => Edit::SetCandidates(c),
-                    wit::Edit::SetHeader((k, v)) => Edit::SetHeader(k, v),
-                    wit::Edit::Annotate((k, v)) => Edit::Annotate(k, v),
-                })
-                .collect(),
-        ),
+    #[test]
+    fn without_read_content_message_text_does_not_count() {
+        let e = PolicyEngine::new(EngineOptions::default()).unwrap();
+        let (mut p, _dir) = load(&e, "[limits]\nmax_input_bytes = 30");
+        p.manifest.capabilities.clear();
+        let long = "x".repeat(10_000);
+        assert_eq!(convert::input_bytes(&p.manifest, &input(&long)), 25);
+        assert!(p.run(&input(&long)).is_ok());
     }
 }

@@ -12,15 +12,17 @@ use serde::Serialize;
 
 use crate::engine::{PolicyEngine, sha256_hex};
 use crate::error::LoadError;
-use crate::manifest::Manifest;
+use crate::manifest::{FailureMode, Manifest};
 use crate::policy::{LoadedPolicy, TokenCounter};
 use crate::stats::StatsSnapshot;
 use crate::testing::run_cases;
 
-/// The policies in force, in the order they run (manifest `order`, then name).
+/// The policies in force, in the order they run (manifest `order`, then name), and the policy
+/// folders that have no version serving because loading failed.
 #[derive(Debug, Default)]
 pub struct PolicySet {
     pub policies: Vec<Arc<LoadedPolicy>>,
+    pub unloaded: Vec<Unloaded>,
 }
 
 impl PolicySet {
@@ -30,8 +32,78 @@ impl PolicySet {
             .filter(move |p| p.manifest.applies_to(route))
     }
 
+    /// The policies that should run on `route` but are not loaded: a fail-closed one among them
+    /// must refuse the route's requests (a safeguard that is not there must not be skipped).
+    pub fn unloaded_for<'a>(&'a self, route: &'a str) -> impl Iterator<Item = &'a Unloaded> {
+        self.unloaded.iter().filter(move |u| u.applies_to(route))
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
+        self.policies.is_empty() && self.unloaded.is_empty()
+    }
+}
+
+/// A policy folder whose policy failed to load, with no older version serving in its place.
+/// What its manifest declares is read leniently, because the manifest itself may be what failed:
+/// a manifest that cannot be read at all, or names a failure mode that is neither `open` nor
+/// `closed`, is taken as fail-closed on every route (its author's intent is unknown, and a
+/// safeguard must not fall open on a typo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unloaded {
+    /// The manifest's `name`, or the folder's name.
+    pub name: String,
+    pub routes: Vec<String>,
+    pub failure_mode: FailureMode,
+    pub error: String,
+}
+
+impl Unloaded {
+    pub fn applies_to(&self, route: &str) -> bool {
+        self.routes.iter().any(|r| r == "*" || r == route)
+    }
+
+    fn read(dir: &Path, folder_name: &str, error: String) -> Unloaded {
+        let closed_everywhere = |name: String| Unloaded {
+            name,
+            routes: vec!["*".to_owned()],
+            failure_mode: FailureMode::Closed,
+            error: error.clone(),
+        };
+        let Some(table) = std::fs::read_to_string(dir.join("policy.toml"))
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+        else {
+            return closed_everywhere(folder_name.to_owned());
+        };
+        let name = match table.get("name").and_then(toml::Value::as_str) {
+            Some(n) if !n.is_empty() => n.to_owned(),
+            _ => folder_name.to_owned(),
+        };
+        let failure_mode = match table.get("failure_mode") {
+            None => FailureMode::default(),
+            Some(v) if v.as_str() == Some("open") => FailureMode::Open,
+            Some(_) => FailureMode::Closed,
+        };
+        let routes = match table.get("routes") {
+            None => vec!["*".to_owned()],
+            Some(v) => {
+                let list: Option<Vec<String>> = v.as_array().and_then(|a| {
+                    a.iter()
+                        .map(|r| r.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                });
+                match list {
+                    Some(l) if !l.is_empty() => l,
+                    _ => return closed_everywhere(name),
+                }
+            }
+        };
+        Unloaded {
+            name,
+            routes,
+            failure_mode,
+            error,
+        }
     }
 }
 
@@ -78,6 +150,8 @@ struct Slot {
     digest: String,
     policy: Option<Arc<LoadedPolicy>>,
     last_error: Option<String>,
+    /// What the manifest of a failed load declares, while no version serves.
+    unloaded: Option<Unloaded>,
     name: String,
     loaded_at: Option<u64>,
 }
@@ -166,6 +240,7 @@ impl Registry {
                 digest: String::new(),
                 policy: None,
                 last_error: None,
+                unloaded: None,
                 name: dir
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -186,6 +261,7 @@ impl Registry {
                     slot.name = p.manifest.name.clone();
                     slot.policy = Some(Arc::new(p));
                     slot.last_error = None;
+                    slot.unloaded = None;
                     slot.loaded_at = Some(unix_now());
                 }
                 Err(e) => {
@@ -197,14 +273,28 @@ impl Registry {
                         kept,
                     });
                     slot.last_error = Some(e.to_string());
+                    let folder = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    slot.unloaded = Some(Unloaded::read(dir, &folder, e.to_string()));
                 }
             }
         }
         // Two folders may not serve the same policy name; the first (by path) wins.
         let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut policies = Vec::new();
+        let mut unloaded = Vec::new();
         for (path, slot) in slots.iter_mut() {
-            let Some(p) = &slot.policy else { continue };
+            let Some(p) = &slot.policy else {
+                if let Some(u) = &slot.unloaded {
+                    if u.failure_mode == FailureMode::Closed {
+                        tracing::error!(policy = %u.name, routes = ?u.routes, "a fail-closed policy is not loaded: its routes answer 503");
+                    }
+                    unloaded.push(u.clone());
+                }
+                continue;
+            };
             if let Some(first) = seen.get(&p.manifest.name) {
                 let e = LoadError::Duplicate(p.manifest.name.clone());
                 report.failed.push(ReloadFailure {
@@ -221,7 +311,8 @@ impl Registry {
         policies.sort_by(|a, b| {
             (a.manifest.order, &a.manifest.name).cmp(&(b.manifest.order, &b.manifest.name))
         });
-        self.current.store(Arc::new(PolicySet { policies }));
+        self.current
+            .store(Arc::new(PolicySet { policies, unloaded }));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         report
     }
@@ -245,6 +336,7 @@ impl Registry {
                     (None, _) => "failed",
                 };
                 let m = serving.map(|p| &p.manifest);
+                let declared = s.unloaded.as_ref().filter(|_| serving.is_none());
                 PolicyStatus {
                     name: m.map(|m| m.name.clone()).unwrap_or_else(|| s.name.clone()),
                     version: m.map(|m| m.version.clone()),
@@ -254,8 +346,13 @@ impl Registry {
                     status,
                     load_error: s.last_error.clone(),
                     order: m.map(|m| m.order),
-                    routes: m.map(|m| m.routes.clone()).unwrap_or_default(),
-                    failure_mode: m.map(|m| m.failure_mode.as_str()),
+                    routes: m
+                        .map(|m| m.routes.clone())
+                        .or_else(|| declared.map(|u| u.routes.clone()))
+                        .unwrap_or_default(),
+                    failure_mode: m
+                        .map(|m| m.failure_mode.as_str())
+                        .or_else(|| declared.map(|u| u.failure_mode.as_str())),
                     capabilities: m
                         .map(|m| m.capabilities.iter().map(|c| c.as_str()).collect())
                         .unwrap_or_default(),
@@ -383,4 +480,47 @@ fn unix_now() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(manifest: Option<&str>) -> Unloaded {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(m) = manifest {
+            std::fs::write(dir.path().join("policy.toml"), m).unwrap();
+        }
+        Unloaded::read(dir.path(), "folder", "e".into())
+    }
+
+    #[test]
+    fn an_unloaded_policy_is_closed_unless_its_manifest_says_open() {
+        let declared = read(Some(
+            "name = \"guard\"\nfailure_mode = \"closed\"\nroutes = [\"a\", \"b\"]\nbogus = 1",
+        ));
+        assert_eq!(declared.name, "guard");
+        assert_eq!(declared.routes, ["a", "b"]);
+        assert_eq!(declared.failure_mode, FailureMode::Closed);
+        assert!(declared.applies_to("b") && !declared.applies_to("c"));
+        // The manifest's defaults: open, every route.
+        let defaults = read(Some("name = \"opt\""));
+        assert_eq!(defaults.failure_mode, FailureMode::Open);
+        assert!(defaults.applies_to("anything"));
+        // Whatever cannot be read as open is closed, on every route it might name.
+        for broken in [
+            None,
+            Some("name = \"x\"\nfailure_mode = open"),
+            Some("failure_mode = \"maybe\"\nroutes = [\"a\"]"),
+            Some("failure_mode = \"open\"\nroutes = []"),
+            Some("failure_mode = \"open\"\nroutes = [1]"),
+        ] {
+            let u = read(broken);
+            assert_eq!(u.failure_mode, FailureMode::Closed, "{broken:?}");
+            if broken.is_none_or(|b| !b.contains("maybe")) {
+                assert!(u.applies_to("any"), "{broken:?}");
+            }
+        }
+        assert_eq!(read(None).name, "folder");
+    }
 }

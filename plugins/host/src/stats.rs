@@ -21,6 +21,8 @@ pub struct PolicyStats {
     evaluations: AtomicU64,
     errors: AtomicU64,
     skipped: AtomicU64,
+    busy: AtomicU64,
+    input_refused: AtomicU64,
     micros: [AtomicU64; BUCKETS],
     state: Mutex<BreakerState>,
 }
@@ -41,6 +43,10 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// Requests for which the breaker skipped the policy.
     pub skipped: u64,
+    /// Requests for which no instance slot was free (load, not the policy's fault).
+    pub busy: u64,
+    /// Requests refused (413) because they were over this policy's input limits.
+    pub input_refused: u64,
     pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
     pub breaker: &'static str,
@@ -54,6 +60,8 @@ impl Default for PolicyStats {
             evaluations: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            input_refused: AtomicU64::new(0),
             micros: std::array::from_fn(|_| AtomicU64::new(0)),
             state: Mutex::new(BreakerState::default()),
         }
@@ -128,6 +136,25 @@ impl PolicyStats {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An attempt that ended before the policy ran, for a reason that is not the policy's fault
+    /// ([`PolicyError::is_guest_fault`] is false): counted on its own, never against the
+    /// breaker. A probe it took is handed back, so the next caller probes instead.
+    pub fn record_refused(&self, err: &PolicyError) {
+        match err {
+            PolicyError::PoolExhausted(_) => self.busy.fetch_add(1, Ordering::Relaxed),
+            PolicyError::InputTooLarge(_) => self.input_refused.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        if let Ok(mut s) = self.state.lock() {
+            s.probing = false;
+        }
+    }
+
+    /// A request refused before any policy ran because it is over this policy's input limits.
+    pub fn record_input_refused(&self) {
+        self.input_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn observe(&self, elapsed: Duration) {
         self.evaluations.fetch_add(1, Ordering::Relaxed);
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
@@ -171,6 +198,8 @@ impl PolicyStats {
             evaluations: self.evaluations.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
+            input_refused: self.input_refused.load(Ordering::Relaxed),
             p50_us: self.quantile(&counts, total, 0.50),
             p99_us: self.quantile(&counts, total, 0.99),
             breaker,
@@ -227,6 +256,49 @@ mod tests {
         assert!(!s.admit());
         s.record_ok(Duration::ZERO);
         assert!(s.admit());
+        assert_eq!(s.snapshot().breaker, "closed");
+    }
+
+    #[test]
+    fn refusals_that_are_not_the_policys_fault_never_open_the_breaker() {
+        let s = PolicyStats::default();
+        let busy = PolicyError::PoolExhausted(128);
+        let big = PolicyError::InputTooLarge("2000000 bytes".into());
+        for _ in 0..BREAKER_FAILURES * 4 {
+            assert!(s.admit());
+            s.record_refused(&busy);
+            assert!(s.admit());
+            s.record_refused(&big);
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.breaker, "closed");
+        assert_eq!((snap.errors, snap.evaluations), (0, 0));
+        assert_eq!(snap.busy, u64::from(BREAKER_FAILURES * 4));
+        assert_eq!(snap.input_refused, u64::from(BREAKER_FAILURES * 4));
+        // Nor do they count towards the consecutive failures of a real fault.
+        let fault = PolicyError::Trap("unreachable".into());
+        for _ in 0..BREAKER_FAILURES - 1 {
+            s.record_err(Duration::ZERO, &fault);
+            s.record_refused(&busy);
+        }
+        assert_eq!(s.snapshot().breaker, "closed");
+        s.record_err(Duration::ZERO, &fault);
+        assert_eq!(s.snapshot().breaker, "open");
+    }
+
+    #[test]
+    fn a_probe_refused_for_load_is_handed_back() {
+        let s = PolicyStats::default();
+        let err = PolicyError::Timeout(5);
+        for _ in 0..BREAKER_FAILURES {
+            s.record_err(Duration::ZERO, &err);
+        }
+        s.state.lock().unwrap().open_until = Some(Instant::now());
+        assert!(s.admit(), "the probe");
+        s.record_refused(&PolicyError::PoolExhausted(1));
+        // Without the hand-back, `probing` would stay set and the breaker would never close.
+        assert!(s.admit(), "the next caller probes");
+        s.record_ok(Duration::ZERO);
         assert_eq!(s.snapshot().breaker, "closed");
     }
 }

@@ -8,9 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchyard_plugins::validate::{MAX_DECISION_BYTES, MAX_EDITS};
 use switchyard_plugins::{
-    ByteEstimate, Decision, EngineOptions, InputCandidate, InputMessage, LoadError, LoadedPolicy,
-    Manifest, PolicyEngine, PolicyError, PolicyInput, Role,
+    ByteEstimate, Decision, Edit, EngineOptions, InputCandidate, InputMessage, LoadError,
+    LoadedPolicy, Manifest, PolicyEngine, PolicyError, PolicyInput, Role,
 };
 
 /// The WIT types of `switchyard:policy@0.1.0`, spelled out in component-model text, and a
@@ -31,12 +32,21 @@ fn component(body: &str) -> String {
 
 /// A component that imports `count-tokens` from the host (and calls it once).
 fn importing_count_tokens() -> String {
+    importing_count_tokens_with(
+        "(drop (call $count (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))) (i32.const 16)",
+        1,
+    )
+}
+
+/// A component that imports `count-tokens` as `$count`, with this body. The host reads the
+/// call's strings from a memory of its own (`shim_pages` zeroed pages), not the module's.
+fn importing_count_tokens_with(body: &str, shim_pages: u32) -> String {
     TEMPLATE
         .replace(
             "{{IMPORTS}}",
             r#"(import "switchyard:policy/host@0.1.0" (instance $host
                  (export "count-tokens" (func (param "model" string) (param "text" string) (result u32)))))
-               (core module $shim (memory (export "memory") 1))
+               (core module $shim (memory (export "memory") {{SHIM_PAGES}}))
                (core instance $shim_i (instantiate $shim))
                (core func $count (canon lower (func $host "count-tokens") (memory (core memory $shim_i "memory"))))
                (core instance $host_core (export "count-tokens" (func $count)))"#,
@@ -46,10 +56,8 @@ fn importing_count_tokens() -> String {
             r#"(import "host" "count-tokens" (func $count (param i32 i32 i32 i32) (result i32)))"#,
         )
         .replace("{{CORE_WITH}}", r#"(with "host" (instance $host_core))"#)
-        .replace(
-            "{{BODY}}",
-            "(drop (call $count (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))) (i32.const 16)",
-        )
+        .replace("{{BODY}}", body)
+        .replace("{{SHIM_PAGES}}", &shim_pages.to_string())
 }
 
 fn engine() -> Arc<PolicyEngine> {
@@ -176,22 +184,202 @@ fn unreachable_is_a_trap() {
     }
 }
 
+/// Pages to grow for `len` bytes of fresh memory; none when `len` cannot fit (the string then
+/// starts at the end of memory).
+fn pages_for(len: u64) -> u64 {
+    if len <= 60 << 20 {
+        len.div_ceil(65536)
+    } else {
+        0
+    }
+}
+
+/// A decision of one replace-message (the edit at 256) whose text is `len` zero bytes of
+/// freshly grown memory.
+fn one_string_of(len: u64) -> String {
+    format!(
+        r#"
+      (local $base i32)
+      (local.set $base (i32.mul (memory.grow (i32.const {pages})) (i32.const 65536)))
+      (i32.store8 (i32.const 256) (i32.const 1))
+      (i32.store (i32.const 268) (local.get $base))
+      (i32.store (i32.const 272) (i32.const {len}))
+      (i32.store (i32.const 20) (i32.const 256))
+      (i32.store (i32.const 24) (i32.const 1))
+      (i32.const 16)"#,
+        pages = pages_for(len),
+        len = len as u32 as i32,
+    )
+}
+
 #[test]
-fn oversized_output_is_an_invalid_decision() {
-    // 100,000 zeroed edits (= drop-message 0) in freshly grown memory.
+fn a_huge_list_of_edits_is_refused_before_it_is_copied() {
+    // 1,000,000 zeroed edits (= drop-message 0, 20 MB) in freshly grown memory: within the
+    // guest's memory, far over what a valid decision can hold. Lifted, it would be ~56 MB of host
+    // memory; the hostcall fuel refuses it first (validation would say "1000000 edits").
     let body = r#"
       (local $base i32)
-      (local.set $base (i32.mul (memory.grow (i32.const 40)) (i32.const 65536)))
+      (local.set $base (i32.mul (memory.grow (i32.const 306)) (i32.const 65536)))
       (i32.store8 (i32.const 16) (i32.const 0))
       (i32.store (i32.const 20) (local.get $base))
-      (i32.store (i32.const 24) (i32.const 100000))
+      (i32.store (i32.const 24) (i32.const 1000000))
+      (i32.const 16)"#;
+    let e = engine();
+    let p = load(&e, &component(body), "[limits]\nmemory_mb = 32").unwrap();
+    let (out, took) = run(&p);
+    let err = out.unwrap_err();
+    assert_eq!(
+        err,
+        PolicyError::OutputTooLarge(switchyard_plugins::lift_bound(1))
+    );
+    assert!(err.is_guest_fault());
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn a_list_longer_than_memory_is_refused() {
+    // 10^8 edits claimed at address 256: 2 GB, past the end of memory.
+    let body = r#"
+      (i32.store (i32.const 20) (i32.const 256))
+      (i32.store (i32.const 24) (i32.const 100000000))
       (i32.const 16)"#;
     let e = engine();
     let p = load(&e, &component(body), "").unwrap();
     match run(&p).0.unwrap_err() {
-        PolicyError::InvalidDecision(msg) => assert!(msg.contains("100000 edits"), "{msg}"),
+        PolicyError::Trap(msg) => assert!(msg.contains("out of bounds"), "{msg}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_huge_string_is_refused_before_it_is_copied() {
+    let e = engine();
+    // 48 MiB in the guest's memory: refused by the lifting bound, not by validation afterwards
+    // (which would say "decision is over 1048576 bytes", after copying all of it).
+    let p = load(
+        &e,
+        &component(&one_string_of(48 << 20)),
+        "[limits]\nmemory_mb = 64",
+    )
+    .unwrap();
+    let (out, took) = run(&p);
+    assert_eq!(
+        out.unwrap_err(),
+        PolicyError::OutputTooLarge(switchyard_plugins::lift_bound(1))
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // One byte over the bound is enough; the bound is above what validation accepts, so a
+    // string just over validation's limit still gets validation's own message.
+    let just_over = switchyard_plugins::lift_bound(1) as u64 + 1;
+    let p = load(&e, &component(&one_string_of(just_over)), "").unwrap();
+    assert!(matches!(
+        run(&p).0.unwrap_err(),
+        PolicyError::OutputTooLarge(_)
+    ));
+    let p = load(
+        &e,
+        &component(&one_string_of(MAX_DECISION_BYTES as u64 + 1)),
+        "",
+    )
+    .unwrap();
+    match run(&p).0.unwrap_err() {
+        PolicyError::InvalidDecision(msg) => {
+            assert!(msg.contains("is over 1048576 bytes"), "{msg}")
+        }
         other => panic!("expected an invalid decision, got {other:?}"),
     }
+    // A 1 GiB string is past the end of memory: refused without touching it.
+    let p = load(&e, &component(&one_string_of(1 << 30)), "").unwrap();
+    match run(&p).0.unwrap_err() {
+        PolicyError::Trap(msg) => assert!(msg.contains("out of bounds"), "{msg}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_largest_valid_decision_fits_the_lifting_bound() {
+    // 256 edits: set-candidates naming all 16 candidates, 254 set-header with 64-byte names,
+    // and an insert-message of exactly MAX_DECISION_BYTES of text.
+    let body = r#"
+      (local $base i32) (local $i i32) (local $e i32)
+      (local.set $base (i32.mul (memory.grow (i32.const 20)) (i32.const 65536)))
+      (memory.fill (i32.add (local.get $base) (i32.const 12288)) (i32.const 0x61) (i32.const 64))
+      (i32.store8 (i32.add (local.get $base) (i32.const 12288)) (i32.const 0x78))
+      (i32.store8 (i32.add (local.get $base) (i32.const 12289)) (i32.const 0x2d))
+      (memory.fill (i32.add (local.get $base) (i32.const 65536)) (i32.const 0x61) (i32.const 1048576))
+      (local.set $i (i32.const 0))
+      (loop $c
+        (i32.store (i32.add (i32.add (local.get $base) (i32.const 8192)) (i32.shl (local.get $i) (i32.const 2)))
+          (local.get $i))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $c (i32.lt_u (local.get $i) (i32.const 16))))
+      (i32.store8 (local.get $base) (i32.const 4))
+      (i32.store (i32.add (local.get $base) (i32.const 4)) (i32.add (local.get $base) (i32.const 8192)))
+      (i32.store (i32.add (local.get $base) (i32.const 8)) (i32.const 16))
+      (local.set $i (i32.const 1))
+      (loop $h
+        (local.set $e (i32.add (local.get $base) (i32.mul (local.get $i) (i32.const 20))))
+        (i32.store8 (local.get $e) (i32.const 5))
+        (i32.store (i32.add (local.get $e) (i32.const 4)) (i32.add (local.get $base) (i32.const 12288)))
+        (i32.store (i32.add (local.get $e) (i32.const 8)) (i32.const 64))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $h (i32.lt_u (local.get $i) (i32.const 255))))
+      (local.set $e (i32.add (local.get $base) (i32.const 5100)))
+      (i32.store8 (local.get $e) (i32.const 2))
+      (i32.store (i32.add (local.get $e) (i32.const 4)) (i32.const 2))
+      (i32.store8 (i32.add (local.get $e) (i32.const 8)) (i32.const 1))
+      (i32.store (i32.add (local.get $e) (i32.const 12)) (i32.add (local.get $base) (i32.const 65536)))
+      (i32.store (i32.add (local.get $e) (i32.const 16)) (i32.const 1048576))
+      (i32.store (i32.const 20) (local.get $base))
+      (i32.store (i32.const 24) (i32.const 256))
+      (i32.const 16)"#;
+    let e = engine();
+    let p = load(&e, &component(body), "[limits]\ntimeout_ms = 50").unwrap();
+    let mut ctx = input();
+    let first = ctx.candidates[0].clone();
+    ctx.candidates = (0..16)
+        .map(|i| InputCandidate {
+            model: format!("m{i}"),
+            ..first.clone()
+        })
+        .collect();
+    let edits = match p.evaluate(&ctx).unwrap().decision {
+        Decision::Allow(edits) => edits,
+        other => panic!("expected allow, got {other:?}"),
+    };
+    assert_eq!(edits.len(), MAX_EDITS);
+    assert_eq!(edits[0], Edit::SetCandidates((0..16).collect()));
+    match &edits[255] {
+        Edit::InsertMessage(2, m) => assert_eq!(m.content.len(), MAX_DECISION_BYTES),
+        other => panic!("expected the insert, got {other:?}"),
+    }
+}
+
+#[test]
+fn host_call_arguments_are_bounded_before_they_are_copied() {
+    let e = engine();
+    // `len` zero bytes of the shim's memory as the text (valid UTF-8: only the size matters).
+    let with_text = |len: u64| {
+        importing_count_tokens_with(
+            &format!(
+                "(drop (call $count (i32.const 0) (i32.const 0) (i32.const 0) (i32.const {len}))) \
+                 (i32.const 16)"
+            ),
+            pages_for(len) as u32,
+        )
+    };
+    // Over the per-evaluation count-tokens cap: refused as a host-call limit, uncounted.
+    let p = load(&e, &with_text(1 << 20), "capabilities = [\"count-tokens\"]").unwrap();
+    match run(&p).0.unwrap_err() {
+        PolicyError::HostCallLimit(msg) => assert!(msg.contains("count-tokens"), "{msg}"),
+        other => panic!("expected a host-call limit, got {other:?}"),
+    }
+    // Over the lifting bound: refused before wasmtime copies the argument.
+    let p = load(&e, &with_text(3 << 20), "capabilities = [\"count-tokens\"]").unwrap();
+    assert!(matches!(
+        run(&p).0.unwrap_err(),
+        PolicyError::OutputTooLarge(_)
+    ));
 }
 
 #[test]
@@ -262,7 +450,7 @@ fn a_full_pool_is_reported_not_waited_for() {
         load(
             &e,
             &component("(loop $l (br $l)) (i32.const 16)"),
-            "[limits]\ntimeout_ms = 50",
+            "[limits]\ntimeout_ms = 1000",
         )
         .unwrap(),
     );
@@ -270,14 +458,21 @@ fn a_full_pool_is_reported_not_waited_for() {
         let slow = slow.clone();
         std::thread::spawn(move || slow.evaluate(&input()))
     };
-    // Wait until the slow evaluation holds the only slot.
-    std::thread::sleep(Duration::from_millis(10));
+    // Once the slow evaluation holds the only slot (on a loaded machine the thread may start
+    // late), another evaluation is refused at once instead of waiting for it.
     let good = load(&e, &component(ALLOW_EMPTY), "").unwrap();
-    assert!(matches!(
-        good.evaluate(&input()),
-        Err(PolicyError::PoolExhausted(_))
-    ));
-    assert_eq!(busy.join().unwrap().unwrap_err(), PolicyError::Timeout(50));
+    let refused = (0..100).any(|_| match good.evaluate(&input()) {
+        Err(PolicyError::PoolExhausted(_)) => true,
+        _ => {
+            std::thread::sleep(Duration::from_millis(5));
+            false
+        }
+    });
+    assert!(refused, "a full pool is reported");
+    assert_eq!(
+        busy.join().unwrap().unwrap_err(),
+        PolicyError::Timeout(1000)
+    );
     assert!(good.evaluate(&input()).is_ok(), "the slot is free again");
 }
 

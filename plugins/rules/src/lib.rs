@@ -6,6 +6,7 @@
 //! (`switchyard-plugins`) refuses a decision that breaks them; the guest SDK
 //! (`switchyard-policy`) checks them in a policy's own tests. Each describes its decision as a
 //! [`DecisionView`] over its own types and calls [`validate`], so the two cannot drift apart.
+//! It also holds the ranges of a manifest's input limits ([`input_limits`]), which both check.
 //!
 //! Std only, no dependencies: the SDK builds it for `wasm32-wasip2` from the `policies/` workspace.
 
@@ -29,6 +30,23 @@ pub const MAX_ANNOTATION_KEY: usize = 64;
 pub const MAX_ANNOTATION_VALUE: usize = 1024;
 /// Longest denial reason, in bytes.
 pub const MAX_REASON: usize = 1024;
+
+/// The input limits a manifest may set (`[limits] max_input_bytes`, `max_messages`): their
+/// defaults and the largest values allowed. A request over a policy's limit is the caller's
+/// error (413), refused before any policy runs, so these also say what "normal-size input" is
+/// for a policy's health.
+pub mod input_limits {
+    /// Default bytes of text (message text with `read-content`, headers, ids) given to one
+    /// evaluation.
+    pub const DEFAULT_MAX_INPUT_BYTES: u64 = 1 << 20;
+    /// The largest `max_input_bytes` a manifest may set. It must also be at most half of the
+    /// policy's memory cap, so that the input leaves the policy room to work.
+    pub const MAX_INPUT_BYTES: u64 = 32 << 20;
+    /// Default messages given to one evaluation (long agent conversations stay well below).
+    pub const DEFAULT_MAX_MESSAGES: u64 = 4096;
+    /// The largest `max_messages` a manifest may set.
+    pub const MAX_MESSAGES: u64 = 65_536;
+}
 
 /// Upstream headers a policy may never set, even with an `x-` name: they carry credentials or
 /// identify the client to the network.

@@ -49,6 +49,12 @@ pub enum Error {
         policy: String,
         detail: String,
     },
+    /// The request is over a policy's input limits (`[limits]` of its manifest): the caller's
+    /// error, refused before any policy runs, and not counted against the policy's health.
+    PolicyInputTooLarge {
+        policy: String,
+        detail: String,
+    },
     /// No usable credentials for the gateway itself (virtual key or admin key).
     Unauthorized(String),
     /// The key is valid but may not do this (a route or model outside its allow-list), or the
@@ -120,6 +126,13 @@ impl Error {
 
     pub fn policy_failed(policy: &str, detail: &str) -> Self {
         Error::PolicyFailed {
+            policy: policy.to_owned(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    pub fn policy_input_too_large(policy: &str, detail: &str) -> Self {
+        Error::PolicyInputTooLarge {
             policy: policy.to_owned(),
             detail: detail.to_owned(),
         }
@@ -217,6 +230,10 @@ impl fmt::Display for Error {
                     "Policy '{policy}' could not run and fails closed: {detail}"
                 )
             }
+            Error::PolicyInputTooLarge { policy, detail } => write!(
+                f,
+                "The request is too large for policy '{policy}': {detail}"
+            ),
             Error::Unauthorized(m) | Error::BudgetExceeded(m) | Error::Internal(m) => {
                 f.write_str(m)
             }

@@ -2,7 +2,12 @@
 //! cache), what it used and cost, and where the gateway's own time went (per stage). Created
 //! by the admission middleware (`api::admit`), filled in by the pipeline, and *finished*
 //! exactly once — when a complete answer is sent, or when a streamed body ends or is dropped —
-//! which writes the request log row (to the batched writer, never awaited) and the metrics.
+//! which writes the request log row (to the batched writer, never awaited), the key's spend
+//! (to the spend ledger, which never drops) and the metrics.
+//!
+//! IMPORTANT: an exchange never finished when its last reference goes (the client left and
+//! the handler's future was dropped) finishes itself in `Drop`, as `499` with the code
+//! `cancelled`, so every request gets exactly one row and its spend is kept.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +18,7 @@ use tokio::time::Instant;
 use crate::cache::Outcome;
 use crate::keys::KeyState;
 use crate::telemetry::{Metrics, Stage};
-use switchyard_store::{AttemptRecord, PolicyRecord, RequestRecord, Writer};
+use switchyard_store::{AttemptRecord, Ledger, PolicyRecord, RequestRecord, SpendTotals, Writer};
 use switchyard_types::Usage;
 use switchyard_types::clock::{ms, now_ms};
 use switchyard_types::ids::{ModelId, ProviderId};
@@ -35,29 +40,64 @@ struct Data {
     error_code: Option<String>,
 }
 
+/// The status of a request whose client left before its answer was complete (nginx's).
+pub const CANCELLED: u16 = 499;
+
+/// Where finished exchanges go: the metrics, the request log, the spend ledger.
+pub struct Sinks {
+    pub metrics: Metrics,
+    pub writer: Option<Writer>,
+    pub ledger: Option<Ledger>,
+}
+
 /// See the module docs.
-#[derive(Debug)]
 pub struct Exchange {
+    /// The row's id: always the server's (`req_…`), so no client can collide with another row.
     pub id: String,
+    /// The client's `x-request-id`, kept in its own column and echoed back.
+    pub client_id: Option<String>,
     pub endpoint: &'static str,
     pub started: Instant,
     pub ts_ms: i64,
     pub key: Option<Arc<KeyState>>,
+    sinks: Arc<Sinks>,
     data: Mutex<Data>,
     finished: AtomicBool,
 }
 
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Exchange {
-    pub fn new(id: String, endpoint: &'static str, key: Option<Arc<KeyState>>) -> Exchange {
+    pub fn new(
+        client_id: Option<String>,
+        endpoint: &'static str,
+        key: Option<Arc<KeyState>>,
+        sinks: Arc<Sinks>,
+    ) -> Exchange {
         Exchange {
-            id,
+            id: switchyard_types::new_id("req_"),
+            client_id,
             endpoint,
             started: Instant::now(),
             ts_ms: now_ms(),
             key,
+            sinks,
             data: Mutex::default(),
             finished: AtomicBool::new(false),
         }
+    }
+
+    /// The id the client knows the request by (`x-request-id`): its own, or the row's.
+    pub fn public_id(&self) -> &str {
+        self.client_id.as_deref().unwrap_or(&self.id)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Data) -> R) -> Option<R> {
@@ -96,6 +136,13 @@ impl Exchange {
 
     pub fn set_cache(&self, outcome: Outcome) {
         self.with(|d| d.cache = outcome);
+    }
+
+    /// The client left: say so, unless a more specific error is already recorded.
+    pub fn cancelled(&self) {
+        self.with(|d| {
+            d.error_code.get_or_insert_with(|| "cancelled".to_owned());
+        });
     }
 
     pub fn set_error(&self, code: Option<&str>) {
@@ -137,9 +184,9 @@ impl Exchange {
         self.with(|d| d.cost).unwrap_or(0)
     }
 
-    /// Write the log row (to `writer`, when there is a store) and the metrics, once. `status` is
-    /// what the client got.
-    pub fn finish(&self, metrics: &Metrics, writer: Option<&Writer>, status: u16) {
+    /// Write the log row and the spend (when there is a store) and the metrics, once. `status`
+    /// is what the client got.
+    pub fn finish(&self, status: u16) {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -152,6 +199,7 @@ impl Exchange {
         let details = d.usage.prompt_tokens_details.unwrap_or_default();
         let row = RequestRecord {
             id: self.id.clone(),
+            client_request_id: self.client_id.clone(),
             ts_ms: self.ts_ms,
             key_id: self.key.as_ref().map(|k| k.id().to_owned()),
             endpoint: self.endpoint.to_owned(),
@@ -177,8 +225,22 @@ impl Exchange {
             attempts: d.attempts,
             policies: d.policies,
         };
+        let sinks = &*self.sinks;
+        let metrics = &sinks.metrics;
         metrics.request(self.endpoint, d.cache.as_str(), &row, latency, d.ttft);
-        if let Some(w) = writer {
+        if let (Some(key), Some(ledger)) = (&self.key, &sinks.ledger) {
+            ledger.add(
+                key.id(),
+                key.period.start(self.ts_ms),
+                SpendTotals {
+                    cost_picousd: row.cost_picousd,
+                    requests: 1,
+                    prompt_tokens: i64::from(row.prompt_tokens),
+                    completion_tokens: i64::from(row.completion_tokens),
+                },
+            );
+        }
+        if let Some(w) = &sinks.writer {
             w.record(row);
         }
         stages[Stage::Record as usize] = t.elapsed();
@@ -187,6 +249,17 @@ impl Exchange {
             // only when the route has no policies; zero is then a real figure and is observed).
             metrics.stage(s, stages[s as usize]);
         }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if self.finished.load(Ordering::Acquire) {
+            return;
+        }
+        self.cancelled();
+        tracing::debug!(id = %self.id, "request cancelled by the client");
+        self.finish(CANCELLED);
     }
 }
 

@@ -4,12 +4,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use switchyard::config::{self, Vars};
+use switchyard::config::{self, AuthMode, Vars};
 use switchyard::telemetry::{self, LogFormat};
 use switchyard::{Gateway, app, demo, server};
 use switchyard_sim as sim;
+
+/// How long the runtime waits for blocking tasks at exit.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Multi-model AI routing gateway")]
@@ -75,6 +79,9 @@ enum Command {
     Demo {
         #[arg(long, default_value = config::DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// A TOML file merged over the demo's config, table by table (e.g. `[auth] mode`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Work with WASM routing policies.
     Policy {
@@ -101,7 +108,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // Shutdown has a deadline: a blocking task still running (a tokenizer load) must not hold
+    // the exit once the log and the spend are flushed.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{message}");
@@ -187,8 +198,15 @@ async fn run(command: Command) -> Result<(), String> {
                 Err("some cases failed".to_owned())
             }
         }
-        Command::Demo { listen } => {
-            let (sim, gw) = demo::start().await?;
+        Command::Demo { listen, config } => {
+            let overrides = match &config {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let (sim, gw) = demo::start(overrides.as_deref()).await?;
             tracing::info!(sim = %sim.addr, "simulator started");
             let result = serve_gateway(gw, listen).await;
             sim.shutdown().await;
@@ -204,11 +222,13 @@ async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    if !local.ip().is_loopback() && !gw.keys.auth_required() && !gw.keys.admin_configured() {
+    let auth = &gw.config.auth;
+    if auth.mode() == AuthMode::Open && !local.ip().is_loopback() && !auth.allow_open_on_network {
         return Err(format!(
-            "refusing to listen on {local} with no virtual keys and no admin key: anyone who \
-             can reach it could spend your provider credit. Listen on 127.0.0.1, or set \
-             SWITCHYARD_ADMIN_KEY and create keys (POST /admin/keys)."
+            "refusing to listen on {local} with [auth] mode = \"open\": anyone who can reach it \
+             could spend your provider credit. Listen on 127.0.0.1, use mode = \"keys\" (set \
+             SWITCHYARD_ADMIN_KEY and create keys with POST /admin/keys), or set \
+             allow_open_on_network = true."
         ));
     }
     let models: Vec<&str> = gw.config.models.keys().map(|m| m.as_str()).collect();
@@ -216,11 +236,20 @@ async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<
         addr = %local,
         models = ?models,
         store = gw.store.as_ref().map_or("none", |s| s.backend()),
-        auth = if gw.keys.auth_required() { "virtual keys" } else { "off (no keys)" },
+        auth = %gw.config.auth_summary(),
         "switchyard listening"
     );
-    let served = server::serve(listener, app(gw.clone()), server::shutdown_signal()).await;
-    // The server has drained: no handler can still record. Flush the request log.
+    let timeouts = server::Timeouts::from(&gw.config.server);
+    server::serve(
+        listener,
+        app(gw.clone()),
+        timeouts,
+        gw.abort.clone(),
+        server::shutdown_signal(),
+    )
+    .await;
+    // Every connection has ended (drained, aborted or dropped): no handler can still record.
+    // Flush the request log and the spend.
     gw.shutdown().await;
-    served.map_err(|e| format!("server error: {e}"))
+    Ok(())
 }

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::cache::ResponseCache;
 use crate::config::{Config, ModelConfig};
+use crate::exchange::Sinks;
 use crate::execute::Upstreams;
 use crate::keys::Keys;
 use crate::telemetry::{Metrics, Sources};
 use switchyard_providers::{self as providers, Provider};
 use switchyard_routing::health::{Health, HealthConfig, RetryBudget};
-use switchyard_store::{Store, Writer, WriterConfig};
+use switchyard_store::{Ledger, LedgerConfig, Store, Writer, WriterConfig};
 use switchyard_types::ids::ProviderId;
 
 /// Everything a request needs, shared by all requests (`Arc<Gateway>`).
@@ -33,10 +34,13 @@ pub struct Gateway {
     pub keys: Arc<Keys>,
     /// Request log, keys and spend (`[store]`); `None` when `url = "none"` or in-process tests.
     pub store: Option<Store>,
-    /// The batched request log writer (with `store`).
-    pub writer: Option<Writer>,
-    pub metrics: Metrics,
+    /// Metrics, the batched request log writer and the spend ledger (the last two with
+    /// `store`): where every finished exchange goes.
+    pub sinks: Arc<Sinks>,
     pub started_at: Instant,
+    /// Cancelled when shutdown's drain time (`server.drain_ms`) is over: what is still in
+    /// flight ends at once, streams with an explicit error event.
+    pub abort: tokio_util::sync::CancellationToken,
 }
 
 impl Gateway {
@@ -52,7 +56,7 @@ impl Gateway {
             .admin_key
             .as_ref()
             .map(|k| k.expose().to_owned());
-        let keys = Keys::in_memory(admin.as_deref());
+        let keys = Keys::in_memory(config.auth.mode(), admin.as_deref());
         Gateway::build(config, health, keys, None)
     }
 
@@ -65,7 +69,7 @@ impl Gateway {
             .as_ref()
             .map(|k| k.expose().to_owned());
         if !config.store.enabled() {
-            let keys = Keys::in_memory(admin.as_deref());
+            let keys = Keys::in_memory(config.auth.mode(), admin.as_deref());
             return Gateway::build(config, HealthConfig::default(), keys, None);
         }
         let url = &config.store.url;
@@ -79,7 +83,7 @@ impl Gateway {
         let store = Store::connect(url)
             .await
             .map_err(|e| format!("store ({}): {e}", switchyard_store::redacted_url(url)))?;
-        let keys = Keys::load(store.clone(), admin.as_deref()).await?;
+        let keys = Keys::load(store.clone(), config.auth.mode(), admin.as_deref()).await?;
         let gw = Gateway::build(config, HealthConfig::default(), keys, Some(store))?;
         // Keys made or revoked by other replicas sharing the store.
         Keys::spawn_refresh(&gw.keys, Duration::from_secs(2));
@@ -102,19 +106,18 @@ impl Gateway {
         let analyst = switchyard_analyst::Analyst::new(&config.analyst)?;
         let policies = crate::policy::start(&config)?;
         let keys = Arc::new(keys);
+        let interval = Duration::from_millis(config.store.flush_ms);
         let writer = store.as_ref().map(|store| {
             let cfg = WriterConfig {
                 capacity: config.store.queue,
                 batch_rows: config.store.batch_rows,
-                interval: Duration::from_millis(config.store.flush_ms),
+                interval,
             };
-            let k = keys.clone();
-            let period = move |row: &switchyard_store::RequestRecord| {
-                let key = row.key_id.as_deref()?;
-                k.period_start(key, row.ts_ms)
-            };
-            Writer::spawn(store.clone(), cfg, Arc::new(period))
+            Writer::spawn(store.clone(), cfg)
         });
+        let ledger = store
+            .as_ref()
+            .map(|store| Ledger::spawn(store.clone(), LedgerConfig { interval }));
         if let Some(store) = &store
             && config.store.retention_days > 0
         {
@@ -135,6 +138,7 @@ impl Gateway {
                 health: health.clone(),
                 policies: policies.clone(),
                 writer: writer.clone(),
+                ledger: ledger.clone(),
                 keys: keys.clone(),
             },
         );
@@ -148,22 +152,35 @@ impl Gateway {
             policies,
             keys,
             store,
-            writer,
-            metrics,
+            sinks: Arc::new(Sinks {
+                metrics,
+                writer,
+                ledger,
+            }),
             started_at: Instant::now(),
+            abort: tokio_util::sync::CancellationToken::new(),
         });
         Ok(gw)
     }
 
-    /// After the HTTP server has drained: flush every queued log row, then close the store.
+    /// After the HTTP server has drained: flush every queued log row and all pending spend,
+    /// then close the store.
     pub async fn shutdown(&self) {
-        if let Some(w) = &self.writer {
+        if let Some(w) = &self.sinks.writer {
             let stats = w.shutdown().await;
             tracing::info!(
                 written = stats.written,
                 dropped = stats.dropped,
                 failed = stats.failed,
                 "request log flushed"
+            );
+        }
+        if let Some(l) = &self.sinks.ledger {
+            let stats = l.shutdown().await;
+            tracing::info!(
+                written_picousd = stats.written_picousd,
+                lost_picousd = stats.lost_picousd,
+                "spend ledger flushed"
             );
         }
         if let Some(store) = &self.store {

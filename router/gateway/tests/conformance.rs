@@ -48,6 +48,7 @@ fn provider(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        limits: Default::default(),
     };
     Provider::new(settings, http_client().unwrap())
 }

@@ -1,4 +1,4 @@
-//! Virtual keys through the HTTP surface: auth on once a key exists, budgets reserved before
+//! Virtual keys through the HTTP surface: the auth mode (keys or open), budgets reserved before
 //! the call (50 concurrent requests never overspend by more than one estimate), RPM and TPM,
 //! revocation at once, route and model allow-lists, the admin key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use common::{send, setup, setup_with};
 use serde_json::{Value, json};
 use switchyard::Gateway;
+use switchyard::config::AuthMode;
 use switchyard_types::Usage;
 use switchyard_types::ids::Secret;
 
@@ -65,8 +66,13 @@ fn ask(model: &str, max_tokens: u32) -> Value {
     })
 }
 
+/// An admin key configured: `keys` mode, as a config file with one resolves to.
 async fn with_admin() -> common::Setup {
-    setup_with(|c| c.auth.admin_key = Some(Secret::new(ADMIN))).await
+    setup_with(|c| {
+        c.auth.admin_key = Some(Secret::new(ADMIN));
+        c.auth.mode = Some(AuthMode::Keys);
+    })
+    .await
 }
 
 #[tokio::test]
@@ -184,10 +190,22 @@ async fn a_revoked_key_is_refused_at_once() {
 }
 
 #[tokio::test]
-async fn auth_turns_on_with_the_first_key() {
+async fn keys_mode_needs_a_key_from_the_start_and_open_mode_none() {
     let t = with_admin().await;
     let body = ask("gpt-4o-mini", 10);
-    assert_eq!(chat(&t.gw, None, &body).await.0, StatusCode::OK);
+    assert_eq!(
+        chat(&t.gw, None, &body).await.0,
+        StatusCode::UNAUTHORIZED,
+        "keys mode with no key yet"
+    );
+    let open = setup_with(|c| c.auth.mode = Some(AuthMode::Open)).await;
+    assert_eq!(chat(&open.gw, None, &body).await.0, StatusCode::OK);
+    assert_eq!(
+        chat(&open.gw, Some("sk-whatever-the-sdk-sends"), &body)
+            .await
+            .0,
+        StatusCode::OK
+    );
     let (_, key) = create(&t.gw, json!({"name": "first"})).await;
     let (s, _, v) = chat(&t.gw, None, &body).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
@@ -197,7 +215,8 @@ async fn auth_turns_on_with_the_first_key() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(chat(&t.gw, Some(&key), &body).await.0, StatusCode::OK);
-    // Read views need a key too; health, metrics and the OpenAPI document do not.
+    // Read views need a key too (or the admin key); health, metrics and the OpenAPI document
+    // do not.
     let get = |path: &str, key: Option<&str>| {
         let mut r = Request::get(path);
         if let Some(k) = key {
@@ -211,6 +230,10 @@ async fn auth_turns_on_with_the_first_key() {
     );
     assert_eq!(
         send(&t.gw, get("/ai/models", Some(&key))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&t.gw, get("/ai/models", Some(ADMIN))).await.0,
         StatusCode::OK
     );
     for public in ["/health", "/metrics", "/openapi.json"] {

@@ -330,6 +330,11 @@ async fn all_four_policies_run_on_one_request_in_order() {
 
 /// Writes a WAT policy (from the hostile corpus template) for route `hostile`.
 fn hostile(dir: &Path, name: &str, body: &str, failure_mode: &str) {
+    hostile_with(dir, name, body, failure_mode, "");
+}
+
+/// As [`hostile`], with more `[limits]` lines.
+fn hostile_with(dir: &Path, name: &str, body: &str, failure_mode: &str, limits: &str) {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     let wat = TEMPLATE
@@ -338,15 +343,44 @@ fn hostile(dir: &Path, name: &str, body: &str, failure_mode: &str) {
         .replace("{{CORE_WITH}}", "")
         .replace("{{BODY}}", body);
     std::fs::write(d.join("p.wat"), wat).unwrap();
+    let timeout = if limits.contains("timeout_ms") {
+        ""
+    } else {
+        "timeout_ms = 5"
+    };
     std::fs::write(
         d.join("policy.toml"),
         format!(
             "name = \"{name}\"\nversion = \"0.1.0\"\nabi = \"switchyard:policy@0.1.0\"\n\
              wasm = \"p.wat\"\nfailure_mode = \"{failure_mode}\"\nroutes = [\"hostile\"]\n\
-             [limits]\ntimeout_ms = 5\n"
+             [limits]\n{timeout}\n{limits}\n"
         ),
     )
     .unwrap();
+}
+
+/// A gateway over the policy folder `dir` (not watched) with the route `hostile` over
+/// gpt-4o-mini.
+async fn gateway_over(dir: &Path) -> Setup {
+    let path = dir.to_path_buf();
+    setup_with(|cfg| {
+        cfg.policies.dir = Some(path.clone());
+        cfg.policies.cache_dir = Some(path.join(".cache"));
+        cfg.policies.watch = false;
+        cfg.routes
+            .insert("hostile".into(), ordered("hostile", &["gpt-4o-mini"]));
+    })
+    .await
+}
+
+fn listing_of(listing: &Value, name: &str) -> Value {
+    listing["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {listing}"))
+        .clone()
 }
 
 /// A gateway whose route `hostile` (over gpt-4o-mini) runs one WAT policy with this body.
@@ -514,3 +548,7 @@ async fn swapping_policies_under_load_never_fails_a_request() {
         [("context-budget", "active"), ("cost-cap", "active")]
     );
 }
+
+// In a folder of its own so that this file stays readable; not a test target by itself.
+#[path = "policies/limits.rs"]
+mod limits;

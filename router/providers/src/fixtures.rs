@@ -100,7 +100,8 @@ where
     let items = futures::stream::iter(chunks)
         .eventsource()
         .map(|r| r.map_err(|e| ProviderError::malformed("sse", e)));
-    let results = futures::executor::block_on(parse_stream(items, parser).collect::<Vec<_>>());
+    let stream = parse_stream(items, parser, crate::DEFAULT_MAX_RESPONSE_BYTES);
+    let results = futures::executor::block_on(stream.collect::<Vec<_>>());
     let (mut events, mut error) = (Vec::new(), None);
     for r in results {
         match r {

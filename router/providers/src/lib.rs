@@ -2,8 +2,14 @@
 //!
 //! Every provider file has the same skeleton: settings → `to_wire` → `from_wire` → stream
 //! parser → `map_error(status, headers, body) -> ProviderError` → tests on fixtures. This module
-//! holds what they share: settings, the call description, the shared HTTP client, the SSE
-//! driver. It never imports `api` and never retries: retries and fallback belong to `execute`.
+//! holds what they share: settings, the call description and the stream driver; `transport`
+//! holds the HTTP client, bounded body reads and SSE framing. It never imports `api` and never
+//! retries: retries and fallback belong to `execute`.
+//!
+//! Every upstream is treated as hostile: bodies, SSE events, a streamed answer's content and
+//! tool-call indices are bounded (`Limits`, `MAX_TOOL_CALLS`), redirects are never followed,
+//! and going over a bound is a failed attempt (`MalformedResponse`, not retried on the same
+//! model), so the attempt loop falls back to the next candidate.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod anthropic;
@@ -12,16 +18,19 @@ pub mod error;
 mod fixtures;
 pub mod gemini;
 pub mod openai;
+mod transport;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ErrorKind, ProviderError};
+pub use transport::{
+    DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES, Limits, MapError, http_client,
+};
+pub(crate) use transport::{post_json, read_json, sse_stream};
 
 use switchyard_types::ids::{ProviderId, Secret};
 use switchyard_types::{ChatRequest, ChatResponse, StreamEvent};
@@ -89,6 +98,8 @@ pub struct ProviderSettings {
     pub api_key: Option<Secret>,
     /// Extra static headers sent on every call (organisation ids, test fault scripts).
     pub headers: Vec<(String, String)>,
+    /// What this upstream may make the gateway read and hold.
+    pub limits: Limits,
 }
 
 /// One upstream call: the canonical request and the model id the provider knows.
@@ -156,56 +167,6 @@ impl Provider {
     }
 }
 
-/// The one HTTP client every provider shares: rustls, pooled keep-alive connections, Nagle off.
-/// No overall timeout here: `execute` owns TTFT and total deadlines per attempt.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// A provider's error mapper: status, headers and body of a non-2xx answer → `ProviderError`.
-pub type MapError = fn(u16, &HeaderMap, &[u8]) -> ProviderError;
-
-/// POST a JSON body; a non-2xx answer is read whole and mapped by the provider's `map_error`.
-pub(crate) async fn post_json<B: Serialize + ?Sized>(
-    request: reqwest::RequestBuilder,
-    body: &B,
-    map_error: MapError,
-) -> Result<reqwest::Response, ProviderError> {
-    let bytes = serde_json::to_vec(body)
-        .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
-    let response = request
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(bytes)
-        .send()
-        .await
-        .map_err(|e| crate::error::from_reqwest(&e))?;
-    if response.status().is_success() {
-        return Ok(response);
-    }
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.unwrap_or_default();
-    Err(map_error(status, &headers, &body))
-}
-
-/// Read a 2xx body and parse it as `T`; a bad body is a `MalformedResponse`.
-pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
-    response: reqwest::Response,
-    what: &str,
-) -> Result<T, ProviderError> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| crate::error::from_reqwest(&e))?;
-    serde_json::from_slice(&bytes).map_err(|e| ProviderError::malformed(what, e))
-}
-
 /// Turns one provider's stream items (SSE events, parsed chunks) into canonical events.
 pub(crate) trait StreamParser<I>: Send + 'static {
     fn item(&mut self, item: I) -> Result<Vec<StreamEvent>, ProviderError>;
@@ -217,7 +178,11 @@ pub(crate) trait StreamParser<I>: Send + 'static {
 /// Drive a stream of provider items through a parser into canonical events. After the first
 /// error the stream ends. Dropping the returned stream drops `items`, and with it the upstream
 /// connection: that is how a client disconnect cancels the call.
-pub(crate) fn parse_stream<I, S, P>(items: S, parser: P) -> EventStream
+///
+/// The answer's content (text and tool-call arguments) is bounded by `max_content` bytes:
+/// whatever a stream claims its `max_tokens` was, a hostile upstream cannot make the gateway
+/// accumulate more than a complete answer could hold.
+pub(crate) fn parse_stream<I, S, P>(items: S, parser: P, max_content: usize) -> EventStream
 where
     I: Send + 'static,
     S: Stream<Item = Result<I, ProviderError>> + Send + 'static,
@@ -227,6 +192,7 @@ where
         items: Pin<Box<S>>,
         parser: P,
         pending: VecDeque<StreamEvent>,
+        content_left: usize,
         done: bool,
     }
 
@@ -234,9 +200,10 @@ where
         items: Box::pin(items),
         parser,
         pending: VecDeque::new(),
+        content_left: max_content,
         done: false,
     };
-    Box::pin(futures::stream::unfold(state, |mut st| async move {
+    Box::pin(futures::stream::unfold(state, move |mut st| async move {
         loop {
             if let Some(ev) = st.pending.pop_front() {
                 return Some((Ok(ev), st));
@@ -252,6 +219,18 @@ where
                     st.parser.end()
                 }
             };
+            let step = step.and_then(|events| {
+                let size: usize = events.iter().map(content_bytes).sum();
+                match st.content_left.checked_sub(size) {
+                    Some(left) => {
+                        st.content_left = left;
+                        Ok(events)
+                    }
+                    None => Err(over_limit(format!(
+                        "the streamed answer exceeds {max_content} bytes"
+                    ))),
+                }
+            });
             match step {
                 Ok(events) => st.pending.extend(events),
                 Err(e) => {
@@ -264,26 +243,44 @@ where
     }))
 }
 
-/// An SSE body as a stream of events; transport errors mid-body are `StreamCut`.
-pub(crate) fn sse_stream<P>(response: reqwest::Response, parser: P) -> EventStream
-where
-    P: StreamParser<eventsource_stream::Event>,
-{
-    use eventsource_stream::{EventStreamError, Eventsource};
+fn content_bytes(event: &StreamEvent) -> usize {
+    match event {
+        StreamEvent::Content(text) => text.len(),
+        StreamEvent::ToolCall {
+            id,
+            name,
+            arguments,
+            ..
+        } => {
+            arguments.len()
+                + id.as_ref().map_or(0, String::len)
+                + name.as_ref().map_or(0, String::len)
+        }
+        StreamEvent::Finish(_) | StreamEvent::Usage(_) => 0,
+    }
+}
 
-    let events = response.bytes_stream().eventsource().map(|item| {
-        item.map_err(|e| match e {
-            EventStreamError::Transport(t) => {
-                let mut err = crate::error::from_reqwest(&t);
-                if err.kind == ErrorKind::Connect {
-                    err.kind = ErrorKind::StreamCut;
-                }
-                err
-            }
-            other => ProviderError::malformed("SSE framing", other),
-        })
-    });
-    parse_stream(events, parser)
+/// The most tool calls one answer may make. A stream's tool-call index becomes the position in
+/// a vector (the client's, and the accumulator's), so it is checked before anything grows.
+pub const MAX_TOOL_CALLS: u32 = 256;
+
+/// A tool call's index from the wire, refused beyond `MAX_TOOL_CALLS`.
+pub(crate) fn tool_index(index: u32) -> Result<u32, ProviderError> {
+    if index < MAX_TOOL_CALLS {
+        Ok(index)
+    } else {
+        Err(over_limit(format!(
+            "tool call index {index} is beyond the limit of {MAX_TOOL_CALLS} tool calls"
+        )))
+    }
+}
+
+/// An upstream that went over one of the gateway's bounds: a protocol error of this attempt.
+/// Not retried on the same model (it would most likely do it again); other models may answer.
+pub(crate) fn over_limit(message: String) -> ProviderError {
+    let mut err = ProviderError::new(ErrorKind::MalformedResponse, message);
+    err.retryable = false;
+    err
 }
 
 /// A tool call's arguments as a JSON object, for wire formats that carry them as an object

@@ -1,20 +1,12 @@
-//! OpenAI Chat Completions, through async-openai — and every OpenAI-compatible server (Ollama,
-//! vLLM, llama.cpp) through the same code with a small `Quirks` table.
+//! OpenAI Chat Completions — and every OpenAI-compatible server (Ollama, vLLM, llama.cpp)
+//! through the same code with a small `Quirks` table.
 //!
-//! async-openai is used in "bring your own types" mode (our hub types go over the wire, so
-//! unknown fields pass through) with its retries off (it has none unless its retry middleware
-//! is installed; Switchyard owns retries). Its own error path drops response headers, so a
-//! tower transport (`CaptureErrors`) reads non-2xx answers whole — status, headers, body — and
-//! `map_error` classifies them here, keeping `retry-after`.
+//! Requests go out on the shared client (`transport`), like every other provider's: bounded
+//! body reads, an SSE parser that refuses oversized events, no redirects. (An SDK client was
+//! used here before; its stream reader buffers the upstream into an unbounded queue ahead of
+//! the consumer and reads bodies whole, which a hostile upstream can turn into unbounded
+//! memory.) Our hub types go over the wire as they are, so unknown fields pass through.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use async_openai::config::OpenAIConfig;
-use async_openai::error::OpenAIError;
-use async_openai::middleware::HttpRequestFactory;
-use futures::StreamExt;
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -22,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::error::{kind_for_status, retry_after, should_retry_override};
 use super::{
     Call, Dialect, ErrorKind, EventStream, ProviderError, ProviderKind, ProviderSettings,
-    StreamParser, parse_stream,
+    StreamParser, join_url, post_json, read_json, sse_stream, tool_index,
 };
 use switchyard_types::{ChatResponse, FinishReason, StreamEvent, Usage};
 
@@ -70,43 +62,19 @@ impl Quirks {
     }
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct OpenAiProvider {
     settings: ProviderSettings,
     quirks: Quirks,
-    client: async_openai::Client<OpenAIConfig>,
-}
-
-impl std::fmt::Debug for OpenAiProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiProvider")
-            .field("settings", &self.settings)
-            .field("quirks", &self.quirks)
-            .finish_non_exhaustive()
-    }
+    http: reqwest::Client,
 }
 
 impl OpenAiProvider {
     pub fn new(settings: ProviderSettings, http: reqwest::Client) -> Self {
-        let mut config = OpenAIConfig::new().with_api_base(settings.base_url.clone());
-        if let Some(key) = &settings.api_key {
-            config = config.with_api_key(key.expose());
-        }
-        for (name, value) in &settings.headers {
-            // Header names and values were validated when the config was loaded.
-            let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else {
-                continue;
-            };
-            if let Ok(c) = config.clone().with_header(name, value.as_str()) {
-                config = c;
-            }
-        }
-        let client = async_openai::Client::with_config(config)
-            .with_http_service(CaptureErrors { http: http.clone() });
         OpenAiProvider {
             quirks: Quirks::for_provider(settings.kind, settings.dialect),
             settings,
-            client,
+            http,
         }
     }
 
@@ -114,27 +82,38 @@ impl OpenAiProvider {
         &self.settings
     }
 
+    fn post(&self) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .post(join_url(&self.settings.base_url, "chat/completions"));
+        if let Some(key) = &self.settings.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        for (name, value) in &self.settings.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request
+    }
+
     pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
         let body = to_wire(call, self.quirks, false);
-        let response: ChatResponse = self
-            .client
-            .chat()
-            .create_byot(body)
-            .await
-            .map_err(from_openai_error)?;
-        from_wire(response)
+        let response = post_json(self.post(), &body, map_error).await?;
+        let limit = self.settings.limits.max_response_bytes;
+        let answer: ChatResponse = read_json(response, "chat completion JSON", limit).await?;
+        from_wire(answer)
     }
 
     pub async fn chat_stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
         let body = to_wire(call, self.quirks, true);
-        let chunks = self
-            .client
-            .chat()
-            .create_stream_byot::<Value, WireChunk>(body)
-            .await
-            .map_err(from_openai_error)?;
-        let items = chunks.map(|item| item.map_err(from_openai_error));
-        Ok(parse_stream(items, ChunkParser::default()))
+        let request = self
+            .post()
+            .header(http::header::ACCEPT, "text/event-stream");
+        let response = post_json(request, &body, map_error).await?;
+        Ok(sse_stream(
+            response,
+            ChunkParser::default(),
+            self.settings.limits,
+        ))
     }
 }
 
@@ -231,14 +210,42 @@ struct WireFunctionDelta {
     arguments: Option<String>,
 }
 
-/// Chunks → canonical events. A stream that ends without a `finish_reason` was cut.
+/// `data:` chunks → canonical events. `[DONE]` ends the stream; a stream that ends without a
+/// `finish_reason` was cut.
 #[derive(Debug, Default)]
 pub struct ChunkParser {
     finished: bool,
+    done: bool,
 }
 
-impl StreamParser<WireChunk> for ChunkParser {
-    fn item(&mut self, chunk: WireChunk) -> Result<Vec<StreamEvent>, ProviderError> {
+impl StreamParser<eventsource_stream::Event> for ChunkParser {
+    fn item(
+        &mut self,
+        event: eventsource_stream::Event,
+    ) -> Result<Vec<StreamEvent>, ProviderError> {
+        if self.done || event.event == "keepalive" {
+            return Ok(Vec::new());
+        }
+        if event.data == "[DONE]" {
+            self.done = true;
+            return Ok(Vec::new());
+        }
+        let chunk: WireChunk = serde_json::from_str(&event.data)
+            .map_err(|e| ProviderError::malformed("chat.completion.chunk", e))?;
+        self.chunk(chunk)
+    }
+
+    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
+        if self.finished {
+            Ok(Vec::new())
+        } else {
+            Err(ProviderError::cut("stream ended before a finish_reason"))
+        }
+    }
+}
+
+impl ChunkParser {
+    fn chunk(&mut self, chunk: WireChunk) -> Result<Vec<StreamEvent>, ProviderError> {
         if let Some(error) = chunk.error {
             return Err(in_stream_error(&error));
         }
@@ -255,7 +262,7 @@ impl StreamParser<WireChunk> for ChunkParser {
                     None => (None, String::new()),
                 };
                 events.push(StreamEvent::ToolCall {
-                    index: call.index,
+                    index: tool_index(call.index)?,
                     id: call.id,
                     name,
                     arguments,
@@ -270,14 +277,6 @@ impl StreamParser<WireChunk> for ChunkParser {
             events.push(StreamEvent::Usage(usage));
         }
         Ok(events)
-    }
-
-    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
-        if self.finished {
-            Ok(Vec::new())
-        } else {
-            Err(ProviderError::cut("stream ended before a finish_reason"))
-        }
     }
 }
 
@@ -377,76 +376,6 @@ pub fn map_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError
         err.retryable = retry;
     }
     err
-}
-
-/// A non-2xx answer, carried whole through async-openai to `from_openai_error`.
-#[derive(Debug)]
-struct UpstreamHttpError {
-    status: u16,
-    headers: HeaderMap,
-    body: bytes::Bytes,
-}
-
-impl std::fmt::Display for UpstreamHttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "upstream answered HTTP {}", self.status)
-    }
-}
-
-impl std::error::Error for UpstreamHttpError {}
-
-fn from_openai_error(err: OpenAIError) -> ProviderError {
-    match err {
-        OpenAIError::Boxed(inner) => match inner.downcast::<UpstreamHttpError>() {
-            Ok(http) => map_error(http.status, &http.headers, &http.body),
-            Err(other) => ProviderError::new(ErrorKind::Connect, other.to_string()),
-        },
-        OpenAIError::Reqwest(e) => crate::error::from_reqwest(&e),
-        OpenAIError::JSONDeserialize(e, _) => ProviderError::malformed("chat completion JSON", e),
-        OpenAIError::StreamError(e) => ProviderError::new(ErrorKind::StreamCut, e.to_string()),
-        OpenAIError::ApiError(api) => {
-            let status = api.status_code.as_u16();
-            ProviderError::new(kind_for_status(status), api.api_error.message).with_status(status)
-        }
-        OpenAIError::InvalidArgument(msg) => ProviderError::new(ErrorKind::InvalidRequest, msg),
-        other => ProviderError::new(ErrorKind::Connect, other.to_string()),
-    }
-}
-
-/// async-openai's HTTP transport: sends with the shared reqwest client; a non-2xx answer is read
-/// whole and returned as an error so headers survive.
-#[derive(Clone)]
-struct CaptureErrors {
-    http: reqwest::Client,
-}
-
-impl tower::Service<HttpRequestFactory> for CaptureErrors {
-    type Response = reqwest::Response;
-    type Error = OpenAIError;
-    type Future = Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
-        let http = self.http.clone();
-        Box::pin(async move {
-            let request = factory.build().await?;
-            let response = http.execute(request).await?;
-            if response.status().is_success() {
-                return Ok(response);
-            }
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = response.bytes().await.unwrap_or_default();
-            Err(OpenAIError::Boxed(Box::new(UpstreamHttpError {
-                status,
-                headers,
-                body,
-            })))
-        })
-    }
 }
 
 #[cfg(test)]

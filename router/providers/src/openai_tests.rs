@@ -1,5 +1,5 @@
 use super::*;
-use crate::fixtures::{assert_golden, fixture};
+use crate::fixtures::{assert_golden, fixture, run_sse};
 use switchyard_types::{ChatRequest, ToolChoice, ToolChoiceMode};
 
 /// The shared canonical request, plus fields only OpenAI-shaped upstreams receive: a
@@ -121,27 +121,68 @@ fn x_should_retry_overrides() {
     assert!(!err.retryable);
 }
 
+fn sse(chunks: &[&str]) -> String {
+    chunks.iter().map(|c| format!("data: {c}\n\n")).collect()
+}
+
 #[test]
 fn chunk_parser_flags_a_cut_stream() {
-    let mut p = ChunkParser::default();
-    let chunk: WireChunk = serde_json::from_str(
-        r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
-    )
-    .unwrap();
+    let text = sse(&[r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#]);
+    let (events, error) = run_sse(&text, ChunkParser::default());
+    assert_eq!(events, vec![StreamEvent::Content("Hi".into())]);
+    assert_eq!(error.unwrap().kind, ErrorKind::StreamCut);
+}
+
+#[test]
+fn chunk_parser_ends_at_done_and_ignores_what_follows() {
+    let text = sse(&[
+        r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}"#,
+        "[DONE]",
+        "not json at all",
+    ]);
+    let (events, error) = run_sse(&text, ChunkParser::default());
+    assert!(error.is_none(), "{error:?}");
     assert_eq!(
-        p.item(chunk).unwrap(),
-        vec![StreamEvent::Content("Hi".into())]
+        events,
+        vec![
+            StreamEvent::Content("Hi".into()),
+            StreamEvent::Finish(FinishReason::Stop)
+        ]
     );
-    assert_eq!(p.end().unwrap_err().kind, ErrorKind::StreamCut);
 }
 
 #[test]
 fn chunk_parser_maps_in_stream_errors() {
-    let mut p = ChunkParser::default();
-    let chunk: WireChunk =
-        serde_json::from_str(r#"{"error":{"message":"overloaded","type":"server_is_overloaded"}}"#)
-            .unwrap();
-    assert_eq!(p.item(chunk).unwrap_err().kind, ErrorKind::Overloaded);
+    let text = sse(&[r#"{"error":{"message":"overloaded","type":"server_is_overloaded"}}"#]);
+    let (_, error) = run_sse(&text, ChunkParser::default());
+    assert_eq!(error.unwrap().kind, ErrorKind::Overloaded);
+}
+
+/// A hostile index (u32::MAX) is refused as a protocol error before anything is sized by it;
+/// the last index below the cap is accepted.
+#[test]
+fn tool_call_indices_are_capped() {
+    let chunk = |index: u64| {
+        format!(
+            r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{index},"id":"call_1","type":"function","function":{{"name":"f","arguments":""}}}}]}},"finish_reason":null}}]}}"#
+        )
+    };
+    let huge = sse(&[&chunk(u64::from(u32::MAX))]);
+    let (events, error) = run_sse(&huge, ChunkParser::default());
+    assert!(events.is_empty());
+    let error = error.unwrap();
+    assert_eq!(error.kind, ErrorKind::MalformedResponse);
+    assert!(!error.retryable && error.kind.allows_fallback());
+    assert!(error.message.contains("4294967295"), "{}", error.message);
+
+    let last = u64::from(crate::MAX_TOOL_CALLS - 1);
+    let (events, _) = run_sse(&sse(&[&chunk(last)]), ChunkParser::default());
+    assert!(matches!(events[0], StreamEvent::ToolCall { index, .. } if u64::from(index) == last));
+    let (_, error) = run_sse(&sse(&[&chunk(last + 1)]), ChunkParser::default());
+    assert_eq!(error.unwrap().kind, ErrorKind::MalformedResponse);
+    // Beyond u32 is not a number this field can hold: malformed as well.
+    let (_, error) = run_sse(&sse(&[&chunk(1 << 40)]), ChunkParser::default());
+    assert_eq!(error.unwrap().kind, ErrorKind::MalformedResponse);
 }
 
 /// Cost golden: an o3-mini answer as OpenAI sends it (cached prompt tokens and reasoning

@@ -111,14 +111,21 @@ pub struct RouteConfig {
     pub optimize: Option<Optimize>,
     /// Attempts in all, across candidates and retries.
     pub max_attempts: u32,
-    /// Streaming, per attempt: the first token must arrive by then, and no later token may take
-    /// longer than this after the previous one (a stalled stream is a failed one).
+    /// Streaming, per attempt: the first token must arrive by then.
     pub ttft: Duration,
+    /// Streaming, after the first token: no chunk may take longer than this after the previous
+    /// one (a stalled stream is a failed one). Time spent waiting for a slow client to read is
+    /// not counted.
+    pub idle: Duration,
     /// Non-streaming, per attempt: the whole answer must arrive by then (a non-streamed answer
     /// sends nothing before it is complete, so TTFT cannot bound it).
     pub attempt: Duration,
-    /// The whole request, all attempts included.
+    /// A complete (non-streamed) request, all attempts included.
     pub total: Duration,
+    /// A streamed request, all attempts included: only when the route sets `total_ms`. A
+    /// stream is otherwise bounded by `ttft` and `idle` alone, so a long answer (a reasoning
+    /// model, an agent's long turn) that keeps producing tokens is never cut.
+    pub stream_total: Option<Duration>,
     pub retry: RetryPolicy,
     /// Prompt tokens the route's policies should fit the conversation into (given to policies).
     pub token_budget: Option<u32>,
@@ -141,11 +148,23 @@ impl RouteConfig {
             optimize: Some(Optimize::Balanced),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             ttft: Duration::from_millis(DEFAULT_TTFT_MS),
+            idle: Duration::from_millis(DEFAULT_TTFT_MS),
             attempt: Duration::from_millis(DEFAULT_ATTEMPT_MS),
             total: Duration::from_millis(DEFAULT_TOTAL_MS),
+            stream_total: None,
             retry: RetryPolicy::default(),
             token_budget: None,
             cost_budget_usd: None,
+        }
+    }
+
+    /// The deadline of a whole request, all attempts included: always for a complete answer,
+    /// only when set explicitly for a stream.
+    pub fn total_for(&self, stream: bool) -> Option<Duration> {
+        if stream {
+            self.stream_total
+        } else {
+            Some(self.total)
         }
     }
 
@@ -165,4 +184,22 @@ pub struct ModelConfig {
     /// The id the provider knows (e.g. `claude-3-5-haiku-20241022`).
     pub upstream: String,
     pub entry: CatalogEntry,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_have_no_total_deadline_unless_one_is_set() {
+        let mut r = RouteConfig::default_over(vec![ModelId::new("m")]);
+        assert_eq!(
+            r.total_for(false),
+            Some(Duration::from_millis(DEFAULT_TOTAL_MS))
+        );
+        assert_eq!(r.total_for(true), None);
+        assert_eq!(r.idle, r.ttft);
+        r.stream_total = Some(Duration::from_secs(5));
+        assert_eq!(r.total_for(true), Some(Duration::from_secs(5)));
+    }
 }

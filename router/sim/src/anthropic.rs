@@ -70,6 +70,9 @@ pub(super) async fn messages(
     if let Some(f) = ex.fault.and_then(|f| f.http_error(stream)) {
         return error(&Reject::Fault(f), model, &rid, prompt);
     }
+    if let Some(r) = ex.redirect(&headers) {
+        return r;
+    }
     if ex.fault == Some(Fault::Hang) {
         ex.hang().await;
         return error(&Reject::Fault(Fault::Overloaded), model, &rid, prompt);
@@ -266,6 +269,10 @@ impl Msg<'_> {
             "content": [],
             "stop_reason": null, "stop_sequence": null, "usage": self.usage(1)}});
         event(Kind::Meta, "message_start", &start.to_string());
+        if ex.fault == Some(Fault::ToolIndex) {
+            let block = r#"{"type":"content_block_start","index":4294967295,"content_block":{"type":"tool_use","id":"toolu_hostile","name":"hostile","input":{}}}"#;
+            event(Kind::Content, "content_block_start", block);
+        }
         let (block, delta_kind, field) = match &self.answer.kind {
             AnswerKind::Tool { id, name, .. } => (
                 json!({"type": "tool_use", "id": id, "name": name, "input": {}}),

@@ -40,6 +40,22 @@ pub(super) async fn remember(
     .await
 }
 
+/// `/_sim/redirected`, where the `redirect` fault points: counts who followed, and whether
+/// credentials came along. Answers 200 with a JSON note, so a follower reads a "success".
+pub(super) async fn redirected(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
+    use std::sync::atomic::Ordering;
+    sim.redirects[0].fetch_add(1, Ordering::Relaxed);
+    let credentials = ["authorization", "x-api-key", "x-goog-api-key"];
+    if credentials.iter().any(|h| headers.contains_key(*h)) {
+        sim.redirects[1].fetch_add(1, Ordering::Relaxed);
+    }
+    json_response(
+        StatusCode::OK,
+        json!({"redirected": true}).to_string(),
+        HeaderMap::new(),
+    )
+}
+
 /// `GET /_sim/requests`: the last request bodies received, oldest first.
 pub(super) async fn recent(State(sim): State<Arc<Sim>>) -> Response {
     json_response(

@@ -98,6 +98,9 @@ pub(super) async fn generate(
     if let Some(f) = ex.fault.and_then(|f| f.http_error(framing.is_some())) {
         return error(&Reject::Fault(f), model, prompt);
     }
+    if let Some(r) = ex.redirect(&headers) {
+        return r;
+    }
     if ex.fault == Some(Fault::Hang) {
         ex.hang().await;
         return error(&Reject::Fault(Fault::Unavailable), model, prompt);
@@ -281,7 +284,20 @@ impl Reply<'_> {
             AnswerKind::Tool { .. } => vec![""],
             _ => self.answer.pieces(),
         };
-        let mut f = Frames::new(ex, pieces.len() + 1);
+        let mut f = Frames::new(ex, pieces.len() + 2);
+        // No index on Gemini's wire: the hostile stream makes more calls than any answer may.
+        let hostile = ex.fault == Some(Fault::ToolIndex);
+        if hostile {
+            let call = json!({"functionCall": {"name": "hostile", "args": {}}});
+            let parts = vec![call; 1024];
+            let frame = json!({"candidates": [{"content": {"parts": parts, "role": "model"}}]});
+            f.push(
+                Kind::Content,
+                framing.head(true),
+                &frame.to_string(),
+                framing.tail(),
+            );
+        }
         let n = pieces.len().max(1);
         for i in 0..n {
             let last = i + 1 == n;
@@ -293,7 +309,12 @@ impl Reply<'_> {
             } else {
                 Kind::Content
             };
-            f.push(kind, framing.head(i == 0), &json, framing.tail());
+            f.push(
+                kind,
+                framing.head(i == 0 && !hostile),
+                &json,
+                framing.tail(),
+            );
         }
         if framing == Framing::Array {
             f.push(Kind::Terminal, "]", "", "");

@@ -18,6 +18,8 @@ mod tests;
 #[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
+mod tests_hostile;
+#[cfg(test)]
 mod tests_native;
 mod text;
 mod wire;
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
@@ -133,6 +135,11 @@ impl WireFormat {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SimStats {
     pub models: BTreeMap<String, ModelStats>,
+    /// Requests that followed a `redirect` fault to `/_sim/redirected` (another host name).
+    pub redirects_followed: u64,
+    /// Of those, how many carried credentials (`authorization`, `x-api-key`,
+    /// `x-goog-api-key`): a key that left its host.
+    pub redirected_credentials: u64,
 }
 
 impl SimStats {
@@ -218,6 +225,8 @@ pub struct Sim {
     ids: AtomicU64,
     /// Cancelled on shutdown: ends `hang`s and pending sleeps.
     closing: CancellationToken,
+    /// Followed redirects, and those that carried credentials (see `SimStats`).
+    redirects: [AtomicU64; 2],
     /// The last request bodies received (path, body), oldest first: what really reached the
     /// "upstream", for tests and `/_sim/requests`.
     recent: std::sync::Mutex<std::collections::VecDeque<RecentRequest>>,
@@ -258,6 +267,7 @@ impl Sim {
             faults: FaultTable::default(),
             ids: AtomicU64::new(0),
             closing: CancellationToken::new(),
+            redirects: [AtomicU64::new(0), AtomicU64::new(0)],
             recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
@@ -273,6 +283,7 @@ impl Sim {
             .route("/gemini/v1beta/models/{*rest}", post(gemini::generate))
             .route("/_sim/stats", get(control::stats))
             .route("/_sim/requests", get(control::recent))
+            .route("/_sim/redirected", any(control::redirected))
             .route(
                 "/_sim/faults",
                 post(control::set_fault).delete(control::clear_faults),
@@ -292,6 +303,8 @@ impl Sim {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.snapshot()))
                 .collect(),
+            redirects_followed: self.redirects[0].load(Ordering::Relaxed),
+            redirected_credentials: self.redirects[1].load(Ordering::Relaxed),
         }
     }
 

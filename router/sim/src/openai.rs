@@ -131,6 +131,9 @@ async fn chat(sim: &Sim, q: &Quirks, headers: &HeaderMap, body: &[u8]) -> Respon
     if let Some(f) = ex.fault.and_then(|f| f.http_error(stream)) {
         return error(q, &Reject::Fault(f), model, &rid, prompt);
     }
+    if let Some(r) = ex.redirect(headers) {
+        return r;
+    }
     if ex.fault == Some(Fault::Hang) {
         ex.hang().await;
         return error(q, &Reject::Fault(Fault::Unavailable), model, &rid, prompt);
@@ -426,6 +429,10 @@ impl Chat<'_> {
         let pieces = self.answer.pieces();
         let mut f = Frames::new(ex, pieces.len() + 5);
         let sse = |f: &mut Frames, kind, json: &str| f.push(kind, "data: ", json, "\n\n");
+        if ex.fault == Some(Fault::ToolIndex) {
+            let delta = r#"{"tool_calls":[{"index":4294967295,"id":"call_hostile","type":"function","function":{"name":"hostile","arguments":""}}]}"#;
+            sse(&mut f, Kind::Content, &chunk(delta, "null"));
+        }
         match &self.answer.kind {
             AnswerKind::Tool { id, name, .. } if ollama => {
                 let function = json!({"name": name, "arguments": self.answer.text});

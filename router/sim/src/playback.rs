@@ -1,6 +1,6 @@
 //! Playback of a prepared answer: the unary body after its planned latency, or the stream's
 //! frames on their schedule, each shaped by the exchange's fault (reset, cut:N, malformed,
-//! stream-error). IMPORTANT: the stream owns the exchange's `Tracker`; its drop decides whether
+//! stream-error, endless, big-event, redirect). IMPORTANT: the stream owns the exchange's `Tracker`; its drop decides whether
 //! the exchange counts as completed, cancelled by the client, or neither.
 
 use std::io;
@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
-use http::header::CACHE_CONTROL;
+use http::header::{CACHE_CONTROL, HOST, LOCATION};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,12 @@ impl SimCall {
             return None;
         }
         let body = match self.fault {
+            Some(Fault::Endless) => {
+                let mut tracker = self.tracker;
+                tracker.outcome = Outcome::Cancelled;
+                endless(b"{\"choices\":[", tracker, self.closing)
+            }
+            Some(Fault::BigEvent { kib }) => Body::from(pad_json(body, 0, kib)),
             Some(Fault::Reset | Fault::Cut { .. }) => {
                 let bytes = Bytes::from(body);
                 let half = bytes.slice(..bytes.len() / 2);
@@ -54,7 +60,21 @@ impl SimCall {
         headers: HeaderMap,
     ) -> Response {
         let mut list = frames.list;
+        let mut headers = headers;
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         let end = match self.fault {
+            Some(Fault::Endless) => {
+                let mut tracker = self.tracker;
+                tracker.outcome = Outcome::Cancelled;
+                let body = endless(b"data: {\"choices\":[", tracker, self.closing);
+                return respond(StatusCode::OK, content_type, body, headers);
+            }
+            Some(Fault::BigEvent { kib }) => {
+                if let Some(f) = list.iter_mut().find(|f| f.content) {
+                    f.text = pad_json(std::mem::take(&mut f.text), f.json.start, kib);
+                }
+                End::Clean
+            }
             Some(Fault::Reset) => {
                 list.clear();
                 End::Abort
@@ -86,10 +106,60 @@ impl SimCall {
             tracker,
             closing: self.closing,
         };
-        let mut headers = headers;
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         respond(StatusCode::OK, content_type, playback.into_body(), headers)
     }
+
+    /// `redirect`: 307 to this simulator under its other loopback name, so a client that
+    /// follows it crosses hosts and is counted at `/_sim/redirected`. None for other faults.
+    pub(crate) fn redirect(&self, request: &HeaderMap) -> Option<Response> {
+        if self.fault != Some(Fault::Redirect) {
+            return None;
+        }
+        let host = request
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let port = host.rsplit_once(':').map_or("80", |(_, p)| p);
+        let other = if host.starts_with("localhost") {
+            "127.0.0.1"
+        } else {
+            "localhost"
+        };
+        let mut headers = HeaderMap::new();
+        let location = format!("http://{other}:{port}/_sim/redirected");
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            headers.insert(LOCATION, v);
+        }
+        Some(respond(
+            StatusCode::TEMPORARY_REDIRECT,
+            "text/plain",
+            Body::empty(),
+            headers,
+        ))
+    }
+}
+
+/// 16 KiB of JSON whitespace: the unit of `endless` and `big-event` bodies.
+static SPACES: [u8; 16 << 10] = [b' '; 16 << 10];
+
+/// `head`, then whitespace until the client hangs up (or the sim shuts down). The tracker rides
+/// along, so a client that leaves counts the exchange as cancelled.
+fn endless(head: &'static [u8], tracker: Tracker, closing: CancellationToken) -> Body {
+    let first = futures::stream::once(async move { Ok::<_, io::Error>(Bytes::from_static(head)) });
+    let rest = futures::stream::unfold(tracker, |tracker| async move {
+        Some((Ok(Bytes::from_static(&SPACES)), tracker))
+    });
+    Body::from_stream(first.chain(rest).take_until(closing.cancelled_owned()))
+}
+
+/// `text` with `kib` KiB of whitespace after the `{` that opens its JSON at or after `from`.
+fn pad_json(mut text: String, from: usize, kib: u32) -> String {
+    let Some(at) = text.get(from..).and_then(|t| t.find('{')) else {
+        return text;
+    };
+    let pad = " ".repeat(kib as usize * 1024);
+    text.insert_str(from + at + 1, &pad);
+    text
 }
 
 /// Keeps the frames up to the `n`-th content frame, and never a terminal one.

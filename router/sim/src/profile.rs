@@ -21,7 +21,8 @@ const MAX_LATENCY_MS: f64 = 1.0e9;
 pub enum SimError {
     #[error(
         "unknown fault spec `{0}` (expected 400|401|403|404|429[:SECS]|500|502|503|504|529|\
-         quota|context|hang|reset|cut:N|malformed|stream-error|bad-json)"
+         quota|context|hang|reset|cut:N|malformed|stream-error|bad-json|tool-index|endless|\
+         big-event:KIB|redirect)"
     )]
     BadFault(String),
     #[error("fault rate must be within 0..=1, got {0}")]
@@ -168,6 +169,19 @@ pub enum Fault {
     /// `bad-json`: a normal 200 answer whose JSON-mode content is not valid JSON (or, for a tool
     /// call, arguments that miss the schema) — a model that ignored the format.
     BadJson,
+    /// `tool-index`: a hostile stream whose first chunk is a tool call at index 4294967295
+    /// (Anthropic: a content block at that index; Gemini, which has no index on the wire:
+    /// 1024 function calls in one frame). Complete answers are unaffected.
+    ToolIndex,
+    /// `endless`: a 200 whose body never ends (complete: JSON that never closes; stream: one
+    /// `data:` line that never ends), until the client hangs up.
+    Endless,
+    /// `big-event:KIB`: the answer padded with KIB KiB of JSON whitespace (stream: inside its
+    /// first content event; complete: inside the body). Still valid, only large.
+    BigEvent { kib: u32 },
+    /// `redirect`: 307 to the same simulator under another host name (127.0.0.1 ⇄ localhost),
+    /// path `/_sim/redirected`, which counts whoever follows it (`/_sim/stats`).
+    Redirect,
 }
 
 impl Fault {
@@ -175,9 +189,15 @@ impl Fault {
     /// request becomes the overload error that the stream would have carried.
     pub(crate) fn http_error(self, stream: bool) -> Option<Fault> {
         match self {
-            Fault::Hang | Fault::Reset | Fault::Cut { .. } | Fault::Malformed | Fault::BadJson => {
-                None
-            }
+            Fault::Hang
+            | Fault::Reset
+            | Fault::Cut { .. }
+            | Fault::Malformed
+            | Fault::BadJson
+            | Fault::ToolIndex
+            | Fault::Endless
+            | Fault::BigEvent { .. }
+            | Fault::Redirect => None,
             Fault::StreamError if stream => None,
             Fault::StreamError => Some(Fault::Overloaded),
             other => Some(other),
@@ -211,12 +231,20 @@ impl FromStr for Fault {
             "malformed" => Fault::Malformed,
             "stream-error" => Fault::StreamError,
             "bad-json" => Fault::BadJson,
+            "tool-index" => Fault::ToolIndex,
+            "endless" => Fault::Endless,
+            "redirect" => Fault::Redirect,
             _ => match spec.split_once(':') {
                 Some(("429", secs)) => Fault::RateLimited {
                     retry_after_secs: secs.parse().map_err(|_| bad())?,
                 },
                 Some(("cut", n)) => Fault::Cut {
                     chunks: n.parse().map_err(|_| bad())?,
+                },
+                // Up to 1 GiB: enough to cross any sane bound, small enough to generate.
+                Some(("big-event", kib)) => match kib.parse() {
+                    Ok(kib @ 1..=1_048_576) => Fault::BigEvent { kib },
+                    _ => return Err(bad()),
                 },
                 _ => return Err(bad()),
             },
@@ -246,6 +274,10 @@ impl fmt::Display for Fault {
             Fault::Malformed => f.write_str("malformed"),
             Fault::StreamError => f.write_str("stream-error"),
             Fault::BadJson => f.write_str("bad-json"),
+            Fault::ToolIndex => f.write_str("tool-index"),
+            Fault::Endless => f.write_str("endless"),
+            Fault::BigEvent { kib } => write!(f, "big-event:{kib}"),
+            Fault::Redirect => f.write_str("redirect"),
         }
     }
 }
@@ -355,6 +387,10 @@ mod tests {
             "malformed",
             "stream-error",
             "bad-json",
+            "tool-index",
+            "endless",
+            "big-event:2048",
+            "redirect",
         ] {
             let fault: Fault = spec.parse().unwrap();
             assert_eq!(fault.to_string(), spec);
@@ -367,6 +403,8 @@ mod tests {
         );
         assert!("418".parse::<Fault>().is_err());
         assert!("cut:x".parse::<Fault>().is_err());
+        assert!("big-event:0".parse::<Fault>().is_err());
+        assert!("big-event:99999999".parse::<Fault>().is_err());
     }
 
     #[test]

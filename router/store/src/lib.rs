@@ -6,14 +6,16 @@
 //! * `requests`: one row per request the gateway answered ([`RequestRecord`]):
 //!   who (virtual key), what (endpoint, route, the model and provider that
 //!   answered), how it went (status, error code, cache outcome, latency, TTFT,
-//!   gateway overhead), and what it cost (token counts and cost). Its upstream
-//!   `attempts` (fallbacks, in order) and the WASM `policy_annotations` live in
-//!   child tables keyed by `(request_id, idx)` and are deleted with it.
+//!   gateway overhead), and what it cost (token counts and cost). Its `id` is
+//!   the server's; the client's `x-request-id` is kept in `client_request_id`
+//!   (indexed, not unique). Its upstream `attempts` (fallbacks, in order) and
+//!   the WASM `policy_annotations` live in child tables keyed by
+//!   `(request_id, idx)` and are deleted with it.
 //! * `api_keys`: virtual keys ([`KeyRecord`]). Only the hex SHA-256 of a secret
 //!   and a short display prefix are stored, never the secret itself.
 //! * `spend`: running totals per `(key_id, period_start_ms)` ([`SpendTotals`]),
-//!   upserted in the same transaction as the request rows they come from, so
-//!   budgets and the log never disagree.
+//!   written by the [`Ledger`] through [`SpendStore::add_spend`], not with the
+//!   log rows: a log row may be dropped, spend may not.
 //!
 //! # Money is an integer
 //!
@@ -30,16 +32,31 @@
 //! and the channel fills up, rows are *dropped and counted*
 //! ([`WriterStats::dropped`]) instead of adding latency or memory growth to the
 //! request path: the log is telemetry, serving traffic comes first. A batch
-//! that fails is retried with backoff, then counted as `failed`.
+//! that fails is retried with backoff, then counted as `failed` and logged.
+//!
+//! # Spend is never dropped
+//!
+//! Spend is money, so it does not ride in the droppable rows. [`Ledger::add`]
+//! sums a request's totals into an in-memory map keyed by `(key, period)`: it
+//! never waits and never refuses, and the map is bounded by the number of keys
+//! and periods, not by the request rate. A task writes the whole map every
+//! `interval` with one [`SpendStore::add_spend`]; a failed write is put back and
+//! retried until the store takes it. A synchronous increment per request would
+//! be as safe but puts a database write on the request path: `benches/spend.rs`
+//! measured 0.25–0.5 ms per request on a SQLite file and 3–5 ms on a local
+//! Postgres, against about 0.5 µs per [`Ledger::add`] (1–2 µs with its flush
+//! amortised over 1,000 adds). Coalescing turns thousands of requests per key
+//! into one upsert.
 //!
 //! # Flushing on SIGTERM
 //!
 //! On SIGTERM the caller first lets the HTTP server drain (so no handler can
-//! still be recording), then calls [`Writer::shutdown`]: it closes the intake
-//! (a later `record` counts as dropped), writes everything already queued or
-//! buffered in the task, waits for the task to exit and returns the final
-//! [`WriterStats`]. Then it calls [`Store::close`]. Wrap `shutdown` in a timeout
-//! if the process must exit within a deadline even while the database is down.
+//! still be recording), then calls [`Writer::shutdown`] and [`Ledger::shutdown`]:
+//! each closes its intake (a later `record` counts as dropped, a later `add` as
+//! lost), writes everything it holds, waits for its task to exit and returns its
+//! final counters ([`WriterStats`], [`LedgerStats`]). Then it calls
+//! [`Store::close`]. Wrap the shutdowns in a timeout if the process must exit
+//! within a deadline even while the database is down.
 //!
 //! # One implementation per backend
 //!
@@ -47,7 +64,7 @@
 //! [`KeyStore`], [`SpendStore`]) separately rather than through `sqlx::Any` or
 //! generics over `sqlx::Database`: placeholders (`?` vs `$1`), types
 //! (`BOOLEAN`, `SUM(bigint)` being `NUMERIC` on Postgres), bulk inserts
-//! (`UNNEST` arrays on Postgres, prepared per-row inserts on in-process SQLite)
+//! (`UNNEST` arrays on Postgres, `json_each` over one JSON parameter on SQLite)
 //! and connection tuning differ, and every statement stays a plain literal
 //! string that can be read and tested as-is. [`Store`] is the enum callers use;
 //! it delegates to the backend chosen by the URL given to [`Store::connect`].
@@ -62,6 +79,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod error;
+mod ledger;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -71,10 +89,12 @@ mod writer;
 
 pub use error::{StoreError, redacted_url};
 use error::{conflict_or_query, connect_error, scheme_of};
+pub use ledger::{Ledger, LedgerConfig, LedgerStats};
 pub use postgres::PgStore;
+pub use rows::CLIENT_REQUEST_ID_MAX_CHARS;
 use rows::*;
 pub use sqlite::SqliteStore;
-pub use writer::{PeriodFn, Writer, WriterConfig, WriterStats, spawn_retention};
+pub use writer::{Writer, WriterConfig, WriterStats, spawn_retention};
 
 // ---------------------------------------------------------------------------
 // Records
@@ -83,8 +103,13 @@ pub use writer::{PeriodFn, Writer, WriterConfig, WriterStats, spawn_retention};
 /// One request answered by the gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
-    /// Request id, e.g. `req_...` (primary key).
+    /// Row id, generated by the server (primary key). Never the client's id: a client that
+    /// could choose it could make its row, and anything keyed on it, collide with another.
     pub id: String,
+    /// The client's `x-request-id`, as given (the gateway accepts at most
+    /// [`CLIENT_REQUEST_ID_MAX_CHARS`] printable characters; the store cuts anything longer
+    /// there too, so one oversized value cannot fail a batch on an index limit). Not unique.
+    pub client_request_id: Option<String>,
     /// Unix epoch milliseconds when the request arrived.
     pub ts_ms: i64,
     /// Virtual key id; `None` when auth is off.
@@ -169,6 +194,30 @@ pub struct SpendTotals {
     pub completion_tokens: i64,
 }
 
+impl SpendTotals {
+    /// Field-wise sum, saturating at the `i64` bounds (as the store's upserts do).
+    #[must_use]
+    pub fn saturating_add(self, other: SpendTotals) -> SpendTotals {
+        SpendTotals {
+            cost_picousd: self.cost_picousd.saturating_add(other.cost_picousd),
+            requests: self.requests.saturating_add(other.requests),
+            prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_add(other.completion_tokens),
+        }
+    }
+}
+
+/// Spend to add to one key's totals in one period ([`SpendStore::add_spend`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendDelta {
+    pub key_id: String,
+    /// Start of the key's budget period (unix ms), as the caller computes it.
+    pub period_start_ms: i64,
+    pub totals: SpendTotals,
+}
+
 /// Aggregates for one model over the logged requests since some time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ModelHistory {
@@ -192,15 +241,14 @@ pub struct ModelHistory {
 
 /// The request log.
 pub trait RequestLog {
-    /// Inserts requests with their attempts and policy rows, and adds each row
-    /// that has a `key_id` and a period start (the `Option<i64>`, computed by
-    /// the caller from the key's budget period) to that key's spend, all in
-    /// one transaction. A request whose id is already stored is skipped
-    /// (with its attempts and spend), which makes retrying a batch safe.
+    /// Inserts requests with their attempts and policy rows, in one transaction. A request
+    /// whose id is already stored (or repeated in the batch) is skipped with its children, so
+    /// a batch retried after a lost commit is written once; ids are the server's, so no client
+    /// can make a row be skipped. Spend is not touched ([`SpendStore::add_spend`] is).
     /// Returns the number of requests inserted.
     fn insert_batch(
         &self,
-        rows: &[(RequestRecord, Option<i64>)],
+        rows: &[RequestRecord],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Number of logged requests.
@@ -211,6 +259,13 @@ pub trait RequestLog {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<RequestRecord>, StoreError>> + Send;
+
+    /// Every request logged with this client `x-request-id` (with attempts and policies),
+    /// oldest first. For tests and operators: it is not bounded, a client may repeat an id.
+    fn requests_by_client_id(
+        &self,
+        client_request_id: &str,
+    ) -> impl Future<Output = Result<Vec<RequestRecord>, StoreError>> + Send;
 
     /// Per-model aggregates of requests with `ts_ms >= since_ms` and a model,
     /// ordered by model.
@@ -254,6 +309,15 @@ pub trait KeyStore {
 
 /// Per-key spend.
 pub trait SpendStore {
+    /// Adds each delta to its `(key_id, period_start_ms)` totals (creating them at zero),
+    /// all in one transaction: either every delta is added or none is. Deltas for the same
+    /// key and period are summed first. Sums saturate at the `i64` bounds rather than fail,
+    /// so one absurd total cannot block every other key's spend.
+    fn add_spend(
+        &self,
+        deltas: &[SpendDelta],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Spend of `key_id` in the period starting at `period_start_ms` (zeros if none).
     fn spend(
         &self,
@@ -343,7 +407,7 @@ impl Store {
 }
 
 impl RequestLog for Store {
-    async fn insert_batch(&self, rows: &[(RequestRecord, Option<i64>)]) -> Result<u64, StoreError> {
+    async fn insert_batch(&self, rows: &[RequestRecord]) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.insert_batch(rows).await,
             Store::Postgres(s) => s.insert_batch(rows).await,
@@ -361,6 +425,16 @@ impl RequestLog for Store {
         match self {
             Store::Sqlite(s) => s.get_request(id).await,
             Store::Postgres(s) => s.get_request(id).await,
+        }
+    }
+
+    async fn requests_by_client_id(
+        &self,
+        client_request_id: &str,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.requests_by_client_id(client_request_id).await,
+            Store::Postgres(s) => s.requests_by_client_id(client_request_id).await,
         }
     }
 
@@ -417,6 +491,13 @@ impl KeyStore for Store {
 }
 
 impl SpendStore for Store {
+    async fn add_spend(&self, deltas: &[SpendDelta]) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.add_spend(deltas).await,
+            Store::Postgres(s) => s.add_spend(deltas).await,
+        }
+    }
+
     async fn spend(&self, key_id: &str, period_start_ms: i64) -> Result<SpendTotals, StoreError> {
         match self {
             Store::Sqlite(s) => s.spend(key_id, period_start_ms).await,

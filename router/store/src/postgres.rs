@@ -10,8 +10,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::{
     AttemptRow, KeyRecord, KeyRow, KeyStore, ModelHistory, PURGE_CHUNK, PolicyRow, RequestLog,
-    RequestRecord, RequestRow, SpendRow, SpendStore, SpendTotals, StoreError, StoreOptions,
-    conflict_or_query, connect_error, idx, json_list, spend_deltas,
+    RequestRecord, RequestRow, SpendDelta, SpendRow, SpendStore, SpendTotals, StoreError,
+    StoreOptions, assemble, clamp_client_id, conflict_or_query, connect_error, idx, json_list,
+    merge_deltas,
 };
 
 const BACKEND: &str = "postgres";
@@ -108,9 +109,14 @@ impl PgStore {
     }
 }
 
-const REQUEST_BY_ID: &str = "SELECT id, ts_ms, key_id, endpoint, route, model, provider, status, error_code, stream, cache, \
-     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
-     cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests WHERE id = $1";
+const REQUEST_BY_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
+     error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests WHERE id = $1";
+
+const REQUESTS_BY_CLIENT_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
+     error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests \
+     WHERE client_request_id = $1 ORDER BY ts_ms, id";
 
 const KEY_BY_ID: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
      budget_period, rpm, tpm FROM api_keys WHERE id = $1";
@@ -141,6 +147,7 @@ struct RequestColumns {
     latency_ms: Vec<f64>,
     ttft_ms: Vec<Option<f64>>,
     overhead_ms: Vec<f64>,
+    client_request_id: Vec<Option<String>>,
 }
 
 impl RequestColumns {
@@ -165,6 +172,11 @@ impl RequestColumns {
         self.latency_ms.push(r.latency_ms);
         self.ttft_ms.push(r.ttft_ms);
         self.overhead_ms.push(r.overhead_ms);
+        self.client_request_id.push(
+            r.client_request_id
+                .as_deref()
+                .map(|c| owned(clamp_client_id(c))),
+        );
     }
 }
 
@@ -200,25 +212,26 @@ struct SpendColumns {
 }
 
 impl RequestLog for PgStore {
-    async fn insert_batch(&self, rows: &[(RequestRecord, Option<i64>)]) -> Result<u64, StoreError> {
+    async fn insert_batch(&self, rows: &[RequestRecord]) -> Result<u64, StoreError> {
         if rows.is_empty() {
             return Ok(0);
         }
         // One statement per table: rows travel as arrays and are UNNESTed server-side.
         let mut req = RequestColumns::default();
-        for (r, _) in rows {
+        for r in rows {
             req.push(r);
         }
         let mut tx = self.pool.begin().await?;
         let mut new_ids: HashSet<String> = sqlx::query_scalar::<_, String>(
             "INSERT INTO requests (id, ts_ms, key_id, endpoint, route, model, provider, status, \
              error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, \
-             reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms) \
+             reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, \
+             client_request_id) \
              SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
              $6::TEXT[], $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::BOOLEAN[], $11::TEXT[], \
              $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BOOLEAN[], \
              $17::BIGINT[], $18::DOUBLE PRECISION[], $19::DOUBLE PRECISION[], \
-             $20::DOUBLE PRECISION[]) \
+             $20::DOUBLE PRECISION[], $21::TEXT[]) \
              ON CONFLICT (id) DO NOTHING RETURNING id",
         )
         .bind(&req.id)
@@ -241,21 +254,21 @@ impl RequestLog for PgStore {
         .bind(&req.latency_ms)
         .bind(&req.ttft_ms)
         .bind(&req.overhead_ms)
+        .bind(&req.client_request_id)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .collect();
 
         // Rows whose id was already stored (or repeated in this batch) are skipped
-        // with their children and spend; the first occurrence claims the id.
-        let mut inserted: Vec<&(RequestRecord, Option<i64>)> = Vec::with_capacity(new_ids.len());
+        // with their children; the first occurrence claims the id.
+        let mut inserted = 0usize;
         let mut att = AttemptColumns::default();
         let mut pol = PolicyColumns::default();
-        for (pair, id) in rows.iter().zip(&req.id) {
+        for (r, id) in rows.iter().zip(&req.id) {
             if !new_ids.remove(id) {
                 continue;
             }
-            let r = &pair.0;
             for (i, a) in r.attempts.iter().enumerate() {
                 att.request_id.push(id.clone());
                 att.idx.push(idx(i));
@@ -273,7 +286,7 @@ impl RequestLog for PgStore {
                 pol.outcome.push(owned(&p.outcome));
                 pol.annotations.push(json_list(&p.annotations)?);
             }
-            inserted.push(pair);
+            inserted += 1;
         }
 
         if !att.request_id.is_empty() {
@@ -308,39 +321,8 @@ impl RequestLog for PgStore {
             .await?;
         }
 
-        // Aggregated per (key, period) first: one statement cannot update a row twice.
-        let mut sp = SpendColumns::default();
-        for ((key_id, period), t) in spend_deltas(inserted.iter().copied()) {
-            sp.key_id.push(owned(key_id));
-            sp.period_start_ms.push(period);
-            sp.cost_picousd.push(t.cost_picousd);
-            sp.requests.push(t.requests);
-            sp.prompt_tokens.push(t.prompt_tokens);
-            sp.completion_tokens.push(t.completion_tokens);
-        }
-        if !sp.key_id.is_empty() {
-            sqlx::query(
-                "INSERT INTO spend (key_id, period_start_ms, cost_picousd, requests, prompt_tokens, \
-                 completion_tokens) \
-                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], \
-                 $5::BIGINT[], $6::BIGINT[]) \
-                 ON CONFLICT (key_id, period_start_ms) DO UPDATE SET \
-                 cost_picousd = spend.cost_picousd + excluded.cost_picousd, \
-                 requests = spend.requests + excluded.requests, \
-                 prompt_tokens = spend.prompt_tokens + excluded.prompt_tokens, \
-                 completion_tokens = spend.completion_tokens + excluded.completion_tokens",
-            )
-            .bind(&sp.key_id)
-            .bind(&sp.period_start_ms)
-            .bind(&sp.cost_picousd)
-            .bind(&sp.requests)
-            .bind(&sp.prompt_tokens)
-            .bind(&sp.completion_tokens)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
-        Ok(u64::try_from(inserted.len()).unwrap_or(u64::MAX))
+        Ok(u64::try_from(inserted).unwrap_or(u64::MAX))
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
@@ -364,14 +346,14 @@ impl RequestLog for PgStore {
             return Ok(None);
         };
         let attempts = sqlx::query_as::<_, AttemptRow>(
-            "SELECT model, provider, outcome, status, latency_ms, detail FROM attempts \
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
              WHERE request_id = $1 ORDER BY idx",
         )
         .bind(id.as_ref())
         .fetch_all(&mut *tx)
         .await?;
         let policies = sqlx::query_as::<_, PolicyRow>(
-            "SELECT policy, outcome, annotations FROM policy_annotations \
+            "SELECT request_id, policy, outcome, annotations FROM policy_annotations \
              WHERE request_id = $1 ORDER BY idx",
         )
         .bind(id.as_ref())
@@ -379,6 +361,44 @@ impl RequestLog for PgStore {
         .await?;
         tx.commit().await?;
         row.into_record(attempts, policies).map(Some)
+    }
+
+    async fn requests_by_client_id(
+        &self,
+        client_request_id: &str,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        // Looked up as it was stored: cut, NUL replaced.
+        let client_id = text(clamp_client_id(client_request_id));
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let requests = sqlx::query_as::<_, RequestRow>(REQUESTS_BY_CLIENT_ID)
+            .bind(client_id.as_ref())
+            .fetch_all(&mut *tx)
+            .await?;
+        if requests.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let attempts = sqlx::query_as::<_, AttemptRow>(
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+             WHERE request_id IN (SELECT id FROM requests WHERE client_request_id = $1) \
+             ORDER BY request_id, idx",
+        )
+        .bind(client_id.as_ref())
+        .fetch_all(&mut *tx)
+        .await?;
+        let policies = sqlx::query_as::<_, PolicyRow>(
+            "SELECT request_id, policy, outcome, annotations FROM policy_annotations \
+             WHERE request_id IN (SELECT id FROM requests WHERE client_request_id = $1) \
+             ORDER BY request_id, idx",
+        )
+        .bind(client_id.as_ref())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        assemble(requests, attempts, policies)
     }
 
     async fn model_history(&self, since_ms: i64) -> Result<Vec<ModelHistory>, StoreError> {
@@ -489,6 +509,48 @@ impl KeyStore for PgStore {
 }
 
 impl SpendStore for PgStore {
+    /// One `UNNEST` upsert (one statement, so one transaction), sums computed in `NUMERIC` and
+    /// clamped to the `i64` bounds: a `BIGINT` overflow would fail the statement, and with it
+    /// every other key's spend in the set, at every retry.
+    async fn add_spend(&self, deltas: &[SpendDelta]) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let mut sp = SpendColumns::default();
+        for ((key_id, period), t) in merge_deltas(deltas) {
+            sp.key_id.push(owned(key_id));
+            sp.period_start_ms.push(period);
+            sp.cost_picousd.push(t.cost_picousd);
+            sp.requests.push(t.requests);
+            sp.prompt_tokens.push(t.prompt_tokens);
+            sp.completion_tokens.push(t.completion_tokens);
+        }
+        sqlx::query(
+            "INSERT INTO spend (key_id, period_start_ms, cost_picousd, requests, prompt_tokens, \
+             completion_tokens) \
+             SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], \
+             $5::BIGINT[], $6::BIGINT[]) \
+             ON CONFLICT (key_id, period_start_ms) DO UPDATE SET \
+             cost_picousd = LEAST(GREATEST(spend.cost_picousd::NUMERIC + excluded.cost_picousd, \
+             -9223372036854775808), 9223372036854775807)::BIGINT, \
+             requests = LEAST(GREATEST(spend.requests::NUMERIC + excluded.requests, \
+             -9223372036854775808), 9223372036854775807)::BIGINT, \
+             prompt_tokens = LEAST(GREATEST(spend.prompt_tokens::NUMERIC + excluded.prompt_tokens, \
+             -9223372036854775808), 9223372036854775807)::BIGINT, \
+             completion_tokens = LEAST(GREATEST(spend.completion_tokens::NUMERIC \
+             + excluded.completion_tokens, -9223372036854775808), 9223372036854775807)::BIGINT",
+        )
+        .bind(&sp.key_id)
+        .bind(&sp.period_start_ms)
+        .bind(&sp.cost_picousd)
+        .bind(&sp.requests)
+        .bind(&sp.prompt_tokens)
+        .bind(&sp.completion_tokens)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn spend(&self, key_id: &str, period_start_ms: i64) -> Result<SpendTotals, StoreError> {
         Ok(sqlx::query_as::<_, SpendTotals>(
             "SELECT cost_picousd, requests, prompt_tokens, completion_tokens FROM spend \

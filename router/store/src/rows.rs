@@ -1,25 +1,32 @@
 //! Rows as the backends read and write them, and their conversion to and from the records of
 //! `lib.rs` (lists as JSON text, integers narrowed with the column named in the error).
 
+use std::collections::HashMap;
+
 use super::*;
 
-/// Spend to add per `(key_id, period_start_ms)` for the given (inserted) rows.
-/// Sorted by key, so concurrent writers lock spend rows in the same order.
-pub(crate) fn spend_deltas<'a>(
-    rows: impl IntoIterator<Item = &'a (RequestRecord, Option<i64>)>,
-) -> BTreeMap<(&'a str, i64), SpendTotals> {
-    let mut out: BTreeMap<(&'a str, i64), SpendTotals> = BTreeMap::new();
-    for (row, period) in rows {
-        let (Some(key), Some(period)) = (row.key_id.as_deref(), *period) else {
-            continue;
-        };
-        let t = out.entry((key, period)).or_default();
-        t.cost_picousd = t.cost_picousd.saturating_add(row.cost_picousd);
-        t.requests = t.requests.saturating_add(1);
-        t.prompt_tokens = t.prompt_tokens.saturating_add(i64::from(row.prompt_tokens));
-        t.completion_tokens = t
-            .completion_tokens
-            .saturating_add(i64::from(row.completion_tokens));
+/// The longest client `x-request-id` the store keeps, in characters. The gateway refuses longer
+/// ones; the store cuts them here as well, because an indexed value over Postgres' B-tree limit
+/// (about 2.7 kB) would fail the whole batch it travels in.
+pub const CLIENT_REQUEST_ID_MAX_CHARS: usize = 128;
+
+/// `id` cut to [`CLIENT_REQUEST_ID_MAX_CHARS`] characters (on a character boundary).
+pub(crate) fn clamp_client_id(id: &str) -> &str {
+    match id.char_indices().nth(CLIENT_REQUEST_ID_MAX_CHARS) {
+        Some((end, _)) => &id[..end],
+        None => id,
+    }
+}
+
+/// Deltas summed per `(key_id, period_start_ms)`, sorted by key: one statement cannot update
+/// a row twice (Postgres), and concurrent writers then lock spend rows in the same order.
+pub(crate) fn merge_deltas(deltas: &[SpendDelta]) -> BTreeMap<(&str, i64), SpendTotals> {
+    let mut out: BTreeMap<(&str, i64), SpendTotals> = BTreeMap::new();
+    for d in deltas {
+        let t = out
+            .entry((d.key_id.as_str(), d.period_start_ms))
+            .or_default();
+        *t = t.saturating_add(d.totals);
     }
     out
 }
@@ -52,6 +59,7 @@ pub(crate) fn narrow_opt<T: TryFrom<i64>>(
 #[derive(sqlx::FromRow)]
 pub(crate) struct RequestRow {
     pub(crate) id: String,
+    pub(crate) client_request_id: Option<String>,
     pub(crate) ts_ms: i64,
     pub(crate) key_id: Option<String>,
     pub(crate) endpoint: String,
@@ -81,6 +89,7 @@ impl RequestRow {
     ) -> Result<RequestRecord, StoreError> {
         Ok(RequestRecord {
             id: self.id,
+            client_request_id: self.client_request_id,
             ts_ms: self.ts_ms,
             key_id: self.key_id,
             endpoint: self.endpoint,
@@ -114,6 +123,7 @@ impl RequestRow {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AttemptRow {
+    pub(crate) request_id: String,
     pub(crate) model: String,
     pub(crate) provider: String,
     pub(crate) outcome: String,
@@ -137,6 +147,7 @@ impl AttemptRow {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct PolicyRow {
+    pub(crate) request_id: String,
     pub(crate) policy: String,
     pub(crate) outcome: String,
     pub(crate) annotations: String,
@@ -150,6 +161,31 @@ impl PolicyRow {
             outcome: self.outcome,
         })
     }
+}
+
+/// Requests (in the order given) joined with their children, which may come in any request
+/// order but in `idx` order within a request.
+pub(crate) fn assemble(
+    requests: Vec<RequestRow>,
+    attempts: Vec<AttemptRow>,
+    policies: Vec<PolicyRow>,
+) -> Result<Vec<RequestRecord>, StoreError> {
+    let mut attempts_of: HashMap<String, Vec<AttemptRow>> = HashMap::new();
+    for a in attempts {
+        attempts_of.entry(a.request_id.clone()).or_default().push(a);
+    }
+    let mut policies_of: HashMap<String, Vec<PolicyRow>> = HashMap::new();
+    for p in policies {
+        policies_of.entry(p.request_id.clone()).or_default().push(p);
+    }
+    requests
+        .into_iter()
+        .map(|r| {
+            let a = attempts_of.remove(&r.id).unwrap_or_default();
+            let p = policies_of.remove(&r.id).unwrap_or_default();
+            r.into_record(a, p)
+        })
+        .collect()
 }
 
 #[derive(sqlx::FromRow)]

@@ -10,8 +10,9 @@ use sqlx::sqlite::{
 
 use super::{
     AttemptRow, KeyRecord, KeyRow, KeyStore, ModelHistory, PURGE_CHUNK, PolicyRow, RequestLog,
-    RequestRecord, RequestRow, SpendRow, SpendStore, SpendTotals, StoreError, StoreOptions,
-    conflict_or_query, connect_error, idx, json_list, spend_deltas,
+    RequestRecord, RequestRow, SpendDelta, SpendRow, SpendStore, SpendTotals, StoreError,
+    StoreOptions, assemble, clamp_client_id, conflict_or_query, connect_error, idx, json_list,
+    merge_deltas,
 };
 
 const BACKEND: &str = "sqlite";
@@ -92,9 +93,14 @@ impl SqliteStore {
     }
 }
 
-const REQUEST_BY_ID: &str = "SELECT id, ts_ms, key_id, endpoint, route, model, provider, status, error_code, stream, cache, \
-     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
-     cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests WHERE id = ?";
+const REQUEST_BY_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
+     error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests WHERE id = ?";
+
+const REQUESTS_BY_CLIENT_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
+     error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests \
+     WHERE client_request_id = ? ORDER BY ts_ms, id";
 
 const KEY_BY_ID: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
      budget_period, rpm, tpm FROM api_keys WHERE id = ?";
@@ -108,12 +114,12 @@ impl RequestLog for SqliteStore {
     /// `UNNEST`). One statement per row cost ~1.25 ms of CPU per logged request through sqlx's
     /// worker thread; with this, logging costs 0.2–0.3 ms per request in all (README,
     /// Performance).
-    async fn insert_batch(&self, rows: &[(RequestRecord, Option<i64>)]) -> Result<u64, StoreError> {
+    async fn insert_batch(&self, rows: &[RequestRecord]) -> Result<u64, StoreError> {
         if rows.is_empty() {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<&str> = rows.iter().map(|(r, _)| r.id.as_str()).collect();
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let existing: HashSet<String> = sqlx::query_scalar::<_, String>(
             "SELECT id FROM requests WHERE id IN (SELECT value FROM json_each(?))",
         )
@@ -122,12 +128,11 @@ impl RequestLog for SqliteStore {
         .await?
         .into_iter()
         .collect();
-        // Already stored (a retried batch) or twice in this batch: skip it, its children and
-        // its spend.
+        // Already stored (a retried batch) or twice in this batch: skip it and its children.
         let mut seen = HashSet::new();
-        let inserted: Vec<&(RequestRecord, Option<i64>)> = rows
+        let inserted: Vec<&RequestRecord> = rows
             .iter()
-            .filter(|(r, _)| !existing.contains(&r.id) && seen.insert(r.id.as_str()))
+            .filter(|r| !existing.contains(&r.id) && seen.insert(r.id.as_str()))
             .collect();
         if inserted.is_empty() {
             tx.commit().await?;
@@ -136,7 +141,7 @@ impl RequestLog for SqliteStore {
         let mut requests = Vec::with_capacity(inserted.len());
         let mut attempts = Vec::new();
         let mut policies = Vec::new();
-        for (r, _) in &inserted {
+        for r in &inserted {
             requests.push(serde_json::json!([
                 text(&r.id),
                 r.ts_ms,
@@ -158,6 +163,9 @@ impl RequestLog for SqliteStore {
                 r.latency_ms,
                 r.ttft_ms,
                 r.overhead_ms,
+                r.client_request_id
+                    .as_deref()
+                    .map(|c| text(clamp_client_id(c))),
             ]));
             for (i, a) in r.attempts.iter().enumerate() {
                 attempts.push(serde_json::json!([
@@ -184,11 +192,12 @@ impl RequestLog for SqliteStore {
         sqlx::query(
             "INSERT INTO requests (id, ts_ms, key_id, endpoint, route, model, provider, status, \
              error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, \
-             reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms) \
+             reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, \
+             client_request_id) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
              value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
              value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17, \
-             value ->> 18, value ->> 19 FROM json_each(?)",
+             value ->> 18, value ->> 19, value ->> 20 FROM json_each(?)",
         )
         .bind(to_json(&requests)?)
         .execute(&mut *tx)
@@ -213,25 +222,6 @@ impl RequestLog for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        for ((key_id, period), t) in spend_deltas(inserted.iter().copied()) {
-            sqlx::query(
-                "INSERT INTO spend (key_id, period_start_ms, cost_picousd, requests, prompt_tokens, \
-                 completion_tokens) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (key_id, period_start_ms) DO UPDATE SET \
-                 cost_picousd = spend.cost_picousd + excluded.cost_picousd, \
-                 requests = spend.requests + excluded.requests, \
-                 prompt_tokens = spend.prompt_tokens + excluded.prompt_tokens, \
-                 completion_tokens = spend.completion_tokens + excluded.completion_tokens",
-            )
-            .bind(key_id)
-            .bind(period)
-            .bind(t.cost_picousd)
-            .bind(t.requests)
-            .bind(t.prompt_tokens)
-            .bind(t.completion_tokens)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
         Ok(u64::try_from(inserted.len()).unwrap_or(u64::MAX))
     }
@@ -253,14 +243,14 @@ impl RequestLog for SqliteStore {
             return Ok(None);
         };
         let attempts = sqlx::query_as::<_, AttemptRow>(
-            "SELECT model, provider, outcome, status, latency_ms, detail FROM attempts \
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
              WHERE request_id = ? ORDER BY idx",
         )
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
         let policies = sqlx::query_as::<_, PolicyRow>(
-            "SELECT policy, outcome, annotations FROM policy_annotations \
+            "SELECT request_id, policy, outcome, annotations FROM policy_annotations \
              WHERE request_id = ? ORDER BY idx",
         )
         .bind(id)
@@ -268,6 +258,41 @@ impl RequestLog for SqliteStore {
         .await?;
         tx.commit().await?;
         row.into_record(attempts, policies).map(Some)
+    }
+
+    async fn requests_by_client_id(
+        &self,
+        client_request_id: &str,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        // Looked up as it was stored: cut, NUL replaced.
+        let client_id = text(clamp_client_id(client_request_id));
+        let mut tx = self.pool.begin().await?;
+        let requests = sqlx::query_as::<_, RequestRow>(REQUESTS_BY_CLIENT_ID)
+            .bind(client_id.as_ref())
+            .fetch_all(&mut *tx)
+            .await?;
+        if requests.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let attempts = sqlx::query_as::<_, AttemptRow>(
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+             WHERE request_id IN (SELECT id FROM requests WHERE client_request_id = ?) \
+             ORDER BY request_id, idx",
+        )
+        .bind(client_id.as_ref())
+        .fetch_all(&mut *tx)
+        .await?;
+        let policies = sqlx::query_as::<_, PolicyRow>(
+            "SELECT request_id, policy, outcome, annotations FROM policy_annotations \
+             WHERE request_id IN (SELECT id FROM requests WHERE client_request_id = ?) \
+             ORDER BY request_id, idx",
+        )
+        .bind(client_id.as_ref())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        assemble(requests, attempts, policies)
     }
 
     async fn model_history(&self, since_ms: i64) -> Result<Vec<ModelHistory>, StoreError> {
@@ -376,6 +401,46 @@ impl KeyStore for SqliteStore {
 }
 
 impl SpendStore for SqliteStore {
+    /// One statement for the whole set (unpacked with `json_each`). SQLite turns an integer
+    /// sum that overflows into a REAL, and `CAST(… AS INTEGER)` clamps that REAL to the
+    /// `i64` bounds: the sums saturate instead of failing, as on Postgres.
+    async fn add_spend(&self, deltas: &[SpendDelta]) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let merged: Vec<_> = merge_deltas(deltas)
+            .into_iter()
+            .map(|((key_id, period), t)| {
+                serde_json::json!([
+                    text(key_id),
+                    period,
+                    t.cost_picousd,
+                    t.requests,
+                    t.prompt_tokens,
+                    t.completion_tokens,
+                ])
+            })
+            .collect();
+        // One statement is one transaction: every delta is added or none is.
+        // `WHERE true`: without it SQLite would read `ON CONFLICT` as a join's `ON`.
+        sqlx::query(
+            "INSERT INTO spend (key_id, period_start_ms, cost_picousd, requests, prompt_tokens, \
+             completion_tokens) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
+             FROM json_each(?) WHERE true \
+             ON CONFLICT (key_id, period_start_ms) DO UPDATE SET \
+             cost_picousd = CAST(spend.cost_picousd + excluded.cost_picousd AS INTEGER), \
+             requests = CAST(spend.requests + excluded.requests AS INTEGER), \
+             prompt_tokens = CAST(spend.prompt_tokens + excluded.prompt_tokens AS INTEGER), \
+             completion_tokens = CAST(spend.completion_tokens + excluded.completion_tokens \
+             AS INTEGER)",
+        )
+        .bind(to_json(&merged)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn spend(&self, key_id: &str, period_start_ms: i64) -> Result<SpendTotals, StoreError> {
         Ok(sqlx::query_as::<_, SpendTotals>(
             "SELECT cost_picousd, requests, prompt_tokens, completion_tokens FROM spend \

@@ -5,6 +5,9 @@
 //! dropped row. A single task drains the channel into batches of
 //! `batch_rows`, flushed when full or `interval` after their first row,
 //! one [`RequestLog::insert_batch`] transaction each.
+//!
+//! Rows carry no spend: dropping one loses a log line, never money. Spend goes
+//! through the [`Ledger`](crate::Ledger), which cannot drop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,10 +20,6 @@ use tokio::time::Instant;
 
 use super::{RequestLog, RequestRecord, Store};
 use switchyard_types::clock::now_ms;
-
-/// Computes the spend period start (unix ms) of a row's key, or `None` when
-/// the row adds to no budget (no key, or the key has no budget).
-pub type PeriodFn = Arc<dyn Fn(&RequestRecord) -> Option<i64> + Send + Sync>;
 
 /// Tuning of the [`Writer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +104,7 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Spawns the writer task on the current tokio runtime.
-    pub fn spawn(store: Store, cfg: WriterConfig, period_fn: PeriodFn) -> Writer {
+    pub fn spawn(store: Store, cfg: WriterConfig) -> Writer {
         let cfg = WriterConfig {
             capacity: cfg.capacity.max(1),
             batch_rows: cfg.batch_rows.max(1),
@@ -119,7 +118,6 @@ impl Writer {
             Task {
                 store,
                 cfg,
-                period_fn,
                 counters: Arc::clone(&counters),
                 degraded: false,
             },
@@ -209,7 +207,6 @@ impl Writer {
 struct Task {
     store: Store,
     cfg: WriterConfig,
-    period_fn: PeriodFn,
     counters: Arc<Counters>,
     /// The last batch failed for good: try the next ones once, without backoff,
     /// until one succeeds (so a dead database cannot stall shutdown for long).
@@ -223,8 +220,7 @@ async fn run(
     _done: watch::Sender<()>,
 ) {
     let batch_rows = task.cfg.batch_rows;
-    let mut incoming: Vec<RequestRecord> = Vec::with_capacity(batch_rows);
-    let mut batch: Vec<(RequestRecord, Option<i64>)> = Vec::with_capacity(batch_rows);
+    let mut batch: Vec<RequestRecord> = Vec::with_capacity(batch_rows);
     let mut deadline: Option<Instant> = None;
     let mut closing = false;
     loop {
@@ -244,14 +240,11 @@ async fn run(
             }
             // `batch` is flushed whenever it is full, so the limit is always >= 1
             // and 0 means: closed and drained.
-            n = rx.recv_many(&mut incoming, batch_rows - batch.len()) => {
+            // `recv_many` appends, so `first` is read before it.
+            n = recv_into(&mut rx, &mut batch, batch_rows) => {
+                let (n, first) = n;
                 if n == 0 {
                     break;
-                }
-                let first = batch.is_empty();
-                for row in incoming.drain(..) {
-                    let period = (task.period_fn)(&row);
-                    batch.push((row, period));
                 }
                 let now = Instant::now();
                 if first {
@@ -267,6 +260,17 @@ async fn run(
     task.flush(&mut batch).await;
 }
 
+/// Receives up to the room left in `batch`; also says whether `batch` was empty before.
+async fn recv_into(
+    rx: &mut mpsc::Receiver<RequestRecord>,
+    batch: &mut Vec<RequestRecord>,
+    batch_rows: usize,
+) -> (usize, bool) {
+    let first = batch.is_empty();
+    let n = rx.recv_many(batch, batch_rows - batch.len()).await;
+    (n, first)
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     if let Some(d) = deadline {
         tokio::time::sleep_until(d).await;
@@ -274,7 +278,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl Task {
-    async fn flush(&mut self, batch: &mut Vec<(RequestRecord, Option<i64>)>) {
+    async fn flush(&mut self, batch: &mut Vec<RequestRecord>) {
         if batch.is_empty() {
             return;
         }
@@ -287,9 +291,11 @@ impl Task {
                     self.counters.written.fetch_add(rows, Ordering::Relaxed);
                     self.counters.batches.fetch_add(1, Ordering::Relaxed);
                     if inserted < rows {
+                        // Ids are the server's: only a batch whose commit was lost and then
+                        // retried (or a bug making ids) can repeat one.
                         tracing::warn!(
                             skipped = rows - inserted,
-                            "request log: skipped rows whose request id was already stored"
+                            "request log: skipped rows whose id was already stored"
                         );
                     }
                     self.degraded = false;

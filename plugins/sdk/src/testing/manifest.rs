@@ -146,7 +146,17 @@ pub fn load_manifest(dir: impl AsRef<Path>) -> Result<Manifest, String> {
     str_list(t.get("routes"), "routes")?;
     if let Some(l) = t.get("limits") {
         let l = l.as_table().ok_or("limits must be a table")?;
-        check_keys(l, &["timeout_ms", "memory_mb", "fuel"], "[limits]")?;
+        check_keys(
+            l,
+            &[
+                "timeout_ms",
+                "memory_mb",
+                "fuel",
+                "max_input_bytes",
+                "max_messages",
+            ],
+            "[limits]",
+        )?;
         let int = |k: &str| {
             l.get(k).map(|v| {
                 v.as_integer()
@@ -165,6 +175,30 @@ pub fn load_manifest(dir: impl AsRef<Path>) -> Result<Manifest, String> {
         }
         if int("fuel").transpose()?.is_some_and(|f| f < 1) {
             return Err("limits.fuel must be positive".into());
+        }
+        // The host's ranges, from the shared rules crate.
+        use switchyard_policy_rules::input_limits as il;
+        let memory_mb = int("memory_mb").transpose()?.unwrap_or(16);
+        if let Some(b) = int("max_input_bytes").transpose()? {
+            if !(1..=il::MAX_INPUT_BYTES as i64).contains(&b) {
+                return Err(format!(
+                    "limits.max_input_bytes {b} is outside 1..={}",
+                    il::MAX_INPUT_BYTES
+                ));
+            }
+            if b > (memory_mb << 20) / 2 {
+                return Err(format!(
+                    "limits.max_input_bytes {b} is over half of limits.memory_mb ({memory_mb} MiB)"
+                ));
+            }
+        }
+        if let Some(n) = int("max_messages").transpose()?
+            && !(1..=il::MAX_MESSAGES as i64).contains(&n)
+        {
+            return Err(format!(
+                "limits.max_messages {n} is outside 1..={}",
+                il::MAX_MESSAGES
+            ));
         }
     }
     let mut config = Vec::new();

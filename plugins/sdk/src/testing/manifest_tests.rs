@@ -140,5 +140,22 @@ expect = "tests/out.json"
     )
     .unwrap();
     assert!(load_manifest(&dir).unwrap_err().contains("timeout_ms"));
+    // The input limits the host reads, with its ranges.
+    let limits = |extra: &str| good.replace("timeout_ms = 5", &format!("timeout_ms = 5\n{extra}"));
+    std::fs::write(
+        dir.join("policy.toml"),
+        limits("max_input_bytes = 4096\nmax_messages = 64"),
+    )
+    .unwrap();
+    assert!(load_manifest(&dir).is_ok());
+    for (extra, needle) in [
+        ("max_input_bytes = 0", "max_input_bytes"),
+        ("memory_mb = 2\nmax_input_bytes = 2000000", "over half"),
+        ("max_messages = 100000", "max_messages"),
+    ] {
+        std::fs::write(dir.join("policy.toml"), limits(extra)).unwrap();
+        let err = load_manifest(&dir).unwrap_err();
+        assert!(err.contains(needle), "{extra}: {err}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

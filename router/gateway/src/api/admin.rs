@@ -145,7 +145,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
             axum::http::header::CONTENT_TYPE,
             crate::telemetry::CONTENT_TYPE,
         )],
-        gw.metrics.render(),
+        gw.sinks.metrics.render(),
     )
         .into_response()
 }

@@ -39,7 +39,12 @@ pub async fn chat_completions(
     };
     if request.stream {
         let routed = pipeline::stream(gw, &request, &target).await?;
-        Ok(sse_answer(routed, request.include_usage(), None))
+        Ok(sse_answer(
+            routed,
+            request.include_usage(),
+            None,
+            gw.abort.clone(),
+        ))
     } else {
         let mut routed = pipeline::complete(gw, &request, &target).await?;
         let cost = routed.cost_usd();
@@ -64,6 +69,9 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     match axum::body::to_bytes(body, limit).await {
         Ok(b) => Ok(b),
         Err(e) => {
+            if let Some(timeout) = crate::server::BodyTimeout::find(&e) {
+                return Err(timeout.answer());
+            }
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
@@ -104,6 +112,21 @@ pub(crate) fn parse_request(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
     Ok(request)
 }
 
+/// What a stream still answering when shutdown's drain time is over ends with (the same
+/// `server_shutdown` code as a complete answer cut then).
+fn shutting_down() -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        message: "The gateway is shutting down and ended this answer before it completed; \
+                  retry it."
+            .to_owned(),
+        kind: "api_error",
+        param: None,
+        code: Some("server_shutdown"),
+        retry_after: None,
+    }
+}
+
 fn data_error(e: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) -> ApiError {
     let path = e.path().to_string();
     let inner = e.into_inner();
@@ -137,11 +160,13 @@ fn data_error(e: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) ->
 
 /// The SSE answer: `prelude` (if any), the primed head, then the rest of the upstream stream,
 /// then `[DONE]` — or, if the upstream breaks, an error event and no `[DONE]`, so no client
-/// mistakes a cut answer for a complete one.
+/// mistakes a cut answer for a complete one. When `abort` fires (shutdown's drain time is
+/// over) the answer ends with a `server_shutdown` error event.
 pub(super) fn sse_answer(
     routed: Routed<Primed>,
     include_usage: bool,
     prelude: Option<Bytes>,
+    abort: tokio_util::sync::CancellationToken,
 ) -> Response {
     let model = routed.model.to_string();
     let mut response = Response::new(Body::empty());
@@ -150,7 +175,8 @@ pub(super) fn sse_answer(
     let renderer = ChunkRenderer::new(new_id("chatcmpl-"), model.clone(), include_usage);
     let events: EventStream = Box::pin(futures::stream::iter(head.into_iter().map(Ok)).chain(tail));
     let prelude = futures::stream::iter(prelude.map(Ok));
-    *response.body_mut() = Body::from_stream(prelude.chain(render_sse(events, renderer, model)));
+    *response.body_mut() =
+        Body::from_stream(prelude.chain(render_sse(events, renderer, model, abort)));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -165,17 +191,20 @@ fn render_sse(
     events: EventStream,
     renderer: ChunkRenderer,
     model: String,
+    abort: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     struct St {
         events: EventStream,
         renderer: ChunkRenderer,
         model: String,
+        abort: tokio_util::sync::CancellationToken,
         ended: bool,
     }
     let st = St {
         events,
         renderer,
         model,
+        abort,
         ended: false,
     };
     futures::stream::unfold(st, |mut st| async move {
@@ -183,7 +212,18 @@ fn render_sse(
             if st.ended {
                 return None;
             }
-            match st.events.next().await {
+            let next = tokio::select! {
+                biased;
+                () = st.abort.cancelled() => {
+                    st.ended = true;
+                    // The stream's pump ends on the same token; waiting for it means the
+                    // request's row has its usage before this body ends.
+                    while st.events.next().await.is_some() {}
+                    return Some((Ok(sse_json(&shutting_down().body())), st));
+                }
+                next = st.events.next() => next,
+            };
+            match next {
                 Some(Ok(event)) => {
                     if let Some(frame) = st.renderer.render(&event) {
                         return Some((Ok(frame), st));

@@ -86,6 +86,47 @@ impl ApiError {
         .code("method_not_allowed")
     }
 
+    /// A model-calling endpoint was sent a body that is not `application/json`.
+    pub fn unsupported_media_type(got: Option<&str>) -> Self {
+        let got = got.map_or_else(
+            || "no Content-Type".to_owned(),
+            |g| format!("Content-Type '{}'", g.chars().take(100).collect::<String>()),
+        );
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            format!("This endpoint takes a JSON body (Content-Type: application/json); got {got}."),
+        )
+        .code("unsupported_media_type")
+    }
+
+    /// The `Host` header is not one of `server.allowed_hosts` (DNS rebinding, or a misroute).
+    pub fn host_not_allowed(host: &str) -> Self {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "invalid_request_error",
+            format!(
+                "Host '{}' is not served here: add it to [server] allowed_hosts",
+                host.chars().take(100).collect::<String>()
+            ),
+        )
+        .code("host_not_allowed")
+    }
+
+    /// A cross-origin request from an origin `server.cors_origins` does not allow.
+    pub fn origin_not_allowed(origin: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            format!(
+                "Cross-origin requests from '{}' are not allowed: add the origin to [server] \
+                 cors_origins",
+                origin.chars().take(100).collect::<String>()
+            ),
+        )
+        .code("origin_not_allowed")
+    }
+
     /// A resource of the gateway's own API (a key id) does not exist.
     pub fn no_such(what: &str, id: &str) -> Self {
         ApiError::new(
@@ -150,6 +191,11 @@ impl From<Error> for ApiError {
             }
             Error::PolicyFailed { .. } => {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "api_error", message).code("policy_error")
+            }
+            Error::PolicyInputTooLarge { .. } => {
+                ApiError::new(S::PAYLOAD_TOO_LARGE, invalid, message)
+                    .code("policy_input_too_large")
+                    .param("messages")
             }
             Error::Unauthorized(_) => {
                 ApiError::new(S::UNAUTHORIZED, invalid, message).code("invalid_api_key")

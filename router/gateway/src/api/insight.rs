@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::redact;
+use crate::keys::Caller;
 use crate::state::Gateway;
 use switchyard_routing::health::BreakerState;
 use switchyard_store::RequestLog;
@@ -47,7 +49,10 @@ async fn history(gw: &Gateway) -> BTreeMap<String, Value> {
     }
 }
 
-pub async fn models(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+pub async fn models(
+    State(gw): State<Arc<Gateway>>,
+    caller: Option<Extension<Caller>>,
+) -> Json<Value> {
     let mut history = history(&gw).await;
     let now = Instant::now();
     let data: Vec<Value> = gw
@@ -82,7 +87,9 @@ pub async fn models(State(gw): State<Arc<Gateway>>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({"models": data}))
+    let mut body = json!({"models": data});
+    redact::for_caller(caller.as_deref(), &mut body);
+    Json(body)
 }
 
 /// Live windows (this process, recent seconds) next to the store's history (24 h, every
@@ -106,7 +113,10 @@ pub async fn performance(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     }))
 }
 
-pub async fn detailed(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+pub async fn detailed(
+    State(gw): State<Arc<Gateway>>,
+    caller: Option<Extension<Caller>>,
+) -> Json<Value> {
     let now = Instant::now();
     let mut providers = BTreeMap::new();
     let mut open = 0;
@@ -140,11 +150,13 @@ pub async fn detailed(State(gw): State<Arc<Gateway>>) -> Json<Value> {
             json!({"kind": settings.kind.as_str(), "models": models}),
         );
     }
-    Json(json!({
+    let mut body = json!({
         "status": if open == 0 { "ok" } else { "degraded" },
         "open_breakers": open,
         "uptime_s": gw.started_at.elapsed().as_secs(),
         "tokenizers_loaded": switchyard_routing::tokens::is_loaded(),
         "providers": providers,
-    }))
+    });
+    redact::for_caller(caller.as_deref(), &mut body);
+    Json(body)
 }

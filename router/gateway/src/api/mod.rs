@@ -6,12 +6,15 @@ pub(crate) mod admit;
 mod analyst;
 mod chat;
 mod error;
+mod guard;
 mod health;
 mod insight;
 mod models;
 pub mod openapi;
 mod policies;
+mod redact;
 mod route;
+mod shed;
 
 pub use route::explain;
 
@@ -89,15 +92,29 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         };
         router = router.route(path, e.handler.fallback(method_not_allowed));
     }
-    router
+    let router = router
         .fallback(not_found)
         // Bodies are read with the configured limit inside the handlers (413 in OpenAI's shape).
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
+            gw.abort.clone(),
+            shed::until_abort,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             admit::admit,
         ))
-        .with_state(gw)
+        .layer(axum::middleware::from_fn_with_state(
+            shed::Limit::new(&gw),
+            shed::shed,
+        ));
+    // Outside admission, so that a preflight from an allowed origin is answered here; the
+    // admission guard has refused every origin not allowed.
+    let router = match guard::cors(&gw.config.server) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(gw)
 }
 
 async fn not_found(uri: Uri) -> ApiError {

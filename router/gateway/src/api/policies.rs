@@ -3,18 +3,22 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use super::ApiError;
+use super::{ApiError, redact};
+use crate::keys::Caller;
 use crate::state::Gateway;
 
-pub async fn list(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+pub async fn list(
+    State(gw): State<Arc<Gateway>>,
+    caller: Option<Extension<Caller>>,
+) -> Json<Value> {
     let Some(reg) = &gw.policies else {
         return Json(json!({"dir": null, "policies": []}));
     };
-    Json(json!({
+    let mut body = json!({
         "dir": reg.dir().map(|d| d.display().to_string()),
         "abi": switchyard_plugins::ABI,
         "reloads": reg.reloads(),
@@ -23,7 +27,9 @@ pub async fn list(State(gw): State<Arc<Gateway>>) -> Json<Value> {
             "compatibility": reg.engine().compatibility_key(),
         },
         "policies": reg.statuses(),
-    }))
+    });
+    redact::for_caller(caller.as_deref(), &mut body);
+    Json(body)
 }
 
 pub async fn reload(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {

@@ -201,7 +201,7 @@ async fn handle(
     target.cache_control = super::chat::cache_control(headers);
     if parts.request.stream {
         let routed = pipeline::stream(gw, &parts.request, &target).await?;
-        return Ok(sse(routed));
+        return Ok(sse(routed, gw.abort.clone()));
     }
     let routed = pipeline::complete(gw, &parts.request, &target).await?;
     let cost = routed.cost_usd();
@@ -280,11 +280,11 @@ fn candidate_json(c: &Candidate) -> Value {
 
 /// Streaming `/ai/route`: an `event: routing` frame with the decision, then the answer as
 /// OpenAI chunks, then `[DONE]` (or an error event if the upstream broke mid-answer).
-fn sse(routed: Routed<Primed>) -> Response {
+fn sse(routed: Routed<Primed>, abort: tokio_util::sync::CancellationToken) -> Response {
     let mut routing = routing_json(&routed.decision, &routed);
     routing["provider"] = json!(routed.provider);
     let first = Bytes::from(format!("event: routing\ndata: {routing}\n\n"));
-    sse_answer(routed, true, Some(first))
+    sse_answer(routed, true, Some(first), abort)
 }
 
 /// The ranked candidates for a request body, without calling any model: a `/ai/route` body, or

@@ -13,12 +13,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use interpolate::{Vars, interpolate};
-pub use sections::{AuthConfig, PoliciesConfig, ServerConfig, StoreConfig};
+pub use sections::{
+    AuthConfig, AuthMode, MetricsConfig, PoliciesConfig, ServerConfig, StoreConfig,
+};
 pub use switchyard_routing::route::{
     DEFAULT_ROUTE, ModelConfig, Optimize, RetryPolicy, RouteConfig, Weights,
 };
@@ -47,6 +50,7 @@ pub struct Config {
     pub cache: crate::cache::CacheConfig,
     pub store: StoreConfig,
     pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// One problem in the config, at a dotted path (`providers.openai.api_key`).
@@ -83,6 +87,15 @@ impl std::error::Error for ConfigErrors {}
 struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
+    allowed_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
+    header_read_ms: Option<u64>,
+    body_read_ms: Option<u64>,
+    idle_ms: Option<u64>,
+    max_in_flight: Option<usize>,
+    write_stall_ms: Option<u64>,
+    drain_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +107,9 @@ struct RawProvider {
     dialect: Option<Dialect>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// Bounds on what this upstream may send (`switchyard_providers::Limits`).
+    max_response_bytes: Option<usize>,
+    max_event_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +134,7 @@ const SECTIONS: &[&str] = &[
     "cache",
     "store",
     "auth",
+    "metrics",
 ];
 
 /// Collects errors while loading.
@@ -197,13 +214,34 @@ pub fn load_file(path: &Path, vars: &Vars) -> Result<Config, ConfigErrors> {
 
 /// Load and validate config text.
 pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
-    let mut errors = Errors::default();
-    let mut doc: toml::Table = toml::from_str(text).map_err(|e| {
+    load_table(parse_toml(text)?, vars)
+}
+
+/// TOML text as a table, a syntax error as a config error.
+pub fn parse_toml(text: &str) -> Result<toml::Table, ConfigErrors> {
+    toml::from_str(text).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             path: String::new(),
             message: format!("TOML syntax: {e}"),
         }])
-    })?;
+    })
+}
+
+/// `over` merged into `base`: tables merge key by key, any other value replaces.
+pub fn merge_toml(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_toml(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Load a parsed config.
+pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErrors> {
+    let mut errors = Errors::default();
 
     let mut interp_errors = Vec::new();
     for (key, value) in doc.iter_mut() {
@@ -300,6 +338,39 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
     }
 
     let server = resolve_server(raw_server, &mut errors);
+    let loopback = server.listen.ip().is_loopback();
+    let mode = auth
+        .mode
+        .unwrap_or(if auth.admin_key.is_some() || !loopback {
+            AuthMode::Keys
+        } else {
+            AuthMode::Open
+        });
+    if mode == AuthMode::Open && !loopback && !auth.allow_open_on_network {
+        errors.push(
+            "auth.mode",
+            format!(
+                "'open' (no API key needed) on {}, which is not a loopback address: \
+                 set [auth] allow_open_on_network = true to allow it, or use mode = \"keys\"",
+                server.listen
+            ),
+        );
+    }
+    auth.mode = Some(mode);
+    if auth.budget_wait_ms > 60_000 {
+        errors.push("auth.budget_wait_ms", "must be at most 60000");
+    }
+    let metrics: MetricsConfig = match doc.remove("metrics") {
+        Some(v) => errors.parse(v, "metrics").unwrap_or_default(),
+        None => MetricsConfig::default(),
+    };
+    if metrics
+        .token
+        .as_ref()
+        .is_some_and(|k| k.expose().len() < 16)
+    {
+        errors.push("metrics.token", "must be at least 16 characters");
+    }
     let mut catalog = match Catalog::builtin() {
         Ok(c) => c,
         Err(e) => {
@@ -346,6 +417,7 @@ pub fn load_str(text: &str, vars: &Vars) -> Result<Config, ConfigErrors> {
         cache,
         store,
         auth,
+        metrics,
     })
 }
 
@@ -362,9 +434,60 @@ fn resolve_server(raw: RawServer, errors: &mut Errors) -> ServerConfig {
     if max_body_bytes < 1024 {
         errors.push("server.max_body_bytes", "must be at least 1024");
     }
+    let mut ms = |name: &str, v: Option<u64>, default: u64| {
+        let v = v.unwrap_or(default);
+        if v == 0 || v > 3_600_000 {
+            errors.push(
+                format!("server.{name}"),
+                "must be 1 to 3600000 milliseconds",
+            );
+        }
+        v
+    };
+    let header_read_ms = ms("header_read_ms", raw.header_read_ms, 10_000);
+    let body_read_ms = ms("body_read_ms", raw.body_read_ms, 30_000);
+    let idle_ms = ms("idle_ms", raw.idle_ms, 60_000);
+    let write_stall_ms = ms("write_stall_ms", raw.write_stall_ms, 30_000);
+    let drain_ms = ms("drain_ms", raw.drain_ms, 10_000);
+    let max_in_flight = raw.max_in_flight.unwrap_or(1024);
+    if max_in_flight == 0 {
+        errors.push("server.max_in_flight", "must be at least 1");
+    }
+    let allowed_hosts = match raw.allowed_hosts {
+        Some(hosts) => {
+            for (i, h) in hosts.iter().enumerate() {
+                if h.is_empty() || h.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
+                    errors.push(
+                        format!("server.allowed_hosts[{i}]"),
+                        format!(
+                            "'{h}' is not a host name (a name or address, with an optional :port)"
+                        ),
+                    );
+                }
+            }
+            hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect()
+        }
+        None => sections::default_allowed_hosts(listen),
+    };
+    for (i, o) in raw.cors_origins.iter().enumerate() {
+        if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+            errors.push(
+                format!("server.cors_origins[{i}]"),
+                format!("'{o}' is not an origin like https://app.example.com"),
+            );
+        }
+    }
     ServerConfig {
         listen,
         max_body_bytes,
+        allowed_hosts,
+        cors_origins: raw.cors_origins,
+        header_read: Duration::from_millis(header_read_ms),
+        body_read: Duration::from_millis(body_read_ms),
+        idle: Duration::from_millis(idle_ms),
+        max_in_flight,
+        write_stall: Duration::from_millis(write_stall_ms),
+        drain: Duration::from_millis(drain_ms),
     }
 }
 
@@ -436,6 +559,17 @@ fn resolve_providers(
                 headers.push((k, v));
             }
         }
+        let defaults = switchyard_providers::Limits::default();
+        let limits = switchyard_providers::Limits {
+            max_response_bytes: p.max_response_bytes.unwrap_or(defaults.max_response_bytes),
+            max_event_bytes: p.max_event_bytes.unwrap_or(defaults.max_event_bytes),
+        };
+        if limits.max_response_bytes == 0 || limits.max_event_bytes == 0 {
+            errors.push(
+                path.clone(),
+                "max_response_bytes and max_event_bytes must be positive",
+            );
+        }
         let id = ProviderId::new(&name);
         out.insert(
             id.clone(),
@@ -446,6 +580,7 @@ fn resolve_providers(
                 base_url,
                 api_key: api_key.map(Secret::new),
                 headers,
+                limits,
             },
         );
     }
@@ -525,8 +660,9 @@ impl Config {
             .map(|r| format!("{} ({} models)", r.name, r.models.len()))
             .collect();
         format!(
-            "listen {}\n{} provider(s): {}\n{} model(s): {}\n{} route(s): {}\ncatalog: {} entries",
+            "listen {}\nauth: {}\n{} provider(s): {}\n{} model(s): {}\n{} route(s): {}\ncatalog: {} entries",
             self.server.listen,
+            self.auth_summary(),
             providers.len(),
             providers.join(", "),
             models.len(),
@@ -535,6 +671,31 @@ impl Config {
             routes.join(", "),
             self.catalog.len()
         )
+    }
+}
+
+impl Config {
+    /// The resolved auth mode in words, for `switchyard check` and the startup log.
+    pub fn auth_summary(&self) -> String {
+        match self.auth.mode() {
+            AuthMode::Keys => format!(
+                "keys (every model call needs a virtual key; admin API {})",
+                if self.auth.admin_key.is_some() {
+                    "on"
+                } else {
+                    "off: no admin key"
+                }
+            ),
+            AuthMode::Open => format!(
+                "open (no API key needed; listening on {}{})",
+                self.server.listen,
+                if self.server.listen.ip().is_loopback() {
+                    ", loopback only"
+                } else {
+                    ", allowed on the network by allow_open_on_network"
+                }
+            ),
+        }
     }
 }
 

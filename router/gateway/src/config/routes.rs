@@ -19,6 +19,7 @@ pub(super) struct RawRoute {
     pub weights: Option<Weights>,
     pub max_attempts: Option<u32>,
     pub ttft_ms: Option<u64>,
+    pub idle_ms: Option<u64>,
     pub attempt_ms: Option<u64>,
     pub total_ms: Option<u64>,
     pub retry: Option<RetryPolicy>,
@@ -85,12 +86,14 @@ pub(super) fn resolve(
             ));
         }
         let ttft_ms = r.ttft_ms.unwrap_or(DEFAULT_TTFT_MS);
+        // Between chunks, as patient as for the first one unless told otherwise.
+        let idle_ms = r.idle_ms.unwrap_or(ttft_ms);
         let total_ms = r.total_ms.unwrap_or(DEFAULT_TOTAL_MS);
         let attempt_ms = r.attempt_ms.unwrap_or(DEFAULT_ATTEMPT_MS.min(total_ms));
-        if ttft_ms == 0 || total_ms == 0 || attempt_ms == 0 {
+        if ttft_ms == 0 || idle_ms == 0 || total_ms == 0 || attempt_ms == 0 {
             errors.push((
                 path.clone(),
-                "ttft_ms, attempt_ms and total_ms must be positive".into(),
+                "ttft_ms, idle_ms, attempt_ms and total_ms must be positive".into(),
             ));
         }
         if attempt_ms > total_ms {
@@ -99,7 +102,8 @@ pub(super) fn resolve(
                 format!("{attempt_ms} exceeds total_ms ({total_ms})"),
             ));
         }
-        if ttft_ms > total_ms {
+        // Only an explicit total bounds streams, so only then must the first token fit in it.
+        if r.total_ms.is_some() && ttft_ms > total_ms {
             errors.push((
                 format!("{path}.ttft_ms"),
                 format!("{ttft_ms} exceeds total_ms ({total_ms})"),
@@ -139,8 +143,10 @@ pub(super) fn resolve(
                 },
                 max_attempts,
                 ttft: Duration::from_millis(ttft_ms),
+                idle: Duration::from_millis(idle_ms),
                 attempt: Duration::from_millis(attempt_ms),
                 total: Duration::from_millis(total_ms),
+                stream_total: r.total_ms.map(Duration::from_millis),
                 retry,
                 token_budget: r.token_budget,
                 cost_budget_usd: r.cost_budget_usd,

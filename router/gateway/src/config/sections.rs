@@ -2,6 +2,7 @@
 //! `[server]`, with their defaults.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use switchyard_types::ids::Secret;
@@ -65,11 +66,62 @@ impl StoreConfig {
 
 /// `[auth]`: the admin key (default: the `SWITCHYARD_ADMIN_KEY` environment variable). Virtual
 /// keys themselves are made through the admin API and kept in the store.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     #[serde(default)]
     pub admin_key: Option<Secret>,
+    /// `keys` (every model call and read needs a virtual key) or `open` (no key needed).
+    /// Default: `keys` when an admin key is configured or the listen address is not loopback;
+    /// otherwise `open`. Resolved once at startup; nothing at run time changes it.
+    #[serde(default)]
+    pub mode: Option<AuthMode>,
+    /// `open` on a non-loopback address is refused unless this is set.
+    #[serde(default)]
+    pub allow_open_on_network: bool,
+    /// A request that fits the unspent budget but not the unreserved one waits this long for
+    /// in-flight reservations to settle (default 2000).
+    #[serde(default = "default_budget_wait_ms")]
+    pub budget_wait_ms: u64,
+}
+
+fn default_budget_wait_ms() -> u64 {
+    2000
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            admin_key: None,
+            mode: None,
+            allow_open_on_network: false,
+            budget_wait_ms: default_budget_wait_ms(),
+        }
+    }
+}
+
+/// Whether requests need a virtual key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    Keys,
+    Open,
+}
+
+impl AuthConfig {
+    /// The mode resolved when the config was loaded (`keys` if it somehow was not).
+    pub fn mode(&self) -> AuthMode {
+        self.mode.unwrap_or(AuthMode::Keys)
+    }
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Keys => "keys",
+            AuthMode::Open => "open",
+        }
+    }
 }
 
 /// `[policies]`: the folder of WASM routing policies and how it is served.
@@ -112,4 +164,59 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Request bodies over this size get 413.
     pub max_body_bytes: usize,
+    /// `Host` header values accepted (lower case, with or without a port); anything else is
+    /// refused with 421, which stops DNS rebinding. Default: the listen address, `localhost`
+    /// and `127.0.0.1` (and `[::1]`).
+    pub allowed_hosts: Vec<String>,
+    /// Origins whose cross-origin requests are served (`*` for any); other requests that carry
+    /// an `Origin` header unlike the gateway's own are refused with 403. Default: none.
+    pub cors_origins: Vec<String>,
+    /// A client must send its request headers within this (`header_read_ms`, default 10 s) …
+    pub header_read: Duration,
+    /// … and its body within this (`body_read_ms`, default 30 s).
+    pub body_read: Duration,
+    /// An idle keep-alive connection is closed after this (`idle_ms`, default 60 s).
+    pub idle: Duration,
+    /// Requests served at once; beyond it, 503 with `retry-after` at once (default 1024).
+    pub max_in_flight: usize,
+    /// A stream whose client has not read for this long is closed (`write_stall_ms`, 30 s).
+    pub write_stall: Duration,
+    /// On SIGTERM, in-flight requests get this long to finish (`drain_ms`, default 10 s).
+    pub drain: Duration,
+}
+
+/// The hosts a gateway listening on `listen` answers to by default: the loopback names and the
+/// listen address; any host on an unspecified address (`0.0.0.0`), which is reached by names
+/// the gateway cannot know and where `keys` mode is the default (DNS rebinding is an attack on
+/// loopback services that trust the browser's network position).
+pub fn default_allowed_hosts(listen: SocketAddr) -> Vec<String> {
+    if listen.ip().is_unspecified() {
+        return vec!["*".to_owned()];
+    }
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "[::1]".to_owned(),
+    ];
+    let ip = match listen.ip() {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    };
+    if !hosts.contains(&ip) {
+        hosts.push(ip);
+    }
+    hosts
+}
+
+/// `[metrics]`: who may scrape `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A scrape token: `/metrics` then needs `Authorization: Bearer <token>` (or the admin
+    /// key). Without it, `/metrics` is public unless `require_admin` is set.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// `/metrics` needs the admin key (or the token).
+    #[serde(default)]
+    pub require_admin: bool,
 }

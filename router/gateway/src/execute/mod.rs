@@ -5,8 +5,15 @@
 //!
 //! IMPORTANT: a streamed answer is returned only once its first content token has arrived
 //! (`stream::prime`); until then a failure is just a failed attempt and the next candidate is
-//! tried — the client never sees it. After that, failures can only be reported in-stream.
+//! tried — the client never sees it. After that, failures can only be reported in-stream, and
+//! the pipeline hands the rest of the stream to a pump (`pump.rs`) that reads it whatever the
+//! client does.
+//!
+//! Deadlines: a complete answer is bounded per attempt (`attempt`) and in all (`total`); a
+//! stream by its first token (`ttft`) and the gaps between chunks (`idle`), and in all only
+//! when the route sets `total_ms` (`RouteConfig::total_for`).
 
+mod pump;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+pub use pump::{CHANNEL_EVENTS, Ended, Observer, PumpLimits, pump};
 pub use stream::{Primed, prime};
 
 use crate::config::{ModelConfig, RouteConfig};
@@ -82,6 +90,7 @@ pub struct Failure {
 /// What one attempt does; implemented for complete and streamed answers.
 trait Mode {
     type Output;
+    const STREAM: bool;
     async fn attempt(
         &self,
         provider: &Provider,
@@ -89,8 +98,13 @@ trait Mode {
         call: Call<'_>,
         health: &Arc<ModelHealth>,
         route: &RouteConfig,
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> Result<(Self::Output, Duration), ProviderError>;
+}
+
+/// `limit`, or less if the request's deadline comes first.
+fn within(limit: Duration, deadline: Option<Instant>, now: Instant) -> Duration {
+    deadline.map_or(limit, |d| limit.min(d.saturating_duration_since(now)))
 }
 
 struct Complete;
@@ -98,6 +112,7 @@ struct Streamed;
 
 impl Mode for Complete {
     type Output = ChatResponse;
+    const STREAM: bool = false;
     async fn attempt(
         &self,
         provider: &Provider,
@@ -105,12 +120,10 @@ impl Mode for Complete {
         call: Call<'_>,
         health: &Arc<ModelHealth>,
         route: &RouteConfig,
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> Result<(ChatResponse, Duration), ProviderError> {
         let started = Instant::now();
-        let limit = route
-            .attempt
-            .min(deadline.saturating_duration_since(started));
+        let limit = within(route.attempt, deadline, started);
         let _in_flight = health.start();
         let response = match tokio::time::timeout(limit, provider.chat(call)).await {
             Ok(r) => r?,
@@ -132,6 +145,7 @@ impl Mode for Complete {
 
 impl Mode for Streamed {
     type Output = Primed;
+    const STREAM: bool = true;
     async fn attempt(
         &self,
         provider: &Provider,
@@ -139,10 +153,10 @@ impl Mode for Streamed {
         call: Call<'_>,
         health: &Arc<ModelHealth>,
         route: &RouteConfig,
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> Result<(Primed, Duration), ProviderError> {
         let started = Instant::now();
-        let limit = route.ttft.min(deadline.saturating_duration_since(started));
+        let limit = within(route.ttft, deadline, started);
         let in_flight = health.start();
         let opened = async {
             let events = provider.chat_stream(call).await?;
@@ -161,7 +175,7 @@ impl Mode for Streamed {
                 in_flight,
                 entry: entry.clone(),
                 started,
-                stall: route.ttft,
+                idle: route.idle,
                 deadline,
             },
         );
@@ -214,7 +228,7 @@ async fn run<M: Mode>(
     mode: &M,
 ) -> Result<Success<M::Output>, Failure> {
     let start = Instant::now();
-    let deadline = start + route.total;
+    let deadline = route.total_for(M::STREAM).map(|t| start + t);
     let budget = up.retry_budget;
     budget.deposit(start);
     let mut queue: Vec<&switchyard_routing::candidates::Candidate> =
@@ -244,7 +258,8 @@ async fn run<M: Mode>(
         let mut retries_here = 0;
         loop {
             let now = Instant::now();
-            if now >= deadline || attempts.len() >= route.max_attempts as usize {
+            let past = deadline.is_some_and(|d| now >= d);
+            if past || attempts.len() >= route.max_attempts as usize {
                 break;
             }
             if let Admission::Rejected(why) = health.admit(now) {
@@ -307,7 +322,7 @@ async fn run<M: Mode>(
                     let retry_here = err.retryable
                         && retries_here < route.retry.max_per_model
                         && delay <= Duration::from_millis(route.retry.cap_ms)
-                        && now + delay < deadline
+                        && deadline.is_none_or(|d| now + delay < d)
                         && budget.try_withdraw(now);
                     last = Some((model.id.clone(), err));
                     if retry_here {

@@ -1,7 +1,12 @@
 //! Streaming attempts: hold the stream until its first content token (`prime`), then watch the
-//! rest (`watch`): a stall longer than the route's TTFT or a stream past the total deadline is
-//! cut with an explicit error, and the stream's end — success, failure, or the client walking
+//! rest (`watch`): a gap longer than the route's `idle` while waiting for the upstream is a
+//! stall (a failure of the model), the route's total deadline (only when set) cuts the stream
+//! without blaming the model, and the stream's end — success, failure, or the client walking
 //! away — is recorded in the model's health exactly once.
+//!
+//! IMPORTANT: the idle timer runs only while the consumer waits for the next event. The
+//! consumer is the stream's pump (`pump.rs`), which waits on the client separately: time a
+//! slow client makes the pump wait is never counted against the upstream.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -16,6 +21,10 @@ use switchyard_providers::{ErrorKind, EventStream, ProviderError};
 use switchyard_routing::catalog::CatalogEntry;
 use switchyard_routing::health::{InFlight, ModelHealth};
 use switchyard_types::StreamEvent;
+
+/// Events an upstream may send before its first content: more is a protocol error (a hostile
+/// upstream could otherwise grow the head without bound until the TTFT deadline).
+const MAX_HEAD_EVENTS: usize = 256;
 
 /// A stream whose first content (or its finish, for an empty answer) has arrived.
 pub struct Primed {
@@ -37,6 +46,14 @@ pub async fn prime(mut stream: EventStream) -> Result<Primed, ProviderError> {
                 if started {
                     return Ok(Primed { head, tail: stream });
                 }
+                if head.len() >= MAX_HEAD_EVENTS {
+                    let mut err = ProviderError::new(
+                        ErrorKind::MalformedResponse,
+                        format!("no content in the stream's first {MAX_HEAD_EVENTS} events"),
+                    );
+                    err.retryable = false;
+                    return Err(err);
+                }
             }
             Some(Err(e)) => return Err(e),
             None => return Err(ProviderError::cut("stream ended before any content")),
@@ -52,9 +69,10 @@ pub(super) struct Watch {
     /// Prices, to record the cost once the final usage arrives.
     pub entry: CatalogEntry,
     pub started: Instant,
-    /// The longest gap allowed between two events.
-    pub stall: Duration,
-    pub deadline: Instant,
+    /// The longest wait for the upstream's next event.
+    pub idle: Duration,
+    /// The request's total deadline, when the route sets one for streams.
+    pub deadline: Option<Instant>,
 }
 
 /// Wrap a primed stream's tail so that its end is recorded in `health`, stalls and the total
@@ -66,13 +84,12 @@ pub(super) fn watch(primed: Primed, w: Watch) -> Primed {
         health: w.health,
         _in_flight: w.in_flight,
         entry: w.entry,
-        started: w.started,
         ttft,
-        stall: w.stall,
+        idle: w.idle,
         deadline: w.deadline,
-        timer: Box::pin(tokio::time::sleep_until(
-            w.deadline.min(Instant::now() + w.stall),
-        )),
+        timer: Box::pin(tokio::time::sleep(w.idle)),
+        waiting_since: None,
+        upstream_time: Duration::ZERO,
         output_tokens: count_tokens(&primed.head),
         usage_tokens: None,
         state: State::Running,
@@ -86,7 +103,7 @@ pub(super) fn watch(primed: Primed, w: Watch) -> Primed {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     Running,
-    /// Recorded (success or failure); yields nothing more.
+    /// Recorded (success, failure or neutral end); yields nothing more.
     Done,
 }
 
@@ -95,11 +112,15 @@ struct Watched {
     health: Arc<ModelHealth>,
     _in_flight: InFlight,
     entry: CatalogEntry,
-    started: Instant,
     ttft: Duration,
-    stall: Duration,
-    deadline: Instant,
+    idle: Duration,
+    deadline: Option<Instant>,
     timer: Pin<Box<Sleep>>,
+    /// When the consumer began waiting for the next event (None: it has not asked since the
+    /// last one).
+    waiting_since: Option<Instant>,
+    /// Time spent waiting for the upstream after the first token: what TPOT learns from.
+    upstream_time: Duration,
     /// Content events seen: the output token count when the upstream reports no usage.
     output_tokens: u32,
     usage_tokens: Option<u32>,
@@ -114,14 +135,26 @@ impl Watched {
     fn succeed(&mut self) {
         self.state = State::Done;
         let out = self.usage_tokens.unwrap_or(self.output_tokens);
+        let total = self.ttft + self.upstream_time;
         self.health
-            .record_success(Instant::now(), self.ttft, self.started.elapsed(), out);
+            .record_success(Instant::now(), self.ttft, total, out);
     }
 
     fn fail(&mut self, err: &ProviderError) {
         self.state = State::Done;
         self.health
-            .record_failure(Instant::now(), err, self.started.elapsed());
+            .record_failure(Instant::now(), err, self.ttft + self.upstream_time);
+    }
+
+    /// The route's total deadline: a limit of the request (its length is the client's
+    /// `max_tokens`, its pace partly the client's reading), not a failure of the model.
+    fn past_deadline(&mut self) -> ProviderError {
+        self.state = State::Done;
+        self.health.record_abandoned(Instant::now());
+        ProviderError::new(
+            ErrorKind::Timeout,
+            "the route's total deadline (total_ms) passed mid-stream",
+        )
     }
 }
 
@@ -133,42 +166,61 @@ impl Stream for Watched {
         if this.state == State::Done {
             return Poll::Ready(None);
         }
+        let now = Instant::now();
+        if this.deadline.is_some_and(|d| now >= d) {
+            return Poll::Ready(Some(Err(this.past_deadline())));
+        }
+        let since = match this.waiting_since {
+            Some(since) => since,
+            None => {
+                let stall_at = now + this.idle;
+                let at = this.deadline.map_or(stall_at, |d| d.min(stall_at));
+                this.timer.as_mut().reset(at);
+                this.waiting_since = Some(now);
+                now
+            }
+        };
         match this.inner.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(event))) => {
-                match &event {
-                    StreamEvent::Usage(u) => {
-                        this.usage_tokens = Some(u.completion_tokens);
-                        let cost = this.entry.usage_cost(u);
-                        this.health.record_usage(
-                            Instant::now(),
-                            u.prompt_tokens,
-                            u.completion_tokens,
-                            cost,
-                        );
+            Poll::Ready(item) => {
+                this.waiting_since = None;
+                this.upstream_time += since.elapsed();
+                match item {
+                    Some(Ok(event)) => {
+                        match &event {
+                            StreamEvent::Usage(u) => {
+                                this.usage_tokens = Some(u.completion_tokens);
+                                let cost = this.entry.usage_cost(u);
+                                this.health.record_usage(
+                                    Instant::now(),
+                                    u.prompt_tokens,
+                                    u.completion_tokens,
+                                    cost,
+                                );
+                            }
+                            e if e.is_content() => this.output_tokens += 1,
+                            _ => {}
+                        }
+                        Poll::Ready(Some(Ok(event)))
                     }
-                    e if e.is_content() => this.output_tokens += 1,
-                    _ => {}
+                    Some(Err(err)) => {
+                        this.fail(&err);
+                        Poll::Ready(Some(Err(err)))
+                    }
+                    None => {
+                        this.succeed();
+                        Poll::Ready(None)
+                    }
                 }
-                let next = this.deadline.min(Instant::now() + this.stall);
-                this.timer.as_mut().reset(next);
-                Poll::Ready(Some(Ok(event)))
-            }
-            Poll::Ready(Some(Err(err))) => {
-                this.fail(&err);
-                Poll::Ready(Some(Err(err)))
-            }
-            Poll::Ready(None) => {
-                this.succeed();
-                Poll::Ready(None)
             }
             Poll::Pending => match this.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => {
-                    let what = if Instant::now() >= this.deadline {
-                        "the request's total deadline passed mid-stream".to_owned()
-                    } else {
-                        format!("stalled: no token for {} ms", this.stall.as_millis())
-                    };
-                    let err = ProviderError::new(ErrorKind::StreamCut, what);
+                    if this.deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Poll::Ready(Some(Err(this.past_deadline())));
+                    }
+                    let err = ProviderError::new(
+                        ErrorKind::StreamCut,
+                        format!("stalled: no token for {} ms", this.idle.as_millis()),
+                    );
                     this.fail(&err);
                     Poll::Ready(Some(Err(err)))
                 }
@@ -181,7 +233,8 @@ impl Stream for Watched {
 impl Drop for Watched {
     fn drop(&mut self) {
         if self.state == State::Running {
-            // The client went away: that says nothing about the model.
+            // The client went away, stopped reading, or the gateway is shutting down: that
+            // says nothing about the model.
             self.health.record_abandoned(Instant::now());
         }
     }
@@ -191,6 +244,9 @@ impl Drop for Watched {
 mod tests {
     use super::*;
     use switchyard_providers::ErrorKind;
+    use switchyard_routing::catalog::Catalog;
+    use switchyard_routing::health::HealthConfig;
+    use switchyard_types::ids::ModelId;
     use switchyard_types::{FinishReason, Usage};
 
     fn stream(items: Vec<Result<StreamEvent, ProviderError>>) -> EventStream {
@@ -219,5 +275,97 @@ mod tests {
         assert_eq!(prime(s).await.err().unwrap().kind, ErrorKind::Overloaded);
         let empty = stream(vec![]);
         assert_eq!(prime(empty).await.err().unwrap().kind, ErrorKind::StreamCut);
+    }
+
+    fn health() -> Arc<ModelHealth> {
+        Arc::new(ModelHealth::new(
+            ModelId::new("m"),
+            Arc::new(HealthConfig::default()),
+        ))
+    }
+
+    fn watched(tail: EventStream, h: &Arc<ModelHealth>, deadline: Option<Instant>) -> EventStream {
+        let entry = Catalog::builtin()
+            .unwrap()
+            .get("gpt-4o-mini")
+            .unwrap()
+            .clone();
+        let primed = Primed {
+            head: VecDeque::from([StreamEvent::Content("first".into())]),
+            tail,
+        };
+        let w = Watch {
+            health: h.clone(),
+            in_flight: h.start(),
+            entry,
+            started: Instant::now(),
+            idle: Duration::from_secs(1),
+            deadline,
+        };
+        watch(primed, w).tail
+    }
+
+    fn content() -> Result<StreamEvent, ProviderError> {
+        Ok(StreamEvent::Content("x".into()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_while_waiting_for_the_upstream_is_the_models_failure() {
+        let h = health();
+        let tail = stream(vec![content()]).chain(futures::stream::pending());
+        let mut s = watched(Box::pin(tail), &h, None);
+        assert!(s.next().await.unwrap().is_ok());
+        let err = s.next().await.unwrap().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::StreamCut);
+        assert!(err.message.contains("stalled"), "{err}");
+        assert!(s.next().await.is_none());
+        drop(s);
+        let snap = h.snapshot(Instant::now());
+        assert_eq!((snap.consecutive_failures, snap.in_flight), (1, 0));
+    }
+
+    /// The consumer (a pump held back by a slow client) waits ten times the idle limit between
+    /// reads: the upstream had its events ready, so nothing stalled.
+    #[tokio::test(start_paused = true)]
+    async fn time_the_consumer_spends_elsewhere_is_not_a_stall() {
+        let h = health();
+        let mut s = watched(stream(vec![content(), content(), content()]), &h, None);
+        let mut n = 0;
+        while let Some(item) = s.next().await {
+            assert!(item.is_ok(), "{item:?}");
+            n += 1;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        assert_eq!(n, 3);
+        drop(s);
+        let snap = h.snapshot(Instant::now());
+        assert_eq!((snap.consecutive_failures, snap.in_flight), (0, 0));
+        // TPOT learned from upstream time only: no 10 s per token.
+        assert!(snap.tpot_ms < 1_000.0, "{}", snap.tpot_ms);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_total_deadline_cuts_the_stream_without_blaming_the_model() {
+        let h = health();
+        let before = h.snapshot(Instant::now()).reliability;
+        let steady = futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((content(), ()))
+        });
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut s = watched(Box::pin(steady), &h, Some(deadline));
+        let mut n = 0;
+        let err = loop {
+            match s.next().await.unwrap() {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!((15..=20).contains(&n), "{n} events before the deadline");
+        assert_eq!(err.kind, ErrorKind::Timeout);
+        drop(s);
+        let snap = h.snapshot(Instant::now());
+        assert_eq!((snap.consecutive_failures, snap.in_flight), (0, 0));
+        assert_eq!(snap.reliability, before);
     }
 }

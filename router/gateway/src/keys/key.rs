@@ -11,6 +11,8 @@ pub struct KeyState {
     pub period: Period,
     pub(super) revoked: AtomicBool,
     pub(super) live: Mutex<Live>,
+    /// Woken whenever a reservation is settled: requests waiting for room in the budget.
+    settled: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -48,14 +50,25 @@ impl Reservation {
             live.spent += cost;
             live.tokens.adjust(self.at_s, self.tokens, tokens);
         }
+        self.key.settled.notify_waiters();
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        // Never settled (the request failed before any usage): nothing was spent.
+        // Never settled (the request failed before any usage): nothing was spent. A request
+        // cancelled while its upstream call ran is settled with an estimate by the pipeline.
         self.release(0, 0);
     }
+}
+
+/// Why a reservation was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Only reservations of requests in flight stand in the way: worth waiting for them.
+    Reserved(String),
+    /// Spent, or over a rate limit: final.
+    Final(Error),
 }
 
 /// Spend and limits of a key, for `GET /admin/keys/{id}/spend`.
@@ -87,6 +100,7 @@ impl KeyState {
                 requests: RateWindow::default(),
                 tokens: RateWindow::default(),
             }),
+            settled: tokio::sync::Notify::new(),
         }
     }
 
@@ -98,38 +112,46 @@ impl KeyState {
         self.revoked.load(Ordering::Acquire)
     }
 
-    /// Count a request against the RPM limit, or refuse it.
+    /// Refuse a request at admission when the key's RPM window is already full. Nothing is
+    /// counted here: every upstream-calling unit of work counts itself in `reserve` (a batch of
+    /// 100 items counts 100), and a cache hit calls no upstream.
     pub fn admit(&self, now_s: i64) -> Result<(), Error> {
-        let Ok(mut live) = self.live.lock() else {
+        let Ok(live) = self.live.lock() else {
             return Ok(());
         };
-        if let Some(rpm) = self.record.rpm {
-            let used = live.requests.sum(now_s);
-            if used >= u64::from(rpm) {
-                let wait = live.requests.wait_for(now_s, used + 1 - u64::from(rpm));
-                return Err(Error::rate_limited(
-                    format!(
-                        "Key '{}' is over its limit of {rpm} requests per minute",
-                        self.record.id
-                    ),
-                    wait,
-                ));
-            }
-        }
-        live.requests.add(now_s, 1);
-        Ok(())
+        self.rpm_room(&live, now_s, 1)
     }
 
-    /// Reserve `cost` (picodollars) and `tokens`, or refuse with 402 / 429.
+    fn rpm_room(&self, live: &Live, now_s: i64, n: u64) -> Result<(), Error> {
+        let Some(rpm) = self.record.rpm else {
+            return Ok(());
+        };
+        let used = live.requests.sum(now_s);
+        if used + n <= u64::from(rpm) {
+            return Ok(());
+        }
+        let wait = live.requests.wait_for(now_s, used + n - u64::from(rpm));
+        Err(Error::rate_limited(
+            format!(
+                "Key '{}' is over its limit of {rpm} requests per minute (upstream calls)",
+                self.record.id
+            ),
+            wait,
+        ))
+    }
+
+    /// Count one upstream call against RPM, reserve `cost` (picodollars) and `tokens`, or
+    /// refuse: 402 only when the budget is *spent*; when reservations of requests in flight
+    /// fill it, `Refusal::Reserved` (the caller waits for them to settle).
     pub fn reserve(
         self: &Arc<Self>,
         now_ms: i64,
         cost: i64,
         tokens: u64,
-    ) -> Result<Reservation, Error> {
+    ) -> Result<Reservation, Refusal> {
         let now_s = now_ms.div_euclid(1000);
         let Ok(mut live) = self.live.lock() else {
-            return Err(Error::internal("key state poisoned"));
+            return Err(Refusal::Final(Error::internal("key state poisoned")));
         };
         let start = self.period.start(now_ms);
         if start != live.period_start_ms {
@@ -140,22 +162,27 @@ impl KeyState {
         if let Some(budget) = self.record.budget_picousd
             && live.spent + live.reserved >= budget
         {
-            let detail = if live.spent >= budget {
-                "spent"
+            let what = if self.period == Period::Total {
+                "key".to_owned()
             } else {
-                "spent or reserved by requests in flight"
+                self.period.as_str().to_owned()
             };
-            return Err(Error::budget_exceeded(format!(
-                "Key '{}' has {detail} its budget of ${:.6} for this {}",
+            if live.spent >= budget {
+                return Err(Refusal::Final(Error::budget_exceeded(format!(
+                    "Key '{}' has spent its budget of ${:.6} for this {what}",
+                    self.record.id,
+                    pico_to_usd(budget),
+                ))));
+            }
+            return Err(Refusal::Reserved(format!(
+                "Key '{}' has ${:.6} of its ${:.6} budget left for this {what}, all of it \
+                 reserved by its requests in flight: retry when they have finished",
                 self.record.id,
+                pico_to_usd(budget - live.spent),
                 pico_to_usd(budget),
-                if self.period == Period::Total {
-                    "key".to_owned()
-                } else {
-                    self.period.as_str().to_owned()
-                },
             )));
         }
+        self.rpm_room(&live, now_s, 1).map_err(Refusal::Final)?;
         if let Some(tpm) = self.record.tpm {
             let used = live.tokens.sum(now_s);
             if used + tokens > u64::from(tpm) {
@@ -165,16 +192,17 @@ impl KeyState {
                 } else {
                     live.tokens.wait_for(now_s, need)
                 };
-                return Err(Error::rate_limited(
+                return Err(Refusal::Final(Error::rate_limited(
                     format!(
                         "Key '{}' is over its limit of {tpm} tokens per minute ({used} used, \
                          this request needs up to {tokens})",
                         self.record.id
                     ),
                     wait,
-                ));
+                )));
             }
         }
+        live.requests.add(now_s, 1);
         live.reserved += cost;
         live.tokens.add(now_s, tokens);
         Ok(Reservation {
@@ -184,6 +212,33 @@ impl KeyState {
             at_s: now_s,
             settled: false,
         })
+    }
+
+    /// `reserve`, waiting up to `wait` for reservations in flight to settle when only they
+    /// stand in the way; still blocked then: 429 with `retry-after` (never 402: nothing is
+    /// spent yet).
+    pub async fn reserve_waiting(
+        self: &Arc<Self>,
+        cost: i64,
+        tokens: u64,
+        wait: Duration,
+    ) -> Result<Reservation, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            // Registered before checking, so a settlement in between is not missed.
+            notified.as_mut().enable();
+            match self.reserve(switchyard_types::clock::now_ms(), cost, tokens) {
+                Ok(r) => return Ok(r),
+                Err(Refusal::Final(e)) => return Err(e),
+                Err(Refusal::Reserved(message)) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(Error::rate_limited(message, Duration::from_secs(1)));
+                    }
+                }
+            }
+        }
     }
 
     pub fn usage(&self, now_ms: i64) -> Usage {

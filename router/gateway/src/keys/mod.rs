@@ -8,18 +8,23 @@
 //!   eligible candidate's cost, output capped by `max_tokens`), and when it ends the
 //!   reservation is replaced by what the provider's usage says it cost. So concurrent requests
 //!   can overspend by at most one request's estimate — never by "all of them at once".
-//! - **RPM / TPM** are sliding 60-second windows of one-second buckets. Tokens are reserved
-//!   (prompt + output cap) at admission and corrected to the actual usage afterwards.
+//! - **402 means spent.** A request that fits the unspent budget but not the unreserved one
+//!   waits (`[auth] budget_wait_ms`) for reservations to settle, then is admitted or gets 429
+//!   with `retry-after`.
+//! - **RPM / TPM** are sliding 60-second windows of one-second buckets, counted per upstream
+//!   call (each item of a batch), not per HTTP request. Tokens are reserved (prompt + output
+//!   cap) with the call and corrected to the actual usage afterwards.
 //! - Money is integer picodollars (1e-12 USD), so spend sums are exact.
 //!
 //! Counters live in this process. N replicas behind one Postgres each enforce the limits on
 //! their own share (documented in the README; shared counters are Redis's job).
 
+mod auth;
 mod key;
 pub mod rate;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -28,8 +33,10 @@ use sha2::{Digest, Sha256};
 use switchyard_types::clock::{now_ms, utc_day_start_ms, utc_month_start_ms};
 use switchyard_types::money::{pico_to_usd, usd_to_pico};
 
+use crate::config::AuthMode;
 use crate::error::Error;
-pub use key::{KeyState, Reservation, Usage};
+pub use auth::{ADMIN_FAILURES_PER_MINUTE, Auth, Caller};
+pub use key::{KeyState, Refusal, Reservation, Usage};
 use switchyard_store::{KeyRecord, KeyStore, SpendStore, SpendTotals, Store};
 
 /// Budget periods.
@@ -120,37 +127,35 @@ impl NewKey {
     }
 }
 
-/// All virtual keys, and the admin key.
+/// All virtual keys, the admin key, and the auth mode.
 #[derive(Debug)]
 pub struct Keys {
     store: Option<Store>,
     by_hash: RwLock<HashMap<String, Arc<KeyState>>>,
-    /// Keys not revoked: auth is on when there is at least one.
-    active: AtomicUsize,
     admin_hash: Option<String>,
-}
-
-/// Why a request was not authenticated.
-pub enum Auth {
-    /// No keys exist: the gateway is open (and listens on loopback by default).
-    Open,
-    Key(Arc<KeyState>),
+    gate: auth::Gate,
+    lookups_made: AtomicU64,
 }
 
 impl Keys {
     /// Keys kept in memory only (no store).
-    pub fn in_memory(admin_key: Option<&str>) -> Keys {
+    pub fn in_memory(mode: AuthMode, admin_key: Option<&str>) -> Keys {
         Keys {
             store: None,
             by_hash: RwLock::default(),
-            active: AtomicUsize::new(0),
             admin_hash: admin_key.filter(|k| !k.is_empty()).map(hash_secret),
+            gate: auth::Gate::new(mode),
+            lookups_made: AtomicU64::new(0),
         }
     }
 
     /// Load every key from the store, with its spend for the current period.
-    pub async fn load(store: Store, admin_key: Option<&str>) -> Result<Keys, String> {
-        let mut keys = Keys::in_memory(admin_key);
+    pub async fn load(
+        store: Store,
+        mode: AuthMode,
+        admin_key: Option<&str>,
+    ) -> Result<Keys, String> {
+        let mut keys = Keys::in_memory(mode, admin_key);
         let records = KeyStore::list_keys(&store)
             .await
             .map_err(|e| format!("cannot load keys: {e}"))?;
@@ -162,7 +167,7 @@ impl Keys {
         Ok(keys)
     }
 
-    /// Keep `state` unless its key is already held; returns the one held. Counts active keys.
+    /// Keep `state` unless its key is already held; returns the one held.
     fn remember(&self, state: Arc<KeyState>) -> Arc<KeyState> {
         let Ok(mut map) = self.by_hash.write() else {
             return state;
@@ -170,74 +175,33 @@ impl Keys {
         if let Some(held) = map.get(&state.record.hash) {
             return held.clone();
         }
-        if !state.is_revoked() {
-            self.active.fetch_add(1, Ordering::AcqRel);
-        }
         map.insert(state.record.hash.clone(), state.clone());
         state
     }
 
-    /// Whether requests must carry a key.
-    pub fn auth_required(&self) -> bool {
-        self.active.load(Ordering::Acquire) > 0
+    /// A key made by another replica: look it up in the store. `Err` when the store failed.
+    async fn fetch(&self, hash: &str) -> Result<Option<Arc<KeyState>>, ()> {
+        let Some(store) = self.store.as_ref() else {
+            return Ok(None);
+        };
+        let record = match KeyStore::key_by_hash(store, hash).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "key lookup failed");
+                return Err(());
+            }
+        };
+        let state = load_state(store, record, now_ms()).await.map_err(|e| {
+            tracing::warn!(error = %e, "key lookup failed");
+        })?;
+        // Another request may have fetched it meanwhile: use the one held, so that both
+        // reserve against the same budget.
+        Ok(Some(self.remember(Arc::new(state))))
     }
 
     pub fn admin_configured(&self) -> bool {
         self.admin_hash.is_some()
-    }
-
-    /// Check the admin key (compared as SHA-256 digests, so timing reveals nothing of it).
-    pub fn check_admin(&self, presented: Option<&str>) -> Result<(), Error> {
-        let Some(want) = &self.admin_hash else {
-            return Err(Error::forbidden(
-                None,
-                "The admin API is disabled: start the gateway with SWITCHYARD_ADMIN_KEY set",
-            ));
-        };
-        match presented {
-            Some(p) if &hash_secret(p) == want => Ok(()),
-            Some(_) => Err(Error::unauthorized("Invalid admin key")),
-            None => Err(Error::unauthorized(
-                "The admin API needs the admin key: Authorization: Bearer <SWITCHYARD_ADMIN_KEY>",
-            )),
-        }
-    }
-
-    /// Authenticate a request's key (`None` when it sent none).
-    pub async fn authenticate(&self, presented: Option<&str>) -> Result<Auth, Error> {
-        if !self.auth_required() && presented.is_none() {
-            return Ok(Auth::Open);
-        }
-        let Some(secret) = presented else {
-            return Err(Error::unauthorized(
-                "This gateway requires an API key: Authorization: Bearer <key>",
-            ));
-        };
-        let hash = hash_secret(secret);
-        let found = self.by_hash.read().ok().and_then(|m| m.get(&hash).cloned());
-        let state = match found {
-            Some(s) => Some(s),
-            None => self.fetch(&hash).await,
-        };
-        match state {
-            Some(s) if s.is_revoked() => Err(Error::unauthorized(format!(
-                "API key '{}' has been revoked",
-                s.record.id
-            ))),
-            Some(s) => Ok(Auth::Key(s)),
-            None if !self.auth_required() => Ok(Auth::Open),
-            None => Err(Error::unauthorized("Invalid API key")),
-        }
-    }
-
-    /// A key made by another replica: look it up in the store.
-    async fn fetch(&self, hash: &str) -> Option<Arc<KeyState>> {
-        let store = self.store.as_ref()?;
-        let record = KeyStore::key_by_hash(store, hash).await.ok()??;
-        let state = Arc::new(load_state(store, record, now_ms()).await.ok()?);
-        // Another request may have fetched it meanwhile: use the one held, so that both
-        // reserve against the same budget.
-        Some(self.remember(state))
     }
 
     /// Create a key; returns its record and the secret (shown once, never stored).
@@ -302,7 +266,6 @@ impl Keys {
         if state.revoked.swap(true, Ordering::AcqRel) {
             return Ok(false);
         }
-        self.active.fetch_sub(1, Ordering::AcqRel);
         if let Some(store) = &self.store {
             KeyStore::revoke_key(store, id, now_ms())
                 .await
@@ -327,8 +290,8 @@ impl Keys {
                 .and_then(|m| m.get(&r.hash).cloned());
             match known {
                 Some(k) => {
-                    if r.revoked_ms.is_some() && !k.revoked.swap(true, Ordering::AcqRel) {
-                        self.active.fetch_sub(1, Ordering::AcqRel);
+                    if r.revoked_ms.is_some() {
+                        k.revoked.store(true, Ordering::Release);
                     }
                 }
                 None => {
@@ -364,13 +327,6 @@ impl Keys {
                 .unwrap_or_default(),
             None => Vec::new(),
         }
-    }
-
-    /// The spend period a request row of `key_id` at `ts_ms` belongs to.
-    pub fn period_start(&self, key_id: &str, ts_ms: i64) -> Option<i64> {
-        let map = self.by_hash.read().ok()?;
-        let k = map.values().find(|k| k.record.id == key_id)?;
-        Some(k.period.start(ts_ms))
     }
 }
 

@@ -8,6 +8,7 @@
 //! fill the cache, fill the exchange; the log row is written when the answer ends) → respond.
 
 mod cache_step;
+mod charge;
 mod outcome;
 mod tap;
 
@@ -15,7 +16,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::cache::{self, CacheRequest, Leader, Lookup, Outcome};
@@ -23,11 +23,12 @@ use crate::config::{DEFAULT_ROUTE, RouteConfig};
 use crate::error::Error;
 use crate::exchange::Exchange;
 use crate::execute::{self, Attempt, Failure, Primed, Success};
-use crate::keys::Reservation;
+use crate::keys::{KeyState, Reservation};
 use crate::policy::{self, Applied, PolicyRun};
 use crate::state::Gateway;
 use crate::telemetry::Stage;
 use cache_step::{CacheStep, CacheWrite, from_cache, replay_events};
+use charge::{InFlight, estimate, reserve};
 use outcome::{attempt_records, failed, no_candidate, policy_records, routed};
 use switchyard_routing::candidates::{self, Decision, FilterReason, Preferences};
 use switchyard_routing::catalog::CatalogEntry;
@@ -138,29 +139,8 @@ pub fn plan<'g>(
         _ => Cow::Borrowed(route.models.as_slice()),
     };
     let models = match key {
-        Some(key) if !key.record.models.is_empty() => {
-            if let Some(list) = target.models
-                && let Some((i, m)) = list.iter().enumerate().find(|(_, m)| !key.allows_model(m))
-            {
-                return Err(Error::forbidden(
-                    Some(format!("models[{i}]")),
-                    format!("Key '{}' may not use model '{m}'", key.id()),
-                ));
-            }
-            let allowed: Vec<ModelId> = models
-                .iter()
-                .filter(|m| key.allows_model(m.as_str()))
-                .cloned()
-                .collect();
-            if allowed.is_empty() {
-                return Err(Error::forbidden(
-                    Some("model".into()),
-                    format!("Key '{}' may use none of the models of '{name}'", key.id()),
-                ));
-            }
-            Cow::Owned(allowed)
-        }
-        _ => models,
+        Some(key) => allowed_models(key, name, &route, target.models, models)?,
+        None => models,
     };
     let p = target.preferences.unwrap_or_default();
     let prefs = Preferences {
@@ -191,6 +171,63 @@ pub fn plan<'g>(
         return Err(no_candidate(&decision));
     }
     Ok((route, decision))
+}
+
+/// The candidates a key may reach, however the request names them: a key limited to models
+/// keeps only those; a key limited to routes keeps only the route's models, so `models` in a
+/// request cannot reach past the route. A model the request names explicitly and the key may not
+/// use is refused by name (403) rather than silently dropped.
+fn allowed_models<'m>(
+    key: &KeyState,
+    name: &str,
+    route: &RouteConfig,
+    named: Option<&[String]>,
+    models: Cow<'m, [ModelId]>,
+) -> Result<Cow<'m, [ModelId]>, Error> {
+    let by_route = !key.record.routes.is_empty();
+    if key.record.models.is_empty() && !by_route {
+        return Ok(models);
+    }
+    let allowed = |m: &str| {
+        key.allows_model(m) && (!by_route || route.models.iter().any(|r| r.as_str() == m))
+    };
+    if let Some(list) = named
+        && let Some((i, m)) = list.iter().enumerate().find(|(_, m)| !allowed(m))
+    {
+        return Err(Error::forbidden(
+            Some(format!("models[{i}]")),
+            format!(
+                "Key '{}' may not use model '{m}'{}",
+                key.id(),
+                if by_route {
+                    format!(" (it is not a model of route '{name}')")
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    if models.iter().all(|m| allowed(m.as_str())) {
+        return Ok(models);
+    }
+    let kept: Vec<ModelId> = models
+        .iter()
+        .filter(|m| allowed(m.as_str()))
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        let refused: Vec<&str> = models.iter().map(ModelId::as_str).collect();
+        return Err(Error::forbidden(
+            Some("model".into()),
+            format!(
+                "Key '{}' may not use model '{}' (none of the models of '{name}' is allowed: {})",
+                key.id(),
+                refused.first().copied().unwrap_or(name),
+                refused.join(", ")
+            ),
+        ));
+    }
+    Ok(Cow::Owned(kept))
 }
 
 /// The plan with the route's policies applied: the request as they left it, the candidates as
@@ -276,8 +313,12 @@ pub async fn complete(
         response.created = switchyard_types::unix_now();
         return Ok(from_cache(response, &entry, p, ex));
     }
-    let reservation = reserve(gw, &p)?;
-    match execute::complete(gw.upstreams(), &p.route, &p.decision, &p.request).await {
+    let est = estimate(gw, &p.decision, &p.request);
+    let reservation = reserve(gw, &est).await?;
+    let in_flight = InFlight::new(reservation, exchange.clone(), est.cost, est.usage);
+    let result = execute::complete(gw.upstreams(), &p.route, &p.decision, &p.request).await;
+    let reservation = in_flight.done();
+    match result {
         Ok(s) => {
             let entry = model_entry(gw, &s.model);
             let cost = entry.map_or(0, |e| e.usage_cost_pico(&s.value.usage));
@@ -331,8 +372,17 @@ pub async fn stream(
         };
         return Ok(from_cache(primed, &entry, p, ex));
     }
-    let reservation = reserve(gw, &p)?;
-    match execute::streamed(gw.upstreams(), &p.route, &p.decision, &p.request).await {
+    let est = estimate(gw, &p.decision, &p.request);
+    let reservation = reserve(gw, &est).await?;
+    let in_flight = InFlight::new(
+        reservation,
+        exchange.clone(),
+        est.prompt_cost,
+        est.prompt_usage,
+    );
+    let result = execute::streamed(gw.upstreams(), &p.route, &p.decision, &p.request).await;
+    let reservation = in_flight.done();
+    match result {
         Ok(mut s) => {
             if let Some(ex) = ex {
                 ex.routed(
@@ -361,7 +411,11 @@ pub async fn stream(
                 finished: false,
                 cut: None,
             };
-            s.value = tap.wrap(s.value);
+            let limits = execute::PumpLimits {
+                write_stall: gw.config.server.write_stall,
+                abort: gw.abort.clone(),
+            };
+            s.value = tap.wrap(s.value, limits);
             let outcome = step.outcome;
             Ok(routed(
                 s,
@@ -378,33 +432,4 @@ pub async fn stream(
 
 fn model_entry<'g>(gw: &'g Gateway, model: &ModelId) -> Option<&'g CatalogEntry> {
     gw.config.models.get(model).map(|m| &m.entry)
-}
-
-/// Reserve the key's budget and tokens for this request, or refuse it (402 / 429).
-fn reserve(gw: &Gateway, p: &Planned<'_, '_>) -> Result<Option<Reservation>, Error> {
-    let exchange = crate::exchange::current();
-    let Some(key) = exchange.as_ref().and_then(|e| e.key.as_ref()) else {
-        return Ok(None);
-    };
-    let (cost, tokens) = estimate(gw, &p.decision, &p.request);
-    key.reserve(switchyard_types::clock::now_ms(), cost, tokens)
-        .map(Some)
-}
-
-/// The most this request may cost and use: over every eligible candidate (a fallback may land
-/// on any), its prompt plus `max_tokens` (or the model's expected output when unset).
-fn estimate(gw: &Gateway, decision: &Decision, request: &ChatRequest) -> (i64, u64) {
-    let mut cost = 0;
-    let mut tokens = 0;
-    for c in decision.eligible() {
-        let out = request
-            .max_tokens
-            .unwrap_or(c.expected_output_tokens.ceil() as u32);
-        let usage = Usage::new(c.prompt_tokens, out);
-        if let Some(e) = model_entry(gw, &c.model) {
-            cost = cost.max(e.usage_cost_pico(&usage));
-        }
-        tokens = tokens.max(u64::from(usage.total_tokens));
-    }
-    (cost, tokens)
 }

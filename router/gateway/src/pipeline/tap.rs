@@ -1,8 +1,11 @@
-//! The stream tap: wraps a streamed answer and, when it ends (finished, cut upstream, or
-//! dropped by the client), settles the key's reservation, fills the cache and the exchange.
-//! IMPORTANT: it settles in `Drop` too, so a client that leaves is billed for what it used.
+//! The stream tap: watches a streamed answer as the stream's pump reads it and, when it ends
+//! (finished, cut upstream, dropped by the client, stalled client, shutdown), settles the
+//! key's reservation, fills the cache and the exchange.
+//! IMPORTANT: it settles in `Drop` too, so an answer whose pump never reported an end (the
+//! runtime shutting down) is still billed for what it used.
 
 use super::*;
+use crate::execute::{Ended, Observer, PumpLimits};
 
 /// Watches a streamed answer to its end: then settles the key's reservation with the cost of
 /// the final usage (estimated from the text, and flagged, when the upstream sent none — also
@@ -22,35 +25,16 @@ pub(super) struct Tap {
 }
 
 impl Tap {
-    pub(super) fn wrap(mut self, primed: Primed) -> Primed {
+    /// Hand the primed stream to a pump that reads the upstream whatever the client does; the
+    /// tap sees every event as the pump reads it, and the end.
+    pub(super) fn wrap(mut self, primed: Primed, limits: PumpLimits) -> Primed {
         for e in &primed.head {
             self.acc.push(e.clone());
         }
-        let tail = primed.tail;
-        let tapped = futures::stream::unfold((tail, self), |(mut tail, mut tap)| async move {
-            match tail.next().await {
-                Some(Ok(event)) => {
-                    tap.acc.push(event.clone());
-                    Some((Ok(event), (tail, tap)))
-                }
-                Some(Err(e)) => {
-                    tap.cut = Some("stream_cut");
-                    tap.end();
-                    Some((Err(e), (tail, tap)))
-                }
-                None => {
-                    tap.end();
-                    None
-                }
-            }
-        });
-        Primed {
-            head: primed.head,
-            tail: Box::pin(tapped.fuse()),
-        }
+        execute::pump(primed, self, limits)
     }
 
-    pub(super) fn end(&mut self) {
+    fn settle(&mut self) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
@@ -97,12 +81,23 @@ impl Tap {
     }
 }
 
+impl Observer for Tap {
+    fn event(&mut self, event: &StreamEvent) {
+        self.acc.push(event.clone());
+    }
+
+    fn end(&mut self, how: Ended<'_>) {
+        self.cut = how.code();
+        self.settle();
+    }
+}
+
 impl Drop for Tap {
     fn drop(&mut self) {
-        // Dropped before the end: the client went away (or the answer was cut by a deadline).
+        // Dropped before its pump reported an end (the runtime is going away).
         if !self.finished {
             self.cut.get_or_insert("client_closed");
-            self.end();
+            self.settle();
         }
     }
 }

@@ -5,7 +5,9 @@
 //! host, then applied here to the hub request and to the candidate list; when the policies are
 //! done, every candidate's context fit is checked again on the edited prompt. A policy that fails
 //! is skipped (`failure_mode = "open"`, noted in the explanation) or refuses the request with 503
-//! (`"closed"`: a redaction that did not run must not be bypassed).
+//! (`"closed"`: a redaction that did not run must not be bypassed); so does a policy whose module
+//! failed to load. A request over any of the route's policies' input limits is refused with 413
+//! before the first runs: the caller's error, not the policy's.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,7 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 use switchyard_plugins::{
     Decision as PolicyDecision, Edit, EngineOptions, FailureMode, InputCandidate, InputMessage,
-    NewMessage, PolicyEngine, PolicyInput, Registry, Role as PolicyRole, TokenCounter,
+    NewMessage, PolicyEngine, PolicyInput, PolicySet, Registry, Role as PolicyRole, TokenCounter,
 };
 
 use crate::config::{Config, RouteConfig};
@@ -145,9 +147,36 @@ pub struct Caller<'a> {
     pub max_cost_usd: Option<f64>,
 }
 
-/// Whether any policy will run on `route` (then the context filter waits until after them).
+/// Whether any policy will run on `route` (then the context filter waits until after them), or
+/// one should but is not loaded (then [`apply`] must see the request, to refuse it or say so).
 pub fn active_for(registry: Option<&Arc<Registry>>, route: &str) -> bool {
-    registry.is_some_and(|r| r.current().for_route(route).next().is_some())
+    registry.is_some_and(|r| {
+        let set = r.current();
+        set.for_route(route).next().is_some() || set.unloaded_for(route).next().is_some()
+    })
+}
+
+/// Before any policy runs: a fail-closed policy of the route that is not loaded refuses the
+/// request (503); a fail-open one is noted as bypassed. Never silently absent.
+fn check_unloaded(set: &PolicySet, route: &str, applied: &mut Applied) -> Result<(), Error> {
+    for u in set.unloaded_for(route) {
+        // Logged at load (registry); per request only at debug.
+        tracing::debug!(policy = %u.name, error = %u.error, failure_mode = u.failure_mode.as_str(), "policy not loaded");
+        // The load error (paths, compiler output) stays in the log and /ai/policies.
+        let detail = "it is not loaded: its folder failed to load (see /ai/policies)";
+        if u.failure_mode == FailureMode::Closed {
+            return Err(Error::policy_failed(&u.name, detail));
+        }
+        applied.runs.push(PolicyRun {
+            policy: u.name.clone(),
+            outcome: "bypassed",
+            edits: 0,
+            elapsed_us: 0,
+            error: Some(detail.to_owned()),
+            annotations: Vec::new(),
+        });
+    }
+    Ok(())
 }
 
 /// Runs the route's policies over `request` and `decision`, in place.
@@ -161,7 +190,24 @@ pub fn apply(
 ) -> Result<Applied, Error> {
     let set = registry.current();
     let mut applied = Applied::default();
+    check_unloaded(&set, &route.name, &mut applied)?;
     let mut input: Option<PolicyInput> = None;
+    if set.for_route(&route.name).next().is_some() {
+        let first = build_input(config, route, request, decision, caller);
+        // Every policy's input limits, before the first runs: an oversized request is the
+        // caller's error (413) and must cost no policy its health.
+        for policy in set.for_route(&route.name) {
+            if let Err(over) = policy.check_input(&first) {
+                policy.stats.record_input_refused();
+                tracing::info!(policy = %policy.manifest.id(), limit = over.limit, actual = over.actual, "request over a policy's input limit");
+                return Err(Error::policy_input_too_large(
+                    &policy.manifest.id(),
+                    &over.to_string(),
+                ));
+            }
+        }
+        input = Some(first);
+    }
     let mut prompt_changed = false;
     for policy in set.for_route(&route.name) {
         let id = policy.manifest.id();

@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use crate::cache::ResponseCache;
 use crate::keys::Keys;
 use switchyard_routing::health::{BreakerState, Health};
-use switchyard_store::Writer;
+use switchyard_store::{Ledger, Writer};
 
 /// What the scrape-time families read.
 #[derive(Clone)]
@@ -24,6 +24,7 @@ pub struct Sources {
     pub health: Arc<Health>,
     pub policies: Option<Arc<switchyard_plugins::Registry>>,
     pub writer: Option<Writer>,
+    pub ledger: Option<Ledger>,
     pub keys: Arc<Keys>,
 }
 
@@ -178,12 +179,32 @@ impl Collector for Collected {
             &ConstCounter::new(rows.map_or(0, |s| s.dropped)),
         )?;
 
+        let spend = src.ledger.as_ref().map(Ledger::stats);
+        single(
+            e,
+            "switchyard_spend_pending_picousd",
+            "Spend recorded and not yet written to the store's ledger, picodollars",
+            &ConstGauge::new(spend.as_ref().map_or(0, |s| s.pending_picousd)),
+        )?;
+        single(
+            e,
+            "switchyard_spend_lost_picousd",
+            "Spend the ledger could not write to the store (after its retries), picodollars",
+            &ConstCounter::new(spend.as_ref().map_or(0, |s| s.lost_picousd.max(0) as u64)),
+        )?;
+
         let active = src.keys.list().iter().filter(|k| !k.is_revoked()).count();
         single(
             e,
             "switchyard_keys_active",
-            "Virtual keys that are not revoked (auth is on when above 0)",
+            "Virtual keys that are not revoked",
             &ConstGauge::new(i64::try_from(active).unwrap_or(i64::MAX)),
+        )?;
+        single(
+            e,
+            "switchyard_key_store_lookups",
+            "Store lookups of presented keys not held in memory (at most one per unknown key)",
+            &ConstCounter::new(src.keys.store_lookups()),
         )
     }
 }

@@ -113,6 +113,8 @@ pub struct Metrics {
     durations: HashMap<Box<str>, HashMap<Box<str>, Histogram>>,
     /// The label value of "no model answered".
     none: Name,
+    /// Requests refused with 503 because `server.max_in_flight` were in flight (`api/shed.rs`).
+    pub shed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -172,6 +174,12 @@ impl Metrics {
                 .get_or_create(&StageLabel { stage: s.as_str() })
                 .clone()
         });
+        let shed = Counter::default();
+        registry.register(
+            "switchyard_requests_shed",
+            "Requests refused at once with 503 because server.max_in_flight requests were in flight",
+            shed.clone(),
+        );
         registry.register_collector(Box::new(Collected::new(sources)));
 
         let mut metrics = Metrics {
@@ -186,6 +194,7 @@ impl Metrics {
             routes: HashMap::new(),
             durations: HashMap::new(),
             none: Name(Arc::from("")),
+            shed,
         };
         metrics.routes.insert("".into(), metrics.none.clone());
         let models: Vec<&str> = models.into_iter().collect();

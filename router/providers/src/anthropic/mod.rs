@@ -69,7 +69,12 @@ impl AnthropicProvider {
     pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
         let wire = to_wire(call, false)?;
         let response = post_json(self.post(), &wire, map_error).await?;
-        let answer: WireResponse = read_json(response, "Anthropic message").await?;
+        let answer: WireResponse = read_json(
+            response,
+            "Anthropic message",
+            self.settings.limits.max_response_bytes,
+        )
+        .await?;
         Ok(from_wire(
             answer,
             wire.json_tool.as_deref(),
@@ -83,7 +88,11 @@ impl AnthropicProvider {
             .post()
             .header(http::header::ACCEPT, "text/event-stream");
         let response = post_json(request, &wire, map_error).await?;
-        Ok(sse_stream(response, EventParser::new(wire.json_tool)))
+        Ok(sse_stream(
+            response,
+            EventParser::new(wire.json_tool),
+            self.settings.limits,
+        ))
     }
 }
 

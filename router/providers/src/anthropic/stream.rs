@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{WireBlock, WireError, WireUsage, finish_reason, kind_for_type, refine};
-use crate::{ProviderError, StreamParser};
+use crate::{ProviderError, StreamParser, over_limit, tool_index};
 use switchyard_types::{FinishReason, StreamEvent};
 
 /// One SSE event's data. Every event type shares this flat shape; absent fields are `None`.
@@ -66,6 +66,10 @@ enum OpenBlock {
     Other,
 }
 
+/// Content blocks one answer may open (text, thinking, tool use…): the wire's block index keys
+/// the open blocks, so a hostile index cannot grow them without bound.
+const MAX_CONTENT_BLOCKS: u32 = 4 * crate::MAX_TOOL_CALLS;
+
 /// Named SSE events → canonical events. The stream is complete only at `message_stop`.
 #[derive(Debug)]
 pub struct EventParser {
@@ -89,7 +93,17 @@ impl EventParser {
         }
     }
 
-    fn block_start(&mut self, index: u32, block: WireBlock, out: &mut Vec<StreamEvent>) {
+    fn block_start(
+        &mut self,
+        index: u32,
+        block: WireBlock,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), ProviderError> {
+        if index >= MAX_CONTENT_BLOCKS {
+            return Err(over_limit(format!(
+                "content block index {index} is beyond the limit of {MAX_CONTENT_BLOCKS} blocks"
+            )));
+        }
         let open = match (block.kind.as_str(), block.name) {
             ("text", _) => {
                 if let Some(text) = block.text.filter(|t| !t.is_empty()) {
@@ -101,7 +115,7 @@ impl EventParser {
                 OpenBlock::Answer { has_text: false }
             }
             ("tool_use", Some(name)) => {
-                let ordinal = self.tool_calls;
+                let ordinal = tool_index(self.tool_calls)?;
                 self.tool_calls += 1;
                 out.push(StreamEvent::ToolCall {
                     index: ordinal,
@@ -117,6 +131,7 @@ impl EventParser {
             _ => OpenBlock::Other,
         };
         self.blocks.insert(index, open);
+        Ok(())
     }
 
     fn block_delta(&mut self, index: u32, delta: WireDelta, out: &mut Vec<StreamEvent>) {
@@ -187,7 +202,7 @@ impl StreamParser<eventsource_stream::Event> for EventParser {
             }
             "content_block_start" => {
                 if let Some(block) = data.content_block {
-                    self.block_start(index, block, &mut out);
+                    self.block_start(index, block, &mut out)?;
                 }
             }
             "content_block_delta" => {
@@ -344,5 +359,26 @@ mod tests {
             parse(&frame("api_error"), None).1.unwrap().kind,
             ErrorKind::Server
         );
+    }
+
+    #[test]
+    fn hostile_block_indices_and_tool_counts_are_refused() {
+        let start = |index: u64, id: usize| {
+            format!(
+                "event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"toolu_{id}\",\"name\":\"f\",\"input\":{{}}}}}}\n\n"
+            )
+        };
+        let (events, error) = parse(&start(u64::from(u32::MAX), 0), None);
+        assert!(events.is_empty());
+        let error = error.unwrap();
+        assert_eq!(error.kind, ErrorKind::MalformedResponse);
+        assert!(!error.retryable && error.message.contains("4294967295"));
+
+        // Tool calls are numbered by the parser: the 257th is one too many.
+        let calls = crate::MAX_TOOL_CALLS as usize;
+        let many: String = (0..=calls).map(|i| start(i as u64, i)).collect();
+        let (events, error) = parse(&many, None);
+        assert_eq!(events.len(), calls);
+        assert_eq!(error.unwrap().kind, ErrorKind::MalformedResponse);
     }
 }

@@ -69,7 +69,12 @@ impl GeminiProvider {
     pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
         let body = to_wire(call)?;
         let response = post_json(self.post(call.upstream_model, false), &body, map_error).await?;
-        let answer: WireResponse = read_json(response, "Gemini GenerateContentResponse").await?;
+        let answer: WireResponse = read_json(
+            response,
+            "Gemini GenerateContentResponse",
+            self.settings.limits.max_response_bytes,
+        )
+        .await?;
         from_wire(answer, body.json_tool.as_deref(), call.upstream_model)
     }
 
@@ -77,7 +82,11 @@ impl GeminiProvider {
         let body = to_wire(call)?;
         let request = self.post(call.upstream_model, true);
         let response = post_json(request, &body, map_error).await?;
-        Ok(sse_stream(response, FrameParser::new(body.json_tool)))
+        Ok(sse_stream(
+            response,
+            FrameParser::new(body.json_tool),
+            self.settings.limits,
+        ))
     }
 }
 

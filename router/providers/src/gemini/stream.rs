@@ -5,7 +5,7 @@
 //! `finishReason`, and the last `usageMetadata` seen is the total.
 
 use super::{UsageMetadata, WireResponse, classify, finish_reason};
-use crate::{ProviderError, StreamParser};
+use crate::{ProviderError, StreamParser, tool_index};
 use switchyard_types::{FinishReason, StreamEvent};
 
 /// `data:` frames → canonical events. `json_tool` names the JSON-mode answer function, whose
@@ -58,7 +58,7 @@ impl StreamParser<eventsource_stream::Event> for FrameParser {
                     continue;
                 }
                 out.push(StreamEvent::ToolCall {
-                    index: self.tool_calls,
+                    index: tool_index(self.tool_calls)?,
                     id: Some(call.id),
                     name: Some(call.function.name),
                     arguments: call.function.arguments,
@@ -170,5 +170,17 @@ mod tests {
             events,
             vec![StreamEvent::Finish(FinishReason::ContentFilter), usage]
         );
+    }
+
+    #[test]
+    fn too_many_function_calls_are_refused() {
+        let part = r#"{"functionCall":{"name":"f","args":{}}}"#;
+        let parts = vec![part; crate::MAX_TOOL_CALLS as usize + 1].join(",");
+        let frame = format!(r#"{{"candidates":[{{"content":{{"parts":[{parts}]}}}}]}}"#);
+        let (events, error) = parse(&format!("data: {frame}\n\n"), None);
+        assert!(events.is_empty());
+        let error = error.unwrap();
+        assert_eq!(error.kind, ErrorKind::MalformedResponse);
+        assert!(error.message.contains("256"), "{}", error.message);
     }
 }
