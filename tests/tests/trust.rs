@@ -134,6 +134,16 @@ fn ask(model: &str, text: &str, max_tokens: u32) -> Value {
     })
 }
 
+/// What the store's spend ledger holds for a key, every period.
+async fn spent_by(store: &Store, key_id: &str) -> i64 {
+    SpendStore::spend_history(store, key_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, t)| t.cost_picousd)
+        .sum()
+}
+
 /// Stop the process and open the store it wrote.
 async fn stopped_store(mut gw: Running) -> (Store, Running) {
     let gw = tokio::task::spawn_blocking(move || {
@@ -586,8 +596,12 @@ async fn a_repeated_request_id_cannot_dodge_the_budget() {
             .await
             .unwrap();
         assert_eq!(resp.headers()["x-request-id"], "same-id");
-        statuses.push(resp.status().as_u16());
-        let _ = resp.bytes().await;
+        let status = resp.status().as_u16();
+        statuses.push(status);
+        let body = resp.text().await.unwrap_or_default();
+        if status != 200 && status != 402 {
+            eprintln!("request {i}: {status} {body}");
+        }
     }
     let ok = statuses.iter().filter(|s| **s == 200).count();
     assert!(ok >= 1, "{statuses:?}");
@@ -609,8 +623,7 @@ async fn a_repeated_request_id_cannot_dodge_the_budget() {
     ids.dedup();
     assert_eq!(ids.len(), 20);
     let logged: i64 = rows.iter().map(|r| r.cost_picousd).sum();
-    let periods = SpendStore::spend_history(&store, &id).await.unwrap();
-    let spent: i64 = periods.iter().map(|(_, t)| t.cost_picousd).sum();
+    let spent = spent_by(&store, &id).await;
     assert_eq!(spent, logged, "the ledger holds what the rows say");
     assert!(spent >= 50_000_000, "spent up to the budget: {spent}");
 }
@@ -670,12 +683,7 @@ async fn a_client_that_leaves_mid_answer_is_billed_and_logged() {
         assert!(r.prompt_tokens > 0, "{r:?}");
         total += r.cost_picousd;
     }
-    let spent: i64 = SpendStore::spend_history(&store, &id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|(_, t)| t.cost_picousd)
-        .sum();
+    let spent = spent_by(&store, &id).await;
     assert_eq!(spent, total, "the key is charged what the rows say");
 }
 
@@ -787,4 +795,58 @@ async fn a_batch_counts_each_item_against_the_keys_rpm() {
     let (s, h, _) = c.chat(Some(&key), &ask("gpt-4o-mini", "one more", 5)).await;
     assert_eq!(s, 429);
     assert!(h.contains_key("retry-after"));
+}
+
+// ---------------------------------------------------------------------------
+// 9. A timed-out attempt the provider may have billed is charged
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_timed_out_attempt_is_charged_before_the_fallback_answers() {
+    let gw = keys_gateway(&format!(
+        "{FAST_SIM}\n[routes.impatient]\nmodels = [\"gpt-4o-mini\", \"gemini-2.0-flash\"]\n\
+         optimize = \"cost\"\nattempt_ms = 300\n"
+    ));
+    let c = Client::new(&gw);
+    let (id, key) = c.key(json!({"name": "pays for timeouts"})).await;
+    // The first upstream call never answers.
+    let resp = c
+        .http
+        .post(format!("{}/_sim/faults", gw.sim_url()))
+        .json(&json!({"model": "*", "fault": "hang", "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let resp = c
+        .http
+        .post(format!("{}/ai/route", c.base))
+        .bearer_auth(&key)
+        .header("x-request-id", "times-out-once")
+        .json(&json!({"route": "impatient", "prompt": "a question worth asking", "max_tokens": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-switchyard-attempts"], "2");
+    let answer_cost: f64 = resp.headers()["x-switchyard-cost-usd"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (store, _gw) = stopped_store(gw).await;
+    let rows = RequestLog::requests_by_client_id(&store, "times-out-once")
+        .await
+        .unwrap();
+    let row = &rows[0];
+    assert_eq!(row.attempts[0].outcome, "timeout", "{row:?}");
+    assert!(row.usage_estimated, "{row:?}");
+    let answer_pico = (answer_cost * 1e12).round() as i64;
+    assert!(
+        row.cost_picousd > answer_pico,
+        "the timed-out attempt's prompt is charged on top of the answer: {} vs {answer_pico}",
+        row.cost_picousd
+    );
+    let spent = spent_by(&store, &id).await;
+    assert_eq!(spent, row.cost_picousd);
 }

@@ -31,7 +31,7 @@ write_stall_ms = {WRITE_STALL_MS}
 kind = "openai"
 base_url = "${{SWITCHYARD_SIM_URL}}/openai/v1"
 api_key = "sim-not-a-secret"
-headers = {{ "x-sim-tokens" = "20000", "x-sim-tpot-ms" = "1", "x-sim-ttft-ms" = "0" }}
+headers = {{ "x-sim-tokens" = "3000", "x-sim-tpot-ms" = "5", "x-sim-ttft-ms" = "0", "x-sim-pad-bytes" = "4096" }}
 
 [models.firehose]
 provider = "firehose"
@@ -247,7 +247,7 @@ async fn a_client_that_stops_reading_is_closed_and_its_model_is_unharmed() {
         .to_owned();
     let stalled_at = Instant::now();
 
-    // From here the client reads nothing. The upstream would stream for 20 s or more: the
+    // From here the client reads nothing. The upstream would stream for 15 s or more: the
     // gateway drops it once the client has not read for the write stall.
     let stats_url = format!("{}/_sim/stats", gw.sim_url());
     let margin = Duration::from_secs(15);

@@ -18,6 +18,9 @@ use super::text::{Strings, chunk4, count_u32, fill_schema, push_words, word_piec
 use super::wire::unix_now;
 use super::{ModelState, Sim};
 
+/// The most `x-sim-pad-bytes` may add to one word.
+const MAX_PAD: u32 = 1 << 20;
+
 /// Why a request is refused, rendered by each format in its own error shape.
 pub(crate) enum Reject {
     /// A request the real API would reject as invalid (400).
@@ -63,6 +66,7 @@ struct Overrides {
     tokens: Option<u32>,
     ttft: Option<Duration>,
     tpot: Option<Duration>,
+    pad: Option<u32>,
 }
 
 impl Overrides {
@@ -93,6 +97,7 @@ impl Overrides {
             tokens: num(headers, "x-sim-tokens")?,
             ttft: ms("x-sim-ttft-ms")?,
             tpot: ms("x-sim-tpot-ms")?,
+            pad: num(headers, "x-sim-pad-bytes")?,
         })
     }
 }
@@ -166,6 +171,9 @@ pub(crate) struct SimCall {
     pub(crate) fault: Option<Fault>,
     pub(crate) ttft: Duration,
     pub(crate) tpot: Duration,
+    /// Filler after each word of a text answer (`x-sim-pad-bytes`): large tokens, so a
+    /// stream moves many bytes at a modest token rate.
+    pub(crate) pad: usize,
     /// Answer length before the request's own cap.
     want_tokens: u32,
     text_rng: SplitMix64,
@@ -219,6 +227,7 @@ impl Sim {
             fault,
             ttft,
             tpot,
+            pad: ov.pad.map_or(0, |p| p.min(MAX_PAD) as usize),
             want_tokens,
             text_rng: base.fork(3),
             ids: base.fork(4),
@@ -256,7 +265,10 @@ impl SimCall {
         let capped = max_tokens.is_some_and(|m| m < self.want_tokens);
         let truncated = capped && matches!(shape, Shape::Text | Shape::JsonObject);
         let (kind, text) = match shape {
-            Shape::Text => (AnswerKind::Text, words(&mut self.text_rng, n)),
+            Shape::Text => {
+                let text = words(&mut self.text_rng, n);
+                (AnswerKind::Text, self.padded(text))
+            }
             Shape::JsonObject => {
                 let mut text = String::from("{\"answer\":\"");
                 push_words(&mut text, &mut self.text_rng, n);
@@ -299,6 +311,20 @@ impl SimCall {
             tokens,
             truncated,
         }
+    }
+
+    /// `text` with `pad` dots after each word (each word stays one token and one chunk).
+    fn padded(&self, text: String) -> String {
+        if self.pad == 0 {
+            return text;
+        }
+        let filler = ".".repeat(self.pad);
+        let mut out = String::with_capacity(text.len() * 2 + self.pad * text.len() / 4);
+        for piece in super::text::word_pieces(&text) {
+            out.push_str(piece);
+            out.push_str(&filler);
+        }
+        out
     }
 
     /// Planned time to produce `tokens` in one piece: ttft + tokens·tpot.

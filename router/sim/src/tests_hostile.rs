@@ -146,3 +146,39 @@ async fn redirects_cross_hosts_and_followers_are_counted() {
         (2, 1)
     );
 }
+
+#[tokio::test]
+async fn padded_answers_have_large_tokens() {
+    let sim = Sim::new(SimConfig::default());
+    let h = [("x-sim-pad-bytes", "4096"), ("x-sim-tokens", "5")];
+    let got = openai(&sim, chat(true), &h).await;
+    let text = got.text();
+    let data = sse_data(&text, "\n\n");
+    let contents: Vec<String> = data
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| {
+            let v: Value = serde_json::from_str(d).unwrap();
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(contents.len(), 5, "still one chunk per token");
+    assert!(
+        contents
+            .iter()
+            .all(|c| c.len() > 4096 && c.ends_with("...."))
+    );
+    let got = openai(&sim, chat(false), &h).await;
+    let v = got.json();
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 5 * 4096
+    );
+}

@@ -34,7 +34,7 @@ use switchyard_routing::health::{Admission, Health, ModelHealth, RetryBudget, re
 use switchyard_types::clock::ms;
 use switchyard_types::ids::{ModelId, ProviderId};
 use switchyard_types::rng::SplitMix64;
-use switchyard_types::{ChatRequest, ChatResponse};
+use switchyard_types::{ChatRequest, ChatResponse, Usage};
 
 /// One attempt, for the `routing` object and the logs.
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +48,21 @@ pub struct Attempt {
     pub latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A failed attempt the provider may have billed (it timed out, or its answer was cut or
+    /// malformed: the request reached the model): its prompt, estimated, and that cost.
+    #[serde(skip)]
+    pub charged: Option<(Usage, i64)>,
+}
+
+/// What failed attempts the provider may have billed cost: their usage and picodollars.
+pub fn charged(attempts: &[Attempt]) -> Option<(Usage, i64)> {
+    attempts
+        .iter()
+        .filter_map(|a| a.charged)
+        .reduce(|(mut u, c), (u2, c2)| {
+            u.add(&u2);
+            (u, c + c2)
+        })
 }
 
 impl Attempt {
@@ -59,6 +74,7 @@ impl Attempt {
             status,
             latency_ms: ms(took),
             detail: None,
+            charged: None,
         }
     }
 }
@@ -183,6 +199,16 @@ impl Mode for Streamed {
     }
 }
 
+/// Whether the provider may bill a failed attempt: the request reached the model (it timed out
+/// waiting, or an answer started and was cut or unreadable). An error status or a redirect
+/// (never followed) is not billed.
+fn may_be_billed(err: &ProviderError) -> bool {
+    matches!(
+        err.kind,
+        ErrorKind::Timeout | ErrorKind::StreamCut | ErrorKind::MalformedResponse
+    ) && !err.status.is_some_and(|s| (300..400).contains(&s))
+}
+
 fn timeout_error(what: &str, limit: Duration) -> ProviderError {
     ProviderError::new(
         ErrorKind::Timeout,
@@ -299,7 +325,12 @@ async fn run<M: Mode>(
                         upstream_message = %err.message,
                         "attempt failed"
                     );
-                    attempts.push(Attempt::of(model, err.kind.label(), err.status, elapsed));
+                    let mut failed = Attempt::of(model, err.kind.label(), err.status, elapsed);
+                    if may_be_billed(&err) {
+                        let usage = Usage::new(candidate.prompt_tokens, 0);
+                        failed.charged = Some((usage, model.entry.usage_cost_pico(&usage)));
+                    }
+                    attempts.push(failed);
                     if !err.kind.allows_fallback() {
                         return Err(Failure {
                             last: Some((model.id.clone(), err)),

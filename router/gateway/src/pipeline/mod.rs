@@ -317,13 +317,17 @@ pub async fn complete(
     let reservation = reserve(gw, &est).await?;
     let in_flight = InFlight::new(reservation, exchange.clone(), est.cost, est.usage);
     let result = execute::complete(gw.upstreams(), &p.route, &p.decision, &p.request).await;
-    let reservation = in_flight.done();
+    let mut reservation = in_flight.done();
+    if let Err(f) = &result {
+        settle_failed(reservation.take(), ex, &f.attempts);
+    }
     match result {
         Ok(s) => {
             let entry = model_entry(gw, &s.model);
             let cost = entry.map_or(0, |e| e.usage_cost_pico(&s.value.usage));
+            let billed = charge_failed_attempts(ex, &s.attempts);
             if let Some(r) = reservation {
-                r.settle(cost, u64::from(s.value.usage.total_tokens));
+                r.settle(cost + billed, u64::from(s.value.usage.total_tokens));
             }
             if let Some(ex) = ex {
                 ex.routed(
@@ -381,9 +385,13 @@ pub async fn stream(
         est.prompt_usage,
     );
     let result = execute::streamed(gw.upstreams(), &p.route, &p.decision, &p.request).await;
-    let reservation = in_flight.done();
+    let mut reservation = in_flight.done();
+    if let Err(f) = &result {
+        settle_failed(reservation.take(), ex, &f.attempts);
+    }
     match result {
         Ok(mut s) => {
+            let billed = charge_failed_attempts(ex, &s.attempts);
             if let Some(ex) = ex {
                 ex.routed(
                     &s.model,
@@ -410,6 +418,7 @@ pub async fn stream(
                 store: step.write_handle(gw),
                 finished: false,
                 cut: None,
+                billed,
             };
             let limits = execute::PumpLimits {
                 write_stall: gw.config.server.write_stall,
@@ -427,6 +436,26 @@ pub async fn stream(
             ))
         }
         Err(f) => Err(failed(f, ex)),
+    }
+}
+
+/// Record on the exchange what the failed attempts the provider may have billed cost (flagged
+/// as estimated); returns the picodollars, for the key's settlement.
+fn charge_failed_attempts(ex: Option<&Exchange>, attempts: &[Attempt]) -> i64 {
+    let Some((usage, cost)) = execute::charged(attempts) else {
+        return 0;
+    };
+    if let Some(ex) = ex {
+        ex.answered(&usage, cost, true);
+    }
+    cost
+}
+
+/// Every attempt failed: the key pays only for those the provider may have billed.
+fn settle_failed(reservation: Option<Reservation>, ex: Option<&Exchange>, attempts: &[Attempt]) {
+    let billed = charge_failed_attempts(ex, attempts);
+    if let Some(r) = reservation {
+        r.settle(billed, 0);
     }
 }
 

@@ -22,6 +22,9 @@ pub(super) struct Tap {
     pub(super) store: Option<CacheWrite>,
     pub(super) finished: bool,
     pub(super) cut: Option<&'static str>,
+    /// What failed attempts before this stream may have been billed (already on the exchange),
+    /// settled with the stream's own cost.
+    pub(super) billed: i64,
 }
 
 impl Tap {
@@ -59,7 +62,7 @@ impl Tap {
         };
         let cost = self.entry.as_ref().map_or(0, |e| e.usage_cost_pico(&usage));
         if let Some(r) = self.reservation.take() {
-            r.settle(cost, u64::from(usage.total_tokens));
+            r.settle(cost + self.billed, u64::from(usage.total_tokens));
         }
         if let Some(ex) = &self.exchange {
             ex.answered(&usage, cost, estimated);
