@@ -470,11 +470,12 @@ fn a_full_pool_is_reported_not_waited_for() {
                 false
             }
         });
-        assert!(matches!(
-            busy.join().unwrap().unwrap_err(),
-            PolicyError::Timeout(50)
-        ));
-        caught
+        // The slow one times out, unless it started while the other held the slot.
+        match busy.join().unwrap().unwrap_err() {
+            PolicyError::Timeout(50) => caught,
+            PolicyError::PoolExhausted(_) => false,
+            other => panic!("{other:?}"),
+        }
     });
     assert!(refused, "a full pool is reported");
     assert!(good.evaluate(&input()).is_ok(), "the slot is free again");
