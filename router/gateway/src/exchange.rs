@@ -122,7 +122,7 @@ impl Exchange {
         self.with(|d| d.stages.iter().sum()).unwrap_or_default()
     }
 
-    /// The key's scope for the cache (`""` when auth is off).
+    /// The key's scope for the cache (`""` when no key was presented, in `open` mode).
     pub fn scope(&self) -> &str {
         self.key.as_ref().map_or("", |k| k.id())
     }

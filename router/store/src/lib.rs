@@ -112,7 +112,7 @@ pub struct RequestRecord {
     pub client_request_id: Option<String>,
     /// Unix epoch milliseconds when the request arrived.
     pub ts_ms: i64,
-    /// Virtual key id; `None` when auth is off.
+    /// Virtual key id; `None` when no key was presented (`open` mode).
     pub key_id: Option<String>,
     /// `/v1/chat/completions`, `/ai/route`, ...
     pub endpoint: String,

@@ -39,9 +39,9 @@ enum Class {
     Metrics,
     /// The admin API: the admin key.
     Admin,
-    /// Read-only views: a virtual key when auth is on.
+    /// Read-only views: a virtual key (or the admin key) in `keys` mode.
     Read,
-    /// Model-calling endpoints: a key when auth is on, its RPM, and an exchange.
+    /// Model-calling endpoints: a key in `keys` mode, its RPM window, and an exchange.
     Model(&'static str),
 }
 

@@ -3,7 +3,7 @@
 //! - **Key**: SHA-256 of the request *after* policies (so a trimmed or redacted prompt is what is
 //!   matched), normalised (`stream`, `stream_options` and the cache control itself left out),
 //!   with the target (route or model, `models`) and the caller's scope (virtual key id; `""`
-//!   when auth is off). Two keys never share an entry.
+//!   when no key was presented, in `open` mode). Two keys never share an entry.
 //! - **What is cached**: complete, successful answers of deterministic requests (temperature 0
 //!   or a seed), or of any request that opts in (`cache.mode = "on"`). Errors and cut streams
 //!   never.
