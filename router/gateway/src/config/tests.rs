@@ -232,3 +232,75 @@ optimize = "speed"
         assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
     }
 }
+
+#[test]
+fn edge_settings_refuse_careless_values_by_path() {
+    let text = r#"
+[server]
+listen = "0.0.0.0:8080"
+header_read_ms = 0
+idle_ms = 99999999999
+max_in_flight = 0
+allowed_hosts = ["evil example", "a/b"]
+cors_origins = ["app.example", "*"]
+[auth]
+mode = "open"
+budget_wait_ms = 600000
+[metrics]
+token = "short"
+[models.x]
+provider = "p"
+"#;
+    let errs = load_str(text, &Vars::only(&[])).unwrap_err().to_string();
+    for path in [
+        "server.header_read_ms",
+        "server.idle_ms",
+        "server.max_in_flight",
+        "server.allowed_hosts[0]",
+        "server.allowed_hosts[1]",
+        "server.cors_origins[0]",
+        "auth.mode",
+        "auth.budget_wait_ms",
+        "metrics.token",
+    ] {
+        assert!(
+            errs.contains(&format!("{path}:")),
+            "{path} missing in:\n{errs}"
+        );
+    }
+    assert!(
+        !errs.contains("cors_origins[1]"),
+        "`*` is a valid origin list entry"
+    );
+    assert!(!errs.contains("short"), "a secret is never echoed: {errs}");
+    // A mode that does not exist, and a wrong type, are refused too.
+    for bad in [
+        "[auth]\nmode = \"off\"\n",
+        "[server]\nmax_in_flight = \"many\"\n",
+    ] {
+        let errs = load_str(bad, &Vars::only(&[])).unwrap_err().to_string();
+        assert!(
+            errs.contains("auth.mode") || errs.contains("server.max_in_flight"),
+            "{errs}"
+        );
+    }
+}
+
+#[test]
+fn the_auth_mode_defaults_from_the_admin_key_and_the_listen_address() {
+    let with = |extra: &str, vars: &[(&str, &str)]| {
+        let text = format!("{GOOD}\n{extra}");
+        let mut all = vec![("OPENAI_KEY", "sk-test-123")];
+        all.extend_from_slice(vars);
+        load_str(&text, &Vars::only(&all)).unwrap()
+    };
+    assert_eq!(with("", &[]).auth.mode(), AuthMode::Open);
+    let admin = [("SWITCHYARD_ADMIN_KEY", "an-admin-key-of-24-chars")];
+    assert_eq!(with("", &admin).auth.mode(), AuthMode::Keys);
+    let open = with("[auth]\nmode = \"open\"\n", &admin);
+    assert_eq!(open.auth.mode(), AuthMode::Open, "an explicit mode wins");
+    // Loopback: the loopback names and the listen address; `*` only when told.
+    let c = with("", &[]);
+    assert!(c.server.allowed_hosts.contains(&"localhost".to_owned()));
+    assert!(!c.server.allowed_hosts.contains(&"*".to_owned()));
+}
