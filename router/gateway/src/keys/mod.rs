@@ -200,10 +200,6 @@ impl Keys {
         Ok(Some(self.remember(Arc::new(state))))
     }
 
-    pub fn admin_configured(&self) -> bool {
-        self.admin_hash.is_some()
-    }
-
     /// Create a key; returns its record and the secret (shown once, never stored).
     pub async fn create(&self, new: NewKey) -> Result<(Arc<KeyState>, String), Error> {
         validate_new(&new)?;
