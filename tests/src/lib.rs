@@ -24,6 +24,13 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod client;
+pub mod pg;
+pub mod redis;
+pub use client::Client;
+pub use pg::PgSchema;
+pub use redis::RedisServer;
+
 /// How long a process may take to exit after SIGTERM before the harness kills it and fails.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sqlx::Connection;
-use sqlx::postgres::PgConnection;
-use switchyard_e2e::{Running, random_hex, row_for};
+use switchyard_e2e::{PgSchema, Running, random_hex, row_for};
 use switchyard_store::{RequestLog, Store};
 
 /// Concurrent client tasks.
@@ -335,59 +333,15 @@ async fn sigterm_under_load_loses_no_rows_sqlite() {
     store.close().await;
 }
 
-/// The Postgres URL, or `None` (after saying so) when the Postgres variant is skipped.
-fn postgres_url() -> Option<String> {
-    match std::env::var("SWITCHYARD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
-        _ => {
-            assert!(
-                std::env::var("SWITCHYARD_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "SWITCHYARD_REQUIRE_POSTGRES=1 but SWITCHYARD_TEST_POSTGRES_URL is not set: \
-                 start a server with `bash .ci/postgres.sh` and export its URL"
-            );
-            eprintln!(
-                "skipped: sigterm_under_load_loses_no_rows_postgres \
-                 (SWITCHYARD_TEST_POSTGRES_URL not set)"
-            );
-            None
-        }
-    }
-}
-
-/// Run `sql` (which reads the schema name from the `switchyard.test_schema` setting, so no
-/// identifier is spliced into a statement here) on a fresh admin connection.
-async fn schema_ddl(admin_url: &str, schema: &str, sql: &'static str) {
-    let mut admin = PgConnection::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to SWITCHYARD_TEST_POSTGRES_URL: {e}"));
-    sqlx::query("SELECT set_config('switchyard.test_schema', $1, false)")
-        .bind(schema)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(sql).execute(&mut admin).await.unwrap();
-    admin.close().await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_loses_no_rows_postgres() {
-    let Some(admin_url) = postgres_url() else {
+    let Some(schema_guard) =
+        PgSchema::create("e2e_sigterm", "sigterm_under_load_loses_no_rows_postgres").await
+    else {
         return;
     };
-    // A fresh schema for this run (the gateway runs its migrations there), dropped at the end:
-    // the counts are exact even when other tests share the database.
     let run = random_hex(6);
-    let schema = format!("e2e_sigterm_{run}");
-    schema_ddl(
-        &admin_url,
-        &schema,
-        "DO $$ BEGIN EXECUTE format('CREATE SCHEMA %I', \
-         current_setting('switchyard.test_schema')); END $$",
-    )
-    .await;
-    let sep = if admin_url.contains('?') { '&' } else { '?' };
-    let url = format!("{admin_url}{sep}options[search_path]={schema}");
-
+    let (schema, url) = (schema_guard.name.clone(), schema_guard.url.clone());
     let gw = Running::builder().store_url(&url).demo();
     let load = sigterm_under_load(gw, &run).await;
     let store = Store::connect(&url).await.unwrap();
@@ -406,13 +360,7 @@ async fn sigterm_under_load_loses_no_rows_postgres() {
     )))
     .await;
     store.close().await;
-    schema_ddl(
-        &admin_url,
-        &schema,
-        "DO $$ BEGIN EXECUTE format('DROP SCHEMA %I CASCADE', \
-         current_setting('switchyard.test_schema')); END $$",
-    )
-    .await;
+    schema_guard.drop().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

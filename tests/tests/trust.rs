@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use switchyard_e2e::{Running, binary, random_hex, repo_root};
+use switchyard_e2e::{Client, Running, binary, random_hex, repo_root};
 use switchyard_store::{RequestLog, SpendStore, Store};
 
 const ADMIN: &str = "admin-key-for-the-trust-tests-0123";
@@ -38,92 +38,6 @@ api_key = "sk-not-a-real-key-for-check"
 [models."gpt-4o-mini"]
 provider = "openai"
 "#;
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Client {
-    fn new(gw: &Running) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            base: gw.base_url.clone(),
-        }
-    }
-
-    async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Create a key; (id, secret).
-    async fn key(&self, spec: Value) -> (String, String) {
-        let (s, v) = self
-            .admin(reqwest::Method::POST, "/admin/keys", Some(spec))
-            .await;
-        assert_eq!(s, 201, "{v}");
-        (
-            v["id"].as_str().unwrap().to_owned(),
-            v["key"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        key: Option<&str>,
-        body: &Value,
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        (status, headers, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn chat(
-        &self,
-        key: Option<&str>,
-        body: &Value,
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
-        self.post("/v1/chat/completions", key, body).await
-    }
-
-    async fn get(&self, path: &str, key: Option<&str>) -> (u16, String) {
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    }
-
-    /// One unlabelled sample of `/metrics` (scraped with the admin key).
-    async fn metric(&self, name: &str) -> f64 {
-        let (s, text) = self.get("/metrics", Some(ADMIN)).await;
-        assert_eq!(s, 200, "{text}");
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no sample {name} in /metrics"))
-    }
-}
 
 fn ask(model: &str, text: &str, max_tokens: u32) -> Value {
     json!({
@@ -162,7 +76,7 @@ async fn stopped_store(mut gw: Running) -> (Store, Running) {
 #[tokio::test]
 async fn keys_mode_refuses_without_a_key_before_any_exists_and_after_the_last_is_revoked() {
     let gw = keys_gateway("");
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let body = ask("gpt-4o-mini", "hello", 5);
     // No key exists yet: still 401, for no key and for a made-up one.
     for key in [None, Some("sk-sy-made-up")] {
@@ -257,7 +171,7 @@ fn open_mode_on_a_network_address_refuses_to_start_and_check_states_the_mode() {
 #[tokio::test]
 async fn allow_lists_hold_for_models_lists_batch_items_and_model_routes() {
     let gw = keys_gateway(FAST_SIM);
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let (_, cheap) = c
         .key(json!({"name": "cheap only", "routes": ["cheap"]}))
         .await;
@@ -339,7 +253,7 @@ async fn allow_lists_hold_for_models_lists_batch_items_and_model_routes() {
 async fn error_texts_are_shown_in_full_to_the_admin_only_and_metrics_can_need_a_token() {
     let token = format!("scrape-{}", random_hex(12));
     let gw = keys_gateway(&format!("{FAST_SIM}\n[metrics]\ntoken = \"{token}\"\n"));
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let sim = gw.sim_url();
     // Make the first upstream call fail, so that model's health holds an upstream error text.
     let resp = c
@@ -405,7 +319,7 @@ async fn browser_attacks_are_refused_json_only_known_hosts_and_allowed_origins()
     let gw = Running::builder().demo_with(&format!(
         "{FAST_SIM}\n[server]\ncors_origins = [\"https://app.example\"]\n"
     ));
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let url = format!("{}/v1/chat/completions", c.base);
     let body = ask("gpt-4o-mini", "hi", 5).to_string();
     // A form post or a text/plain fetch (no preflight): 415.
@@ -493,7 +407,7 @@ async fn browser_attacks_are_refused_json_only_known_hosts_and_allowed_origins()
 #[tokio::test]
 async fn an_unknown_key_costs_one_store_lookup_and_open_mode_none() {
     let gw = keys_gateway(FAST_SIM);
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let body = ask("gpt-4o-mini", "hi", 5);
     let before = c.metric("switchyard_key_store_lookups_total").await;
     let unknown = format!("sk-sy-{}", random_hex(32));
@@ -528,7 +442,7 @@ async fn an_unknown_key_costs_one_store_lookup_and_open_mode_none() {
 
     // Open mode (no admin key, loopback): an SDK's placeholder key is never looked up.
     let open = Running::builder().demo_with(FAST_SIM);
-    let o = Client::new(&open);
+    let o = Client::new(&open, ADMIN);
     for i in 0..20 {
         let (s, _, v) = o.chat(Some(&format!("sk-placeholder-{i}")), &body).await;
         assert_eq!(s, 200, "{v}");
@@ -544,7 +458,7 @@ async fn an_unknown_key_costs_one_store_lookup_and_open_mode_none() {
 #[tokio::test]
 async fn failed_admin_attempts_are_limited_and_logged_without_the_secret() {
     let gw = keys_gateway("");
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let wrong = format!("wrong-admin-{}", random_hex(16));
     for i in 0..10 {
         let resp = c
@@ -580,7 +494,7 @@ async fn failed_admin_attempts_are_limited_and_logged_without_the_secret() {
 #[tokio::test]
 async fn a_repeated_request_id_cannot_dodge_the_budget() {
     let gw = keys_gateway(FAST_SIM);
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let (id, key) = c
         .key(json!({"name": "small", "budget_usd": 0.00005, "budget_period": "total"}))
         .await;
@@ -639,7 +553,7 @@ async fn a_client_that_leaves_mid_answer_is_billed_and_logged() {
         "[sim.models.\"gpt-4o\"]\nttft_ms = { mean = 1500, stddev = 1 }\n\
          [sim.models.\"gpt-4o-mini\"]\nttft_ms = { mean = 1500, stddev = 1 }\n",
     );
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let (id, key) = c.key(json!({"name": "leaver"})).await;
     let quick = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
@@ -695,7 +609,7 @@ async fn a_client_that_leaves_mid_answer_is_billed_and_logged() {
 async fn sixty_requests_at_concurrency_twelve_spend_the_budget_before_any_402() {
     // A long wait, so that a loaded test machine cannot turn a wait into a 429.
     let gw = keys_gateway(&format!("{FAST_SIM}\n[auth]\nbudget_wait_ms = 15000\n"));
-    let c = Arc::new(Client::new(&gw));
+    let c = Arc::new(Client::new(&gw, ADMIN));
     // What one answer costs (the same prompt, so the same usage each time).
     let body = ask("gpt-4o-mini", "what is the weather like", 200);
     let (_, probe) = c.key(json!({"name": "probe"})).await;
@@ -770,7 +684,7 @@ async fn sixty_requests_at_concurrency_twelve_spend_the_budget_before_any_402() 
 #[tokio::test]
 async fn a_batch_counts_each_item_against_the_keys_rpm() {
     let gw = keys_gateway(FAST_SIM);
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let (_, key) = c.key(json!({"name": "five a minute", "rpm": 5})).await;
     let items: Vec<Value> = (0..8)
         .map(|i| json!({"models": ["gpt-4o-mini"], "prompt": format!("item {i}"), "max_tokens": 5, "temperature": 0.5}))
@@ -807,7 +721,7 @@ async fn a_timed_out_attempt_is_charged_before_the_fallback_answers() {
         "{FAST_SIM}\n[routes.impatient]\nmodels = [\"gpt-4o-mini\", \"gemini-2.0-flash\"]\n\
          optimize = \"cost\"\nattempt_ms = 300\n"
     ));
-    let c = Client::new(&gw);
+    let c = Client::new(&gw, ADMIN);
     let (id, key) = c.key(json!({"name": "pays for timeouts"})).await;
     // The first upstream call never answers.
     let resp = c

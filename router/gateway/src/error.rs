@@ -77,6 +77,8 @@ pub enum Error {
         error: ProviderError,
         attempts: Option<String>,
     },
+    /// The shared counters (Redis) are unreachable and `[redis] on_failure = "closed"`.
+    LimitsUnavailable(String),
     Internal(String),
 }
 
@@ -172,10 +174,15 @@ impl Error {
         Error::Internal(message.into())
     }
 
+    pub fn limits_unavailable(message: impl Into<String>) -> Self {
+        Error::LimitsUnavailable(message.into())
+    }
+
     /// How long the client should wait before trying again, when that is known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::LimitsUnavailable(_) => Some(Duration::from_secs(1)),
             Error::Upstream { error, .. } => error.retry_after,
             _ => None,
         }
@@ -234,9 +241,10 @@ impl fmt::Display for Error {
                 f,
                 "The request is too large for policy '{policy}': {detail}"
             ),
-            Error::Unauthorized(m) | Error::BudgetExceeded(m) | Error::Internal(m) => {
-                f.write_str(m)
-            }
+            Error::Unauthorized(m)
+            | Error::BudgetExceeded(m)
+            | Error::Internal(m)
+            | Error::LimitsUnavailable(m) => f.write_str(m),
             Error::Forbidden { message, .. } | Error::RateLimited { message, .. } => {
                 f.write_str(message)
             }

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod pipeline;
 pub mod policy;
 pub mod server;
+pub mod shared;
 pub mod state;
 pub mod telemetry;
 

@@ -9,6 +9,7 @@ use crate::config::{Config, ModelConfig};
 use crate::exchange::Sinks;
 use crate::execute::Upstreams;
 use crate::keys::Keys;
+use crate::shared::{Event, Shared};
 use crate::telemetry::{Metrics, Sources};
 use switchyard_providers::{self as providers, Provider};
 use switchyard_routing::health::{Health, HealthConfig, RetryBudget};
@@ -83,11 +84,47 @@ impl Gateway {
         let store = Store::connect(url)
             .await
             .map_err(|e| format!("store ({}): {e}", switchyard_store::redacted_url(url)))?;
-        let keys = Keys::load(store.clone(), config.auth.mode(), admin.as_deref()).await?;
+        let shared = match &config.redis {
+            Some(r) => Some(Shared::connect(r, Some(store.clone())).await?),
+            None => None,
+        };
+        let keys = Keys::load(store.clone(), config.auth.mode(), admin.as_deref(), shared).await?;
         let gw = Gateway::build(config, HealthConfig::default(), keys, Some(store))?;
-        // Keys made or revoked by other replicas sharing the store.
+        // Keys made or revoked by other replicas sharing the store: at once over Redis when
+        // it is configured, and by re-reading the store every 2 s in any case.
         Keys::spawn_refresh(&gw.keys, Duration::from_secs(2));
+        gw.follow_events();
         Ok(gw)
+    }
+
+    /// Follow other replicas' key events and cache clears (with `[redis]`).
+    fn follow_events(self: &Arc<Self>) {
+        let Some(shared) = self.keys.shared() else {
+            return;
+        };
+        let keys = Arc::downgrade(&self.keys);
+        let cache = Arc::downgrade(&self.cache);
+        let keys_again = keys.clone();
+        shared.follow(
+            move |event| {
+                if let Event::CacheClear = event {
+                    if let Some(c) = cache.upgrade() {
+                        c.clear();
+                    }
+                } else if let Some(k) = keys.upgrade() {
+                    k.on_event(&event);
+                }
+            },
+            move || {
+                if let Some(k) = keys_again.upgrade() {
+                    tokio::spawn(async move {
+                        if let Err(e) = k.refresh().await {
+                            tracing::warn!(error = %e, "key refresh failed");
+                        }
+                    });
+                }
+            },
+        );
     }
 
     fn build(
@@ -124,7 +161,8 @@ impl Gateway {
             let keep = Duration::from_secs(u64::from(config.store.retention_days) * 86_400);
             switchyard_store::spawn_retention(store.clone(), keep, Duration::from_secs(3600));
         }
-        let cache = Arc::new(ResponseCache::new(&config.cache));
+        let l2 = keys.shared().and_then(|s| s.l2.clone());
+        let cache = Arc::new(ResponseCache::new(&config.cache).with_l2(l2));
         let metrics = Metrics::new(
             config.models.keys().map(|m| m.as_str()),
             config.routes.values().map(|r| {
@@ -140,6 +178,7 @@ impl Gateway {
                 writer: writer.clone(),
                 ledger: ledger.clone(),
                 keys: keys.clone(),
+                shared: keys.shared().cloned(),
             },
         );
         let gw = Arc::new(Gateway {

@@ -118,7 +118,7 @@ pub async fn key_spend(
             })
         })
         .collect();
-    let mut v = json!(k.usage(now_ms()));
+    let mut v = json!(gw.keys.usage(&k).await);
     v["id"] = json!(k.record.id);
     v["history"] = json!(history);
     Ok(Json(v))
@@ -132,11 +132,22 @@ pub async fn cache_stats(State(gw): State<Arc<Gateway>>) -> Json<Value> {
         "max_ttl_s": cfg.max_ttl_s,
         "max_entry_bytes": cfg.max_entry_bytes,
         "stats": gw.cache.stats(),
+        "shared": gw.cache.l2().map(|l2| l2.stats()),
     }))
 }
 
+/// `DELETE /ai/cache`: this replica's entries, and with Redis the shared (L2) entries and
+/// every other replica's own (told over pub/sub).
 pub async fn cache_clear(State(gw): State<Arc<Gateway>>) -> Json<Value> {
-    Json(json!({"cleared": gw.cache.clear()}))
+    let cleared = gw.cache.clear();
+    let mut v = json!({"cleared": cleared});
+    if let Some(l2) = gw.cache.l2() {
+        v["cleared_shared"] = json!(l2.clear().await);
+    }
+    if let Some(shared) = gw.keys.shared() {
+        shared.publish(&crate::shared::Event::CacheClear).await;
+    }
+    Json(v)
 }
 
 pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {

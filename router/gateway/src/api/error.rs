@@ -218,6 +218,10 @@ impl From<Error> for ApiError {
                 let (status, kind, code) = upstream_status(error.kind);
                 ApiError::new(status, kind, message).code(code)
             }
+            Error::LimitsUnavailable(_) => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "api_error", message)
+                    .code("limits_unavailable")
+            }
             Error::Internal(_) => ApiError::internal(message),
         };
         api.retry_after = retry_after;

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::shared::L2;
 pub use config::CacheConfig;
 
 pub use switchyard_types::cache_control::{CacheRequest, Mode};
@@ -232,6 +233,8 @@ pub struct ResponseCache {
     inflight: Inflight,
     counters: Arc<Counters>,
     cfg: CacheConfig,
+    /// The entries every replica shares (`[redis] cache_url`), asked after this one's own.
+    l2: Option<Arc<L2>>,
 }
 
 /// The result of a lookup.
@@ -299,7 +302,33 @@ impl ResponseCache {
             inflight: Arc::default(),
             counters,
             cfg: cfg.clone(),
+            l2: None,
         }
+    }
+
+    /// With a shared second level.
+    pub fn with_l2(mut self, l2: Option<Arc<L2>>) -> ResponseCache {
+        self.l2 = l2;
+        self
+    }
+
+    pub fn l2(&self) -> Option<&Arc<L2>> {
+        self.l2.as_ref()
+    }
+
+    /// An L2 entry (another replica's answer, or one of this replica's that L1 let go),
+    /// copied into L1.
+    async fn from_l2(&self, key: &Key) -> Option<Arc<Entry>> {
+        let l2 = self.l2.as_ref()?;
+        let found = l2.get(key, self.cfg.max_entry_bytes).await?;
+        let entry = Arc::new(Entry::new(
+            found.response,
+            found.model,
+            found.provider,
+            found.ttl,
+        ));
+        self.entries.insert(*key, entry.clone());
+        Some(entry)
     }
 
     pub fn config(&self) -> &CacheConfig {
@@ -326,25 +355,52 @@ impl ResponseCache {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return Lookup::Hit(e);
         }
-        let waiting = {
-            let Ok(mut map) = self.inflight.lock() else {
-                return self.miss(None);
-            };
-            match map.get(&key) {
-                Some(rx) if plan.read => Some(rx.clone()),
-                Some(_) => None,
+        /// What the in-flight table says, decided under its lock (never held across an await).
+        enum Next {
+            Wait(watch::Receiver<()>),
+            Lead(Leader),
+            AskL2,
+            Miss,
+        }
+        let next = match self.inflight.lock() {
+            Err(_) => Next::Miss,
+            Ok(mut map) => match map.get(&key) {
+                Some(rx) if plan.read => Next::Wait(rx.clone()),
+                Some(_) => Next::Miss,
                 None if plan.write => {
                     let (tx, rx) = watch::channel(());
                     map.insert(key, rx);
-                    drop(map);
-                    return self.miss(Some(Leader {
+                    Next::Lead(Leader {
                         key,
                         inflight: self.inflight.clone(),
                         _done: tx,
-                    }));
+                    })
                 }
-                None => None,
+                None if plan.read => Next::AskL2,
+                None => Next::Miss,
+            },
+        };
+        let waiting = match next {
+            Next::Wait(rx) => Some(rx),
+            Next::Lead(leader) => {
+                // Leading: ask L2 before calling upstream (the waiters then read L1).
+                if plan.read
+                    && let Some(e) = self.from_l2(&key).await
+                {
+                    drop(leader);
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    return Lookup::Hit(e);
+                }
+                return self.miss(Some(leader));
             }
+            Next::AskL2 => {
+                if let Some(e) = self.from_l2(&key).await {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    return Lookup::Hit(e);
+                }
+                None
+            }
+            Next::Miss => None,
         };
         if let Some(mut rx) = waiting {
             // `changed` errs when the leader drops its sender: it is done, one way or another.
@@ -376,6 +432,15 @@ impl ResponseCache {
             return;
         }
         self.counters.inserts.fetch_add(1, Ordering::Relaxed);
+        if let Some(l2) = &self.l2 {
+            l2.put(
+                &key,
+                &entry.model,
+                &entry.provider,
+                &entry.response,
+                entry.ttl,
+            );
+        }
         self.entries.insert(key, Arc::new(entry));
     }
 

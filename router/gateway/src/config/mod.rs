@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 
 pub use interpolate::{Vars, interpolate};
 pub use sections::{
-    AuthConfig, AuthMode, MetricsConfig, PoliciesConfig, ServerConfig, StoreConfig,
+    AuthConfig, AuthMode, MetricsConfig, OnFailure, OnFailureSpec, PerUse, PoliciesConfig,
+    RedisConfig, ServerConfig, StoreConfig,
 };
 pub use switchyard_routing::route::{
     DEFAULT_ROUTE, ModelConfig, Optimize, RetryPolicy, RouteConfig, Weights,
@@ -51,6 +52,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
+    /// `[redis]`: shared budgets, rate limits, cache and key events; `None` = per replica.
+    pub redis: Option<RedisConfig>,
 }
 
 /// One problem in the config, at a dotted path (`providers.openai.api_key`).
@@ -371,6 +374,12 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
     {
         errors.push("metrics.token", "must be at least 16 characters");
     }
+    let redis: Option<RedisConfig> = doc.remove("redis").and_then(|v| errors.parse(v, "redis"));
+    if let Some(r) = &redis {
+        for (path, message) in r.validate() {
+            errors.push(path, message);
+        }
+    }
     let mut catalog = match Catalog::builtin() {
         Ok(c) => c,
         Err(e) => {
@@ -418,6 +427,7 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
         store,
         auth,
         metrics,
+        redis,
     })
 }
 

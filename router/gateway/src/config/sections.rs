@@ -220,3 +220,184 @@ pub struct MetricsConfig {
     #[serde(default)]
     pub require_admin: bool,
 }
+
+/// `[redis]`: state shared by every replica. Without this section each replica keeps its own
+/// counters and cache (one replica with SQLite is the default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// The counters' server: budgets, RPM/TPM windows and key events (`redis://…`,
+    /// `rediss://…`). It must never evict: `maxmemory-policy noeviction` (checked at start).
+    pub url: String,
+    /// The L2 response cache, on a server of its own (`maxmemory` with `allkeys-lru`), so that
+    /// cache entries can never push out a budget. Without it the cache stays per replica.
+    #[serde(default)]
+    pub cache_url: Option<String>,
+    /// The longest wait for one Redis call; beyond it the call counts as a failure.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A reservation not settled within this time (its replica died) is released.
+    #[serde(default = "default_reservation_ttl_ms")]
+    pub reservation_ttl_ms: u64,
+    /// Prefix of every key, so that several gateways can share a server.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+    /// What a limited request meets while Redis is unreachable: `local` (this replica's own
+    /// counters, loudly) or `closed` (503). One value for both uses, or
+    /// `{ budgets = "…", rates = "…" }`.
+    #[serde(default)]
+    pub on_failure: OnFailureSpec,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    10
+}
+fn default_reservation_ttl_ms() -> u64 {
+    300_000
+}
+fn default_redis_prefix() -> String {
+    "sy".to_owned()
+}
+
+/// What to do while Redis is down, for one use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    #[default]
+    Local,
+    Closed,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Local => "local",
+            OnFailure::Closed => "closed",
+        }
+    }
+}
+
+/// `on_failure`: one mode, or one per use.
+#[derive(Debug, Clone, Copy)]
+pub enum OnFailureSpec {
+    All(OnFailure),
+    PerUse(PerUse),
+}
+
+impl<'de> Deserialize<'de> for OnFailureSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OnFailureSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "\"local\", \"closed\", or a table { budgets = …, rates = …, cache = … }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OnFailureSpec, E> {
+                OnFailure::deserialize(serde::de::value::StrDeserializer::new(v))
+                    .map(OnFailureSpec::All)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<OnFailureSpec, A::Error> {
+                PerUse::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(OnFailureSpec::PerUse)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Default for OnFailureSpec {
+    fn default() -> Self {
+        OnFailureSpec::All(OnFailure::Local)
+    }
+}
+
+/// `on_failure = { budgets = "closed", rates = "local", cache = "local" }`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerUse {
+    #[serde(default)]
+    pub budgets: OnFailure,
+    #[serde(default)]
+    pub rates: OnFailure,
+    /// A cache can only fall back to this replica's own entries: `local` is the one value.
+    #[serde(default)]
+    pub cache: OnFailure,
+}
+
+impl RedisConfig {
+    pub fn budgets_on_failure(&self) -> OnFailure {
+        match self.on_failure {
+            OnFailureSpec::All(m) => m,
+            OnFailureSpec::PerUse(p) => p.budgets,
+        }
+    }
+
+    pub fn rates_on_failure(&self) -> OnFailure {
+        match self.on_failure {
+            OnFailureSpec::All(m) => m,
+            OnFailureSpec::PerUse(p) => p.rates,
+        }
+    }
+
+    /// Problems with the section, as (path, message).
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let scheme_ok = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+        // Never echo a URL: it may hold a password.
+        if !scheme_ok(&self.url) {
+            out.push(("redis.url", "must be redis://… or rediss://…".to_owned()));
+        }
+        if let Some(c) = &self.cache_url {
+            if !scheme_ok(c) {
+                out.push((
+                    "redis.cache_url",
+                    "must be redis://… or rediss://…".to_owned(),
+                ));
+            } else if *c == self.url {
+                out.push((
+                    "redis.cache_url",
+                    "must name another server (or database of a server whose policy evicts \
+                     only cache keys): cache entries must never push out budget counters"
+                        .to_owned(),
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&self.timeout_ms) {
+            out.push(("redis.timeout_ms", "must be between 1 and 10000".to_owned()));
+        }
+        if !(1_000..=86_400_000).contains(&self.reservation_ttl_ms) {
+            out.push((
+                "redis.reservation_ttl_ms",
+                "must be between 1000 (1 s) and 86400000 (a day)".to_owned(),
+            ));
+        }
+        let prefix_ok = !self.prefix.is_empty()
+            && self.prefix.len() <= 32
+            && self
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !prefix_ok {
+            out.push((
+                "redis.prefix",
+                "must be 1 to 32 letters, digits, '_' or '-'".to_owned(),
+            ));
+        }
+        if let OnFailureSpec::PerUse(p) = self.on_failure
+            && p.cache == OnFailure::Closed
+        {
+            out.push((
+                "redis.on_failure.cache",
+                "must be \"local\": without Redis the cache falls back to this replica's own \
+                 entries (a miss is always a safe answer)"
+                    .to_owned(),
+            ));
+        }
+        out
+    }
+}

@@ -55,7 +55,7 @@ type Lookup = OnceCell<Option<Arc<KeyState>>>;
 /// The authentication state of [`Keys`] that is not the keys themselves.
 pub(super) struct Gate {
     pub(super) mode: AuthMode,
-    unknown: moka::sync::Cache<String, ()>,
+    pub(super) unknown: moka::sync::Cache<String, ()>,
     /// First sightings of a key being looked up: later arrivals wait for the same answer.
     pending: Mutex<HashMap<String, Arc<Lookup>>>,
     lookups: Mutex<Bucket>,
@@ -228,7 +228,7 @@ impl Keys {
         }
     }
 
-    fn held(&self, hash: &str) -> Option<Arc<KeyState>> {
+    pub(super) fn held(&self, hash: &str) -> Option<Arc<KeyState>> {
         self.by_hash.read().ok().and_then(|m| m.get(hash).cloned())
     }
 

@@ -2,6 +2,7 @@
 //! RPM/TPM windows. Admission, reservation and settlement happen here, under one short lock.
 
 use super::*;
+use crate::shared::{Hold, Shared};
 use rate::RateWindow;
 
 /// One key's live state.
@@ -12,7 +13,7 @@ pub struct KeyState {
     pub(super) revoked: AtomicBool,
     pub(super) live: Mutex<Live>,
     /// Woken whenever a reservation is settled: requests waiting for room in the budget.
-    settled: tokio::sync::Notify,
+    pub(super) settled: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct Reservation {
     pub(super) tokens: u64,
     pub(super) at_s: i64,
     pub(super) settled: bool,
+    /// Held on Redis (shared by every replica) rather than in this process.
+    pub(super) shared: Option<(Arc<Shared>, Hold)>,
 }
 
 impl Reservation {
@@ -46,9 +49,15 @@ impl Reservation {
         }
         self.settled = true;
         if let Ok(mut live) = self.key.live.lock() {
-            live.reserved -= self.cost;
+            if self.shared.is_none() {
+                live.reserved -= self.cost;
+            }
+            // With Redis this is the local mirror (what this replica falls back to).
             live.spent += cost;
             live.tokens.adjust(self.at_s, self.tokens, tokens);
+        }
+        if let Some((shared, hold)) = self.shared.take() {
+            shared.settle(hold, cost, self.tokens, tokens);
         }
         self.key.settled.notify_waiters();
     }
@@ -83,6 +92,8 @@ pub struct Usage {
     pub remaining_usd: Option<f64>,
     pub requests_last_minute: u64,
     pub tokens_last_minute: u64,
+    /// `redis` (every replica's figures) or `local` (this replica's own).
+    pub source: &'static str,
 }
 
 impl KeyState {
@@ -131,13 +142,56 @@ impl KeyState {
             return Ok(());
         }
         let wait = live.requests.wait_for(now_s, used + n - u64::from(rpm));
-        Err(Error::rate_limited(
+        Err(self.rpm_error(rpm, wait))
+    }
+
+    pub(super) fn rpm_error(&self, rpm: u32, wait: Duration) -> Error {
+        Error::rate_limited(
             format!(
                 "Key '{}' is over its limit of {rpm} requests per minute (upstream calls)",
                 self.record.id
             ),
             wait,
+        )
+    }
+
+    pub(super) fn tpm_error(&self, tpm: u32, used: u64, tokens: u64, wait: Duration) -> Error {
+        Error::rate_limited(
+            format!(
+                "Key '{}' is over its limit of {tpm} tokens per minute ({used} used, this \
+                 request needs up to {tokens})",
+                self.record.id
+            ),
+            wait,
+        )
+    }
+
+    fn period_words(&self) -> String {
+        if self.period == Period::Total {
+            "key".to_owned()
+        } else {
+            self.period.as_str().to_owned()
+        }
+    }
+
+    pub(super) fn spent_error(&self, budget: i64) -> Error {
+        Error::budget_exceeded(format!(
+            "Key '{}' has spent its budget of ${:.6} for this {}",
+            self.record.id,
+            pico_to_usd(budget),
+            self.period_words(),
         ))
+    }
+
+    pub(super) fn reserved_message(&self, budget: i64, spent: i64) -> String {
+        format!(
+            "Key '{}' has ${:.6} of its ${:.6} budget left for this {}, all of it reserved \
+             by its requests in flight: retry when they have finished",
+            self.record.id,
+            pico_to_usd(budget - spent),
+            pico_to_usd(budget),
+            self.period_words(),
+        )
     }
 
     /// Count one upstream call against RPM, reserve `cost` (picodollars) and `tokens`, or
@@ -162,25 +216,10 @@ impl KeyState {
         if let Some(budget) = self.record.budget_picousd
             && live.spent + live.reserved >= budget
         {
-            let what = if self.period == Period::Total {
-                "key".to_owned()
-            } else {
-                self.period.as_str().to_owned()
-            };
             if live.spent >= budget {
-                return Err(Refusal::Final(Error::budget_exceeded(format!(
-                    "Key '{}' has spent its budget of ${:.6} for this {what}",
-                    self.record.id,
-                    pico_to_usd(budget),
-                ))));
+                return Err(Refusal::Final(self.spent_error(budget)));
             }
-            return Err(Refusal::Reserved(format!(
-                "Key '{}' has ${:.6} of its ${:.6} budget left for this {what}, all of it \
-                 reserved by its requests in flight: retry when they have finished",
-                self.record.id,
-                pico_to_usd(budget - live.spent),
-                pico_to_usd(budget),
-            )));
+            return Err(Refusal::Reserved(self.reserved_message(budget, live.spent)));
         }
         self.rpm_room(&live, now_s, 1).map_err(Refusal::Final)?;
         if let Some(tpm) = self.record.tpm {
@@ -192,14 +231,7 @@ impl KeyState {
                 } else {
                     live.tokens.wait_for(now_s, need)
                 };
-                return Err(Refusal::Final(Error::rate_limited(
-                    format!(
-                        "Key '{}' is over its limit of {tpm} tokens per minute ({used} used, \
-                         this request needs up to {tokens})",
-                        self.record.id
-                    ),
-                    wait,
-                )));
+                return Err(Refusal::Final(self.tpm_error(tpm, used, tokens, wait)));
             }
         }
         live.requests.add(now_s, 1);
@@ -211,6 +243,7 @@ impl KeyState {
             tokens,
             at_s: now_s,
             settled: false,
+            shared: None,
         })
     }
 
@@ -271,6 +304,7 @@ impl KeyState {
             remaining_usd: budget.map(|b| pico_to_usd((b - spent).max(0))),
             requests_last_minute: req,
             tokens_last_minute: tok,
+            source: "local",
         }
     }
 

@@ -16,12 +16,14 @@
 //!   cap) with the call and corrected to the actual usage afterwards.
 //! - Money is integer picodollars (1e-12 USD), so spend sums are exact.
 //!
-//! Counters live in this process. N replicas behind one Postgres each enforce the limits on
-//! their own share (documented in the README; shared counters are Redis's job).
+//! Without `[redis]` the counters live in this process. With it, keys that have a limit are
+//! counted on Redis for every replica (`shared.rs`, `crate::shared`), with this process's
+//! counters as the mirror it falls back to when Redis is down.
 
 mod auth;
 mod key;
 pub mod rate;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,6 +137,8 @@ pub struct Keys {
     admin_hash: Option<String>,
     gate: auth::Gate,
     lookups_made: AtomicU64,
+    /// Shared counters and key events (`[redis]`).
+    shared: Option<Arc<crate::shared::Shared>>,
 }
 
 impl Keys {
@@ -146,16 +150,20 @@ impl Keys {
             admin_hash: admin_key.filter(|k| !k.is_empty()).map(hash_secret),
             gate: auth::Gate::new(mode),
             lookups_made: AtomicU64::new(0),
+            shared: None,
         }
     }
 
-    /// Load every key from the store, with its spend for the current period.
+    /// Load every key from the store, with its spend for the current period; with `shared`,
+    /// seed the shared budgets from the ledger (each once over all replicas).
     pub async fn load(
         store: Store,
         mode: AuthMode,
         admin_key: Option<&str>,
+        shared: Option<Arc<crate::shared::Shared>>,
     ) -> Result<Keys, String> {
         let mut keys = Keys::in_memory(mode, admin_key);
+        keys.shared = shared;
         let records = KeyStore::list_keys(&store)
             .await
             .map_err(|e| format!("cannot load keys: {e}"))?;
@@ -164,6 +172,7 @@ impl Keys {
             keys.remember(Arc::new(load_state(&store, r, now).await?));
         }
         keys.store = Some(store);
+        keys.seed_shared().await;
         Ok(keys)
     }
 
@@ -230,6 +239,10 @@ impl Keys {
         let now = now_ms();
         let period = Period::parse(&record.budget_period).unwrap_or(Period::Month);
         let state = self.remember(Arc::new(KeyState::new(record, 0, period.start(now))));
+        self.publish(crate::shared::Event::Create {
+            hash: state.record.hash.clone(),
+        })
+        .await;
         Ok((state, secret))
     }
 
@@ -267,6 +280,11 @@ impl Keys {
                 .await
                 .map_err(|e| Error::internal(format!("cannot store the revocation: {e}")))?;
         }
+        self.publish(crate::shared::Event::Revoke {
+            id: state.record.id.clone(),
+            hash: state.record.hash.clone(),
+        })
+        .await;
         Ok(true)
     }
 

@@ -203,12 +203,22 @@ fn admin_key_is_checked_and_disabled_without_one() {
 async fn replicas_sharing_a_store_see_each_others_keys_and_revocations() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/keys.db", dir.path().display());
-    let a = Keys::load(Store::connect(&url).await.unwrap(), AuthMode::Keys, None)
-        .await
-        .unwrap();
-    let b = Keys::load(Store::connect(&url).await.unwrap(), AuthMode::Keys, None)
-        .await
-        .unwrap();
+    let a = Keys::load(
+        Store::connect(&url).await.unwrap(),
+        AuthMode::Keys,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let b = Keys::load(
+        Store::connect(&url).await.unwrap(),
+        AuthMode::Keys,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let (k, secret) = a.create(NewKey::default_named("shared")).await.unwrap();
     // B has not seen it yet, but looks it up in the store on first use.
     assert!(matches!(
@@ -227,9 +237,14 @@ async fn replicas_sharing_a_store_see_each_others_keys_and_revocations() {
         401
     );
     // A third replica starting now loads it as revoked.
-    let c = Keys::load(Store::connect(&url).await.unwrap(), AuthMode::Keys, None)
-        .await
-        .unwrap();
+    let c = Keys::load(
+        Store::connect(&url).await.unwrap(),
+        AuthMode::Keys,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     assert!(c.get(k.id()).unwrap().is_revoked());
     // An unknown key is looked up once, then remembered as unknown.
     for _ in 0..5 {

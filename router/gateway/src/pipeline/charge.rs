@@ -11,7 +11,7 @@ pub(super) async fn reserve(gw: &Gateway, e: &Estimate) -> Result<Option<Reserva
         return Ok(None);
     };
     let wait = Duration::from_millis(gw.config.auth.budget_wait_ms);
-    key.reserve_waiting(e.cost, e.tokens, wait).await.map(Some)
+    gw.keys.reserve(key, e.cost, e.tokens, wait).await.map(Some)
 }
 
 /// The most a request may cost and use.

@@ -26,6 +26,7 @@ pub struct Sources {
     pub writer: Option<Writer>,
     pub ledger: Option<Ledger>,
     pub keys: Arc<Keys>,
+    pub shared: Option<Arc<crate::shared::Shared>>,
 }
 
 pub(super) struct Collected(Sources);
@@ -205,6 +206,106 @@ impl Collector for Collected {
             "switchyard_key_store_lookups",
             "Store lookups of presented keys not held in memory (at most one per unknown key)",
             &ConstCounter::new(src.keys.store_lookups()),
-        )
+        )?;
+        if let Some(shared) = &src.shared {
+            shared_families(e, shared)?;
+        }
+        Ok(())
     }
+}
+
+/// `[redis]`: whether the shared counters answer, and what happened while they did not.
+fn shared_families(e: &mut DescriptorEncoder<'_>, shared: &crate::shared::Shared) -> fmt::Result {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &shared.stats;
+    single(
+        e,
+        "switchyard_redis_up",
+        "1 while the shared counters (Redis) answer; 0 while limits are degraded (on_failure)",
+        &ConstGauge::new(i64::from(shared.is_up())),
+    )?;
+    let fallbacks = [
+        ("budgets", s.fallbacks_budgets.load(Relaxed)),
+        ("rates", s.fallbacks_rates.load(Relaxed)),
+    ]
+    .map(|(use_, n)| (vec![("use", use_.to_owned())], ConstCounter::new(n)));
+    family(
+        e,
+        "switchyard_redis_fallbacks",
+        "Limited requests counted on this replica alone because Redis was down (on_failure = local)",
+        MetricType::Counter,
+        fallbacks,
+    )?;
+    for (name, help, value) in [
+        (
+            "switchyard_redis_refused",
+            "Limited requests refused with 503 because Redis was down (on_failure = closed)",
+            s.refused.load(Relaxed),
+        ),
+        (
+            "switchyard_redis_errors",
+            "Redis calls that failed or timed out",
+            s.errors.load(Relaxed),
+        ),
+        (
+            "switchyard_redis_outages",
+            "Times Redis was marked down",
+            s.outages.load(Relaxed),
+        ),
+        (
+            "switchyard_redis_seeds",
+            "Budget counters this replica seeded from the ledger",
+            s.seeds.load(Relaxed),
+        ),
+        (
+            "switchyard_redis_raised",
+            "Budget counters raised to the ledger's spend after a lost settle or an outage",
+            s.raised.load(Relaxed),
+        ),
+        (
+            "switchyard_redis_expired_reservations",
+            "Reservations released by their TTL (their replica died or lost Redis)",
+            s.expired.load(Relaxed),
+        ),
+        (
+            "switchyard_redis_events",
+            "Key events received from the replicas",
+            s.events_received.load(Relaxed),
+        ),
+    ] {
+        single(e, name, help, &ConstCounter::new(value))?;
+    }
+    if let Some(l2) = &shared.l2 {
+        let l = &l2.stats;
+        for (name, help, value) in [
+            (
+                "switchyard_cache_l2_hits",
+                "Answers found in the shared cache (L2)",
+                l.hits.load(Relaxed),
+            ),
+            (
+                "switchyard_cache_l2_misses",
+                "Lookups the shared cache (L2) did not answer",
+                l.misses.load(Relaxed),
+            ),
+            (
+                "switchyard_cache_l2_writes",
+                "Entries written to the shared cache (L2)",
+                l.writes.load(Relaxed),
+            ),
+            (
+                "switchyard_cache_l2_skipped",
+                "L2 writes skipped because too many were under way",
+                l.skipped.load(Relaxed),
+            ),
+            (
+                "switchyard_cache_l2_errors",
+                "Shared cache (L2) calls that failed",
+                l.errors.load(Relaxed),
+            ),
+        ] {
+            single(e, name, help, &ConstCounter::new(value))?;
+        }
+    }
+    Ok(())
 }
