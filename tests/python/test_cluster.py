@@ -109,7 +109,8 @@ class Cluster:
         )
 
     def explain(self, r):
-        return f"rc={r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}\n{_log_tails(self.state)}"
+        logs = _log_tails(self.state)
+        return f"rc={r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}\n{logs}"
 
 
 @pytest.fixture
@@ -129,7 +130,8 @@ def cluster(tmp_path):
             "SWITCHYARD_CLUSTER_REPLICA_PORTS": f"{r1} {r2}",
         }
     )
-    c = Cluster(state, env, {"lb": lb, "sim": sim, "redis": redis, "cache": cache, "replicas": [r1, r2]})
+    ports = {"lb": lb, "sim": sim, "redis": redis, "cache": cache, "replicas": [r1, r2]}
+    c = Cluster(state, env, ports)
     yield c
     # Whatever the test did, nothing it started outlives it.
     c.run("stop", timeout=120)

@@ -138,6 +138,7 @@ const SECTIONS: &[&str] = &[
     "store",
     "auth",
     "metrics",
+    "redis",
 ];
 
 /// Collects errors while loading.
