@@ -41,6 +41,7 @@ pub struct Limit {
     in_flight: AtomicUsize,
     max: usize,
     shed: Counter,
+    gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Limit {
@@ -49,6 +50,7 @@ impl Limit {
             in_flight: AtomicUsize::new(0),
             max: gw.config.server.max_in_flight,
             shed: gw.sinks.metrics.shed.clone(),
+            gauge: gw.sinks.metrics.in_flight.clone(),
         })
     }
 
@@ -58,7 +60,10 @@ impl Limit {
                 (n < self.max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Slot(self.clone()))
+            .map(|_| {
+                self.gauge.inc();
+                Slot(self.clone())
+            })
     }
 }
 
@@ -68,6 +73,7 @@ struct Slot(Arc<Limit>);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.gauge.dec();
     }
 }
 

@@ -318,7 +318,7 @@ impl ResponseCache {
 
     /// An L2 entry (another replica's answer, or one of this replica's that L1 let go),
     /// copied into L1.
-    async fn from_l2(&self, key: &Key) -> Option<Arc<Entry>> {
+    async fn read_l2(&self, key: &Key) -> Option<Arc<Entry>> {
         let l2 = self.l2.as_ref()?;
         let found = l2.get(key, self.cfg.max_entry_bytes).await?;
         let entry = Arc::new(Entry::new(
@@ -385,7 +385,7 @@ impl ResponseCache {
             Next::Lead(leader) => {
                 // Leading: ask L2 before calling upstream (the waiters then read L1).
                 if plan.read
-                    && let Some(e) = self.from_l2(&key).await
+                    && let Some(e) = self.read_l2(&key).await
                 {
                     drop(leader);
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -394,7 +394,7 @@ impl ResponseCache {
                 return self.miss(Some(leader));
             }
             Next::AskL2 => {
-                if let Some(e) = self.from_l2(&key).await {
+                if let Some(e) = self.read_l2(&key).await {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
                     return Lookup::Hit(e);
                 }

@@ -117,10 +117,10 @@ impl Keys {
     pub fn on_event(&self, event: &Event) {
         match event {
             Event::Revoke { hash, id } => {
-                if let Some(k) = self.held(hash) {
-                    if !k.revoked.swap(true, Ordering::AcqRel) {
-                        tracing::info!(key = %id, "key revoked on another replica");
-                    }
+                if let Some(k) = self.held(hash)
+                    && !k.revoked.swap(true, Ordering::AcqRel)
+                {
+                    tracing::info!(key = %id, "key revoked on another replica");
                 }
             }
             Event::Create { hash } => self.gate.unknown.invalidate(hash),

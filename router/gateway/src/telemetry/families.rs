@@ -16,6 +16,7 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -115,6 +116,8 @@ pub struct Metrics {
     none: Name,
     /// Requests refused with 503 because `server.max_in_flight` were in flight (`api/shed.rs`).
     pub shed: Counter,
+    /// Requests being served now (`api/shed.rs`): what a custom-metric autoscaler reads.
+    pub in_flight: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -180,6 +183,12 @@ impl Metrics {
             "Requests refused at once with 503 because server.max_in_flight requests were in flight",
             shed.clone(),
         );
+        let in_flight = Gauge::default();
+        registry.register(
+            "switchyard_in_flight_requests",
+            "Requests being served now (those under server.max_in_flight; health and metrics excluded)",
+            in_flight.clone(),
+        );
         registry.register_collector(Box::new(Collected::new(sources)));
 
         let mut metrics = Metrics {
@@ -195,6 +204,7 @@ impl Metrics {
             durations: HashMap::new(),
             none: Name(Arc::from("")),
             shed,
+            in_flight,
         };
         metrics.routes.insert("".into(), metrics.none.clone());
         let models: Vec<&str> = models.into_iter().collect();
