@@ -304,3 +304,86 @@ fn the_auth_mode_defaults_from_the_admin_key_and_the_listen_address() {
     assert!(c.server.allowed_hosts.contains(&"localhost".to_owned()));
     assert!(!c.server.allowed_hosts.contains(&"*".to_owned()));
 }
+
+#[test]
+fn redis_settings_refuse_careless_values_by_path() {
+    let base = "[models.\"gpt-4o-mini\"]\nprovider = \"p\"\n[providers.p]\nkind = \"openai\"\napi_key = \"k\"\n";
+    let errs = |redis: &str| {
+        load_str(&format!("{base}[redis]\n{redis}"), &Vars::only(&[]))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = errs(
+        r#"url = "http://127.0.0.1:6379"
+cache_url = "redis://127.0.0.1:6379/0"
+timeout_ms = 0
+reservation_ttl_ms = 10
+prefix = "has space and a very long name that goes on"
+on_failure = { budgets = "closed", cache = "closed" }
+"#,
+    );
+    for want in [
+        "redis.url: must be redis://",
+        "redis.timeout_ms",
+        "redis.reservation_ttl_ms",
+        "redis.prefix",
+        "redis.on_failure.cache: must be \"local\"",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    assert!(!e.contains("127.0.0.1"), "no URL echoed: {e}");
+    // The cache may not share the counters' server.
+    let e = errs("url = \"redis://h:1/0\"\ncache_url = \"redis://h:1/0\"\n");
+    assert!(
+        e.contains("redis.cache_url: must name another server"),
+        "{e}"
+    );
+    // Wrong types, unknown values and keys, a missing url: each named.
+    for (text, want) in [
+        ("url = 7\n", "redis.url"),
+        (
+            "url = \"redis://h/0\"\non_failure = \"open\"\n",
+            "redis.on_failure",
+        ),
+        (
+            "url = \"redis://h/0\"\non_failure = 3\n",
+            "redis.on_failure",
+        ),
+        (
+            "url = \"redis://h/0\"\non_failure = { rates = \"maybe\" }\n",
+            "redis.on_failure",
+        ),
+        ("url = \"redis://h/0\"\nttl = 5\n", "redis"),
+        ("timeout_ms = 5\n", "missing field `url`"),
+    ] {
+        let e = errs(text);
+        assert!(e.contains(want), "{text:?}: missing {want:?} in:\n{e}");
+    }
+}
+
+#[test]
+fn redis_settings_resolve_with_their_defaults_and_per_use_failure_modes() {
+    let base = "[models.\"gpt-4o-mini\"]\nprovider = \"p\"\n[providers.p]\nkind = \"openai\"\napi_key = \"k\"\n";
+    let c = load_str(
+        &format!("{base}[redis]\nurl = \"redis://h/0\"\n"),
+        &Vars::only(&[]),
+    )
+    .unwrap();
+    let r = c.redis.unwrap();
+    assert_eq!(
+        (r.timeout_ms, r.reservation_ttl_ms, r.prefix.as_str()),
+        (10, 300_000, "sy")
+    );
+    assert_eq!(r.budgets_on_failure(), OnFailure::Local);
+    let c = load_str(
+        &format!("{base}[redis]\nurl = \"redis://h/0\"\non_failure = {{ budgets = \"closed\" }}\n"),
+        &Vars::only(&[]),
+    )
+    .unwrap();
+    let r = c.redis.unwrap();
+    assert_eq!(
+        (r.budgets_on_failure(), r.rates_on_failure()),
+        (OnFailure::Closed, OnFailure::Local)
+    );
+    assert!(load_str(base, &Vars::only(&[])).unwrap().redis.is_none());
+}

@@ -53,14 +53,6 @@ pub struct Found {
     pub ttl: Duration,
 }
 
-fn hex(key: &[u8; 32]) -> String {
-    use std::fmt::Write;
-    key.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 impl L2 {
     pub(super) fn new(conn: ConnectionManager, timeout: Duration, prefix: &str) -> L2 {
         L2 {
@@ -74,7 +66,7 @@ impl L2 {
     }
 
     fn name(&self, key: &[u8; 32]) -> String {
-        format!("{}:c:v{FORMAT}:{}", self.prefix, hex(key))
+        format!("{}:c:v{FORMAT}:{}", self.prefix, crate::keys::hex(key))
     }
 
     fn skipping(&self) -> bool {

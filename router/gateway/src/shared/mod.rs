@@ -178,14 +178,6 @@ impl Shared {
         self.up.load(Ordering::Acquire)
     }
 
-    pub fn replica(&self) -> &str {
-        &self.replica
-    }
-
-    pub fn config(&self) -> &RedisConfig {
-        &self.cfg
-    }
-
     fn key(&self, key_id: &str, suffix: &str) -> String {
         format!("{}:{{{key_id}}}:{suffix}", self.cfg.prefix)
     }
