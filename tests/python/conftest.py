@@ -5,6 +5,8 @@ import os
 import pathlib
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 
 import openai
 import pytest
@@ -42,10 +44,10 @@ _SCRUBBED_ENV = (
 )
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory):
-    """The demo on a free port with its own store (a SQLite file in a temporary directory):
-    a dict with `url`, `log` (the lines it wrote so far) and `store_url`."""
+def _run_demo(tmp_path_factory, extra_env=None):
+    """Start the demo on a free port with its own store (a SQLite file in a temporary
+    directory), yield a dict with `url`, `log` (the lines it wrote so far) and `store_url`, then
+    stop it with SIGTERM. `extra_env` is set over the scrubbed environment."""
     store_dir = tmp_path_factory.mktemp("store")
     store_url = f"sqlite://{store_dir / 'demo.db'}"
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
@@ -56,6 +58,7 @@ def gateway(tmp_path_factory):
             "RUST_LOG": "info",
         }
     )
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [_binary(), "demo", "--listen", "127.0.0.1:0", "--log-format", "json"],
         stdout=subprocess.DEVNULL,
@@ -95,6 +98,13 @@ def gateway(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def gateway(tmp_path_factory):
+    """The demo on a free port with its own store (a SQLite file in a temporary directory):
+    a dict with `url`, `log` (the lines it wrote so far) and `store_url`."""
+    yield from _run_demo(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def gateway_url(gateway):
     return gateway["url"]
 
@@ -103,3 +113,60 @@ def gateway_url(gateway):
 def client(gateway_url):
     """The official OpenAI SDK pointed at the demo (no retries: every answer is the gateway's)."""
     return openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused-by-the-demo", max_retries=0)
+
+
+# The admin key of the `keyed_gateway` demo (at least 16 characters).
+ADMIN_KEY = "sdk-tests-admin-key-not-a-secret"
+
+
+class Admin:
+    """The admin API of a gateway in `keys` mode, through plain HTTP."""
+
+    def __init__(self, url, admin_key):
+        self.url = url
+        self.admin_key = admin_key
+
+    def _call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"authorization": f"Bearer {self.admin_key}", "content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                text = r.read().decode()
+                return r.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode() or "null")
+
+    def create_key(self, name, **spec):
+        """A new virtual key (`rpm`, `tpm`, `models`, `routes`, `budget_usd`, ...): the
+        admin API's answer, with the secret under `key`."""
+        status, body = self._call("POST", "/admin/keys", {"name": name, **spec})
+        assert status == 201, (status, body)
+        return body
+
+    def revoke(self, key_id):
+        status, body = self._call("DELETE", f"/admin/keys/{key_id}")
+        assert status in (200, 204), (status, body)
+        return body
+
+
+@pytest.fixture(scope="session")
+def keyed_gateway(tmp_path_factory):
+    """A second demo in auth mode `keys` (an admin key is set): every model call needs a
+    virtual key made through `/admin/keys`. The dict of `gateway`, plus `admin` (an `Admin`)."""
+    for state in _run_demo(tmp_path_factory, {"SWITCHYARD_ADMIN_KEY": ADMIN_KEY}):
+        state["admin"] = Admin(state["url"], ADMIN_KEY)
+        yield state
+
+
+@pytest.fixture(scope="session")
+def anthropic_client(gateway_url):
+    """The official Anthropic SDK pointed at the demo (its base URL is the gateway's root; no
+    retries: every answer is the gateway's)."""
+    import anthropic
+
+    return anthropic.Anthropic(base_url=gateway_url, api_key="unused-by-the-demo", max_retries=0)

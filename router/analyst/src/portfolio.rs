@@ -59,6 +59,7 @@ pub struct PortfolioRequest {
     pub target_return: Option<f64>,
     /// Annual; default 0.
     pub risk_free_rate: Option<f64>,
+    #[serde(default, deserialize_with = "switchyard_types::strict::object")]
     pub constraints: Option<Constraints>,
     /// Default 252; annualises statistics estimated from prices.
     pub periods_per_year: Option<f64>,

@@ -13,6 +13,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod anthropic;
+mod embed;
+#[cfg(test)]
+mod embed_tests;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
@@ -147,8 +150,12 @@ impl Provider {
         }
     }
 
-    /// A complete (non-streaming) answer.
+    /// A complete (non-streaming) answer; for an embeddings request (`call.request.embed`),
+    /// its vectors (`embed`).
     pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
+        if call.request.embed.is_some() {
+            return self.embed(call).await;
+        }
         match self {
             Provider::OpenAi(p) => p.chat(call).await,
             Provider::Anthropic(p) => p.chat(call).await,
@@ -159,10 +166,31 @@ impl Provider {
     /// A streamed answer. Resolves once the upstream accepted the request (status 2xx);
     /// errors before that are returned here, errors after it arrive in the stream.
     pub async fn chat_stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
+        if call.request.embed.is_some() {
+            return Err(embed::no_stream());
+        }
         match self {
             Provider::OpenAi(p) => p.chat_stream(call).await,
             Provider::Anthropic(p) => p.chat_stream(call).await,
             Provider::Gemini(p) => p.chat_stream(call).await,
+        }
+    }
+}
+
+impl Provider {
+    /// The vectors of an embeddings request: a `ChatResponse` with no choices, `object:
+    /// "list"` and `embeddings`, one vector per input (message) in input order, checked against
+    /// the request (`embed.rs`). `usage.prompt_tokens` is the upstream's count, 0 when it
+    /// reports none (Gemini): the gateway then uses its own. Anthropic has no embeddings API.
+    pub async fn embed(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
+        match self {
+            Provider::OpenAi(p) => p.embed(call).await,
+            Provider::Gemini(p) => p.embed(call).await,
+            Provider::Anthropic(_) => Err(ProviderError::new(
+                ErrorKind::InvalidRequest,
+                "Anthropic has no embeddings API: route embeddings to an OpenAI, Gemini or \
+                 OpenAI-compatible model",
+            )),
         }
     }
 }
@@ -256,7 +284,8 @@ fn content_bytes(event: &StreamEvent) -> usize {
                 + id.as_ref().map_or(0, String::len)
                 + name.as_ref().map_or(0, String::len)
         }
-        StreamEvent::Finish(_) | StreamEvent::Usage(_) => 0,
+        // Forwarded as they come, never accumulated; each is bounded by `max_event_bytes`.
+        StreamEvent::Finish(_) | StreamEvent::Usage(_) | StreamEvent::Native(_) => 0,
     }
 }
 

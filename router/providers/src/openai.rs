@@ -6,6 +6,9 @@
 //! used here before; its stream reader buffers the upstream into an unbounded queue ahead of
 //! the consumer and reads bodies whole, which a hostile upstream can turn into unbounded
 //! memory.) Our hub types go over the wire as they are, so unknown fields pass through.
+//!
+//! Embeddings (`POST {base}/embeddings`) go through the same client and error table; the
+//! vectors are checked by `embed` before they become a hub answer.
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -14,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::error::{kind_for_status, retry_after, should_retry_override};
 use super::{
     Call, Dialect, ErrorKind, EventStream, ProviderError, ProviderKind, ProviderSettings,
-    StreamParser, join_url, post_json, read_json, sse_stream, tool_index,
+    StreamParser, embed, join_url, post_json, read_json, sse_stream, tool_index,
 };
 use switchyard_types::{ChatResponse, FinishReason, StreamEvent, Usage};
 
@@ -28,6 +31,9 @@ pub struct Quirks {
     pub unsupported: &'static [&'static str],
     /// Whether `stream_options.include_usage` is honoured (else usage is estimated).
     pub stream_usage: bool,
+    /// Whether `/embeddings` takes `dimensions`. Where it does not, it is not sent and the
+    /// returned length is checked against the one asked for instead.
+    pub embed_dimensions: bool,
 }
 
 impl Quirks {
@@ -37,26 +43,32 @@ impl Quirks {
                 max_tokens_field: "max_completion_tokens",
                 unsupported: &[],
                 stream_usage: true,
+                embed_dimensions: true,
             },
             (_, Dialect::Ollama) => Quirks {
                 max_tokens_field: "max_tokens",
                 unsupported: &["tool_choice", "logit_bias", "user", "n"],
                 stream_usage: true,
+                embed_dimensions: false,
             },
+            // vLLM shortens Matryoshka models' vectors (`dimensions`) and refuses it elsewhere.
             (_, Dialect::Vllm) => Quirks {
                 max_tokens_field: "max_tokens",
                 unsupported: &[],
                 stream_usage: true,
+                embed_dimensions: true,
             },
             (_, Dialect::LlamaCpp) => Quirks {
                 max_tokens_field: "max_tokens",
                 unsupported: &["user", "n"],
                 stream_usage: true,
+                embed_dimensions: false,
             },
             (_, Dialect::Generic) => Quirks {
                 max_tokens_field: "max_tokens",
                 unsupported: &[],
                 stream_usage: true,
+                embed_dimensions: false,
             },
         }
     }
@@ -83,9 +95,11 @@ impl OpenAiProvider {
     }
 
     fn post(&self) -> reqwest::RequestBuilder {
-        let mut request = self
-            .http
-            .post(join_url(&self.settings.base_url, "chat/completions"));
+        self.post_to("chat/completions")
+    }
+
+    fn post_to(&self, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.post(join_url(&self.settings.base_url, path));
         if let Some(key) = &self.settings.api_key {
             request = request.bearer_auth(key.expose());
         }
@@ -115,6 +129,86 @@ impl OpenAiProvider {
             self.settings.limits,
         ))
     }
+
+    /// An embeddings request (`call.request.embed` is set): `POST {base}/embeddings`. The
+    /// upstream's `usage.prompt_tokens` is the answer's; a server that reports none gives 0,
+    /// and the gateway then uses its own count.
+    pub async fn embed(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
+        let inputs = embed::inputs(call.request)?;
+        let body = embed_to_wire(call, self.quirks, &inputs);
+        let response = post_json(self.post_to("embeddings"), &body, map_error).await?;
+        let limit = self.settings.limits.max_response_bytes;
+        let answer: WireEmbeddings = read_json(response, "embeddings list JSON", limit).await?;
+        embed_from_wire(answer, call, inputs.len())
+    }
+}
+
+/// An embeddings request as this server wants it: always floats (the door encodes base64).
+pub fn embed_to_wire(call: Call<'_>, quirks: Quirks, inputs: &[String]) -> Value {
+    let mut map = Map::new();
+    map.insert("model".into(), json!(call.upstream_model));
+    map.insert("input".into(), json!(inputs));
+    map.insert("encoding_format".into(), json!("float"));
+    if quirks.embed_dimensions
+        && let Some(n) = embed::dimensions(call)
+    {
+        map.insert("dimensions".into(), json!(n));
+    }
+    if let Some(user) = &call.request.user
+        && !quirks.unsupported.contains(&"user")
+    {
+        map.insert("user".into(), json!(user));
+    }
+    Value::Object(map)
+}
+
+/// An OpenAI embeddings list: `{"data":[{"index","embedding"}],"model","usage"}`.
+#[derive(Debug, Deserialize)]
+pub struct WireEmbeddings {
+    data: Vec<WireEmbedding>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<WireEmbeddingUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireEmbedding {
+    /// Servers that leave it out list the vectors in input order.
+    #[serde(default)]
+    index: Option<u64>,
+    embedding: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireEmbeddingUsage {
+    #[serde(default)]
+    prompt_tokens: u32,
+}
+
+/// The longest model name taken from an answer; a longer one is replaced by the configured id.
+const MAX_MODEL_NAME: usize = 256;
+
+/// Checks an embeddings list against the call and puts its vectors in input order.
+pub fn embed_from_wire(
+    wire: WireEmbeddings,
+    call: Call<'_>,
+    count: usize,
+) -> Result<ChatResponse, ProviderError> {
+    const WHAT: &str = "embeddings list";
+    let items = wire
+        .data
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| (d.index.unwrap_or(i as u64), d.embedding));
+    let vectors = embed::place(WHAT, count, items)?;
+    let vectors = embed::check(WHAT, count, embed::dimensions(call), vectors)?;
+    let model = wire
+        .model
+        .filter(|m| !m.is_empty() && m.len() <= MAX_MODEL_NAME)
+        .unwrap_or_else(|| call.upstream_model.to_owned());
+    let prompt = wire.usage.map_or(0, |u| u.prompt_tokens);
+    Ok(embed::answer(&model, vectors, prompt))
 }
 
 /// The canonical request as this server wants it.

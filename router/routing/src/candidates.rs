@@ -82,6 +82,12 @@ pub enum FilterReason {
     Latency,
     /// A routing policy left the model out (`set-candidates`).
     Policy,
+    /// A chat model asked for embeddings, or an embedding model asked for a chat.
+    Operation,
+    /// An embedding model that cannot output the request's vector length.
+    Dimensions,
+    /// The request carries content only its native format's models take (Anthropic blocks).
+    Native,
 }
 
 impl FilterReason {
@@ -96,7 +102,9 @@ impl FilterReason {
             FilterReason::Health => "model",
             FilterReason::Cost => "preferences.max_cost_usd",
             FilterReason::Latency => "preferences.max_latency_ms",
-            FilterReason::Policy => "model",
+            FilterReason::Policy | FilterReason::Operation => "model",
+            FilterReason::Dimensions => "dimensions",
+            FilterReason::Native => "messages",
         }
     }
 }
@@ -191,7 +199,18 @@ pub fn decide(
     prefs: &Preferences,
     now: Instant,
 ) -> Decision {
-    let needs = Needs::of(request);
+    let mut needs = Needs::of(request);
+    needs.dimensions = request.embed.map(|e| {
+        // Vectors of different lengths are not interchangeable: the request's length, or the
+        // length of the first embedding model the route lists.
+        e.dimensions.unwrap_or_else(|| {
+            models
+                .iter()
+                .filter_map(|id| configured.get(id))
+                .find_map(|m| dims(&m.entry).first().copied())
+                .unwrap_or(0)
+        })
+    });
     // One tokenizer pass per encoding, shared by every candidate of that family.
     let counter = tokens::RequestTokens::new(request);
     let mut eligible = Vec::new();
@@ -286,6 +305,10 @@ struct Needs {
     json_schema: bool,
     vision: bool,
     streaming: bool,
+    /// Embeddings of this length (`None`: a chat).
+    dimensions: Option<u32>,
+    /// Only models of the native body's format: (parameter, what).
+    only_native: Option<(String, String)>,
 }
 
 impl Needs {
@@ -302,8 +325,20 @@ impl Needs {
             json_schema: matches!(r.response_format, Some(ResponseFormat::JsonSchema { .. })),
             vision,
             streaming: r.stream,
+            dimensions: None,
+            only_native: r.native.as_ref().and_then(|n| n.only_native.clone()),
         }
     }
+}
+
+/// The vector lengths an embedding model outputs (none: a chat model).
+fn dims(e: &crate::catalog::CatalogEntry) -> &[u32] {
+    &e.dimensions
+}
+
+fn join_dims(dims: &[u32]) -> String {
+    let all: Vec<String> = dims.iter().map(u32::to_string).collect();
+    all.join(" or ")
 }
 
 /// The context-window filter: `prompt + max_tokens` (1 when unset) must fit the model's window.
@@ -338,6 +373,49 @@ fn hard_filter(
     c: &Candidate,
 ) -> Option<Filtered> {
     let out = |reason, detail: String| Some(Filtered { reason, detail });
+    match (needs.dimensions, !dims(&model.entry).is_empty()) {
+        (None, true) => {
+            return out(
+                FilterReason::Operation,
+                format!(
+                    "model '{}' is an embedding model; it does not chat",
+                    model.id
+                ),
+            );
+        }
+        (Some(_), false) => {
+            return out(
+                FilterReason::Operation,
+                format!(
+                    "model '{}' is a chat model; it does not make embeddings",
+                    model.id
+                ),
+            );
+        }
+        (Some(want), true) if !dims(&model.entry).contains(&want) => {
+            return out(
+                FilterReason::Dimensions,
+                format!(
+                    "model '{}' outputs vectors of {} values, not {want}",
+                    model.id,
+                    join_dims(dims(&model.entry))
+                ),
+            );
+        }
+        _ => {}
+    }
+    if let Some((param, what)) = &needs.only_native
+        && model.entry.kind != crate::catalog::ModelKind::Anthropic
+    {
+        return out(
+            FilterReason::Native,
+            format!(
+                "the request carries {what} ({param}), which only Anthropic models take; \
+                 model '{}' is not one",
+                model.id
+            ),
+        );
+    }
     let caps = model.entry.capabilities;
     let lacking = [
         (needs.tools && !caps.tools, FilterReason::Tools, "tools"),
@@ -379,7 +457,10 @@ fn hard_filter(
             ),
         );
     }
+    // An embedding model's window is per input, and the count is of them all: the upstream
+    // judges each input's length.
     if !prefs.defer_context
+        && needs.dimensions.is_none()
         && let Some(f) = context_filter(model, c.prompt_tokens, c.prompt_tokens_exact, request)
     {
         return Some(f);

@@ -1,4 +1,5 @@
-//! The model catalog: context windows, output caps, prices, tokenizer family and capabilities.
+//! The model catalog: context windows, output caps, prices, tokenizer family and capabilities;
+//! for embedding models, the vector lengths they can output (`dimensions`).
 //!
 //! The built-in entries are data (`router/data/catalog.toml`), not code; a user config adds or
 //! overrides entries field by field with `[catalog."name"]` tables of the same shape.
@@ -112,7 +113,14 @@ pub struct CatalogEntry {
     pub tokenizer: TokenizerFamily,
     pub capabilities: Capabilities,
     pub deprecated: Option<String>,
+    /// The vector lengths an embedding model can output, its default first; empty for a chat
+    /// model. An embedding model has no output cap (`max_output` 0), output price or
+    /// capabilities.
+    pub dimensions: Vec<u32>,
 }
+
+/// The longest vector an embedding model may declare.
+pub const MAX_DIMENSIONS: u32 = 65_536;
 
 /// An entry as written in TOML: every field optional, so a user table can patch one field of
 /// a built-in entry. A new entry must give the required fields.
@@ -131,6 +139,8 @@ pub struct CatalogPatch {
     pub tokenizer: Option<TokenizerFamily>,
     pub capabilities: Option<Capabilities>,
     pub deprecated: Option<String>,
+    /// Makes the entry an embedding model: the vector lengths it can output, default first.
+    pub dimensions: Option<Vec<u32>>,
 }
 
 impl CatalogPatch {
@@ -138,6 +148,13 @@ impl CatalogPatch {
     /// Errors name the missing or invalid fields.
     pub fn apply(self, name: &str, base: Option<&CatalogEntry>) -> Result<CatalogEntry, String> {
         let mut missing = Vec::new();
+        // `dimensions` given (even empty, which is refused below) makes an embedding model.
+        let dimensions = self.dimensions.or_else(|| {
+            base.filter(|b| b.is_embedding())
+                .map(|b| b.dimensions.clone())
+        });
+        let embedding = dimensions.is_some();
+        let dimensions = dimensions.unwrap_or_default();
         macro_rules! field {
             ($f:ident) => {
                 match (self.$f, base) {
@@ -152,7 +169,11 @@ impl CatalogPatch {
         }
         let kind = field!(kind);
         let context_window = field!(context_window);
-        let max_output = field!(max_output);
+        // An embedding model produces no tokens: it has no output cap.
+        let max_output = match (self.max_output, base) {
+            (None, None) if embedding => Some(0),
+            _ => field!(max_output),
+        };
         let tokenizer = field!(tokenizer);
         let upstream = self
             .upstream
@@ -181,10 +202,8 @@ impl CatalogPatch {
                 .or(base.map(|b| b.capabilities))
                 .unwrap_or_default(),
             deprecated: self.deprecated.or(base.and_then(|b| b.deprecated.clone())),
+            dimensions,
         };
-        if !local && entry.input == 0.0 && entry.output == 0.0 {
-            return Err("input and output prices are required for non-local models".into());
-        }
         let prices = [
             Some(entry.input),
             Some(entry.output),
@@ -194,8 +213,18 @@ impl CatalogPatch {
         if prices.iter().flatten().any(|p| !p.is_finite() || *p < 0.0) {
             return Err("prices must be finite and non-negative".into());
         }
-        if entry.context_window == 0 || entry.max_output == 0 {
-            return Err("context_window and max_output must be positive".into());
+        if entry.context_window == 0 {
+            return Err("context_window must be positive".into());
+        }
+        if embedding {
+            check_embedding(&entry)?;
+        } else {
+            if !local && entry.input == 0.0 && entry.output == 0.0 {
+                return Err("input and output prices are required for non-local models".into());
+            }
+            if entry.max_output == 0 {
+                return Err("context_window and max_output must be positive".into());
+            }
         }
         if entry.max_output > entry.context_window {
             return Err(format!(
@@ -207,9 +236,69 @@ impl CatalogPatch {
     }
 }
 
+/// What an embedding model (an entry with `dimensions`) must be: a non-empty list of distinct
+/// lengths in 1..=`MAX_DIMENSIONS`, an input price unless local, and nothing a chat model has.
+fn check_embedding(entry: &CatalogEntry) -> Result<(), String> {
+    if entry.dimensions.is_empty() {
+        return Err("dimensions must not be empty (omit it for a chat model)".into());
+    }
+    if let Some(bad) = entry
+        .dimensions
+        .iter()
+        .find(|d| !(1..=MAX_DIMENSIONS).contains(*d))
+    {
+        return Err(format!(
+            "dimensions: {bad} is not a vector length (1..={MAX_DIMENSIONS})"
+        ));
+    }
+    for (i, d) in entry.dimensions.iter().enumerate() {
+        if entry.dimensions[..i].contains(d) {
+            return Err(format!("dimensions: {d} is listed twice"));
+        }
+    }
+    if entry.capabilities != Capabilities::default() {
+        let names: Vec<String> = entry.capabilities.into();
+        return Err(format!(
+            "an embedding model (it has dimensions) cannot list chat capabilities: {}",
+            names.join(", ")
+        ));
+    }
+    if entry.max_output != 0 {
+        return Err("an embedding model (it has dimensions) has no max_output".into());
+    }
+    if entry.output != 0.0 || entry.long_context.is_some() {
+        return Err(
+            "an embedding model (it has dimensions) has no output price or long_context tier"
+                .into(),
+        );
+    }
+    if entry.kind != ModelKind::Local && entry.input == 0.0 {
+        return Err("an input price is required for a non-local embedding model".into());
+    }
+    if entry.kind == ModelKind::Anthropic {
+        return Err("Anthropic has no embeddings API: kind cannot be anthropic".into());
+    }
+    Ok(())
+}
+
 impl CatalogEntry {
     pub fn is_local(&self) -> bool {
         self.kind == ModelKind::Local
+    }
+
+    /// An embedding model (it lists `dimensions`), not a chat model.
+    pub fn is_embedding(&self) -> bool {
+        !self.dimensions.is_empty()
+    }
+
+    /// The vector length this model outputs when the request does not ask for one.
+    pub fn default_dimensions(&self) -> Option<u32> {
+        self.dimensions.first().copied()
+    }
+
+    /// Whether this embedding model can output vectors of `length`.
+    pub fn can_output(&self, length: u32) -> bool {
+        self.dimensions.contains(&length)
     }
 
     /// What an answer with this usage cost, USD: `usage_cost_pico` in dollars (one pricing
@@ -370,6 +459,112 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("context_window"), "{err}");
         assert!(err.contains("tokenizer"), "{err}");
+    }
+
+    #[test]
+    fn embedding_models_list_their_lengths_and_nothing_a_chat_model_has() {
+        let c = Catalog::builtin().unwrap();
+        let small = c.get("text-embedding-3-small").unwrap();
+        assert!(small.is_embedding());
+        assert_eq!(small.default_dimensions(), Some(1536));
+        assert!(small.can_output(512) && !small.can_output(3072));
+        assert_eq!((small.max_output, small.output), (0, 0.0));
+        assert_eq!(small.tokenizer, TokenizerFamily::Cl100k);
+        assert_eq!(small.input, 0.02);
+        let gemini = c.get("gemini-embedding-001").unwrap();
+        assert_eq!(gemini.dimensions, vec![3072, 1536, 768]);
+        assert_eq!(gemini.kind, ModelKind::Gemini);
+        assert_eq!(c.get("text-embedding-3-large").unwrap().input, 0.13);
+        let nomic = c.get("nomic-embed-text").unwrap();
+        assert!(nomic.is_local() && nomic.is_embedding());
+        assert_eq!(nomic.dimensions, vec![768]);
+        // Chat models have none.
+        let mini = c.get("gpt-4o-mini").unwrap();
+        assert!(!mini.is_embedding() && mini.dimensions.is_empty());
+        assert_eq!(mini.default_dimensions(), None);
+        // Input is priced like a prompt; nothing is output.
+        let u = switchyard_types::Usage::new(1_000_000, 0);
+        assert_eq!(small.usage_cost_pico(&u), 20_000_000_000);
+        assert_eq!(nomic.usage_cost_pico(&u), 0);
+    }
+
+    fn embedding(dimensions: Vec<u32>) -> CatalogPatch {
+        CatalogPatch {
+            kind: Some(ModelKind::OpenAi),
+            context_window: Some(8191),
+            input: Some(0.02),
+            tokenizer: Some(TokenizerFamily::Cl100k),
+            dimensions: Some(dimensions),
+            ..CatalogPatch::default()
+        }
+    }
+
+    #[test]
+    fn embedding_entries_are_validated() {
+        let ok = embedding(vec![1024, 256]).apply("mine", None).unwrap();
+        assert_eq!(ok.max_output, 0);
+        assert_eq!(ok.default_dimensions(), Some(1024));
+        let bad = |patch: CatalogPatch, want: &str| {
+            let err = patch.apply("mine", None).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        };
+        bad(embedding(vec![]), "must not be empty");
+        bad(embedding(vec![0]), "0 is not a vector length");
+        bad(embedding(vec![65_537]), "65537 is not a vector length");
+        bad(embedding(vec![512, 512]), "512 is listed twice");
+        let mut p = embedding(vec![768]);
+        p.capabilities = Some(Capabilities {
+            tools: true,
+            streaming: true,
+            ..Capabilities::default()
+        });
+        bad(p, "cannot list chat capabilities: tools, streaming");
+        let mut p = embedding(vec![768]);
+        p.max_output = Some(100);
+        bad(p, "has no max_output");
+        let mut p = embedding(vec![768]);
+        p.output = Some(1.0);
+        bad(p, "no output price");
+        let mut p = embedding(vec![768]);
+        p.input = None;
+        bad(p, "an input price is required");
+        let mut p = embedding(vec![768]);
+        p.kind = Some(ModelKind::Local);
+        p.input = None;
+        assert!(p.apply("mine", None).is_ok());
+        let mut p = embedding(vec![768]);
+        p.kind = Some(ModelKind::Anthropic);
+        bad(p, "Anthropic has no embeddings API");
+        // A chat model still needs its output cap; turning one into an embedding model by a
+        // patch keeps its capabilities, which is refused.
+        let c = Catalog::builtin().unwrap();
+        let patch = CatalogPatch {
+            dimensions: Some(vec![1536]),
+            ..CatalogPatch::default()
+        };
+        let err = patch
+            .apply("gpt-4o-mini", c.get("gpt-4o-mini"))
+            .unwrap_err();
+        assert!(err.contains("chat capabilities"), "{err}");
+        // Patching an embedding entry keeps its lengths.
+        let patch = CatalogPatch {
+            input: Some(0.03),
+            ..CatalogPatch::default()
+        };
+        let base = c.get("text-embedding-3-small");
+        let e = patch.apply("text-embedding-3-small", base).unwrap();
+        assert_eq!((e.input, e.dimensions.len()), (0.03, 5));
+    }
+
+    #[test]
+    fn dimensions_parse_from_toml() {
+        let patch: CatalogPatch = toml::from_str(
+            "kind = \"local\"\ncontext_window = 512\ntokenizer = \"llama\"\ndimensions = [384]",
+        )
+        .unwrap();
+        let e = patch.apply("minilm", None).unwrap();
+        assert_eq!(e.dimensions, vec![384]);
+        assert!(toml::from_str::<CatalogPatch>("dimensions = [-1]").is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Anthropic Messages (`POST /anthropic/v1/messages`): header and body validation, answers
 //! (text or one tool_use block), named-event SSE, `anthropic-ratelimit-*` headers and the
 //! `{"type":"error",...}` error bodies. Anthropic has no JSON mode: JSON asks get plain text.
+//! Input tokens count the tools too, and are split by the prompt cache (`prompt_cache.rs`) into
+//! plain input, cache writes and cache reads, in complete answers and in the stream's usage.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use super::Sim;
 use super::call::{Answer, AnswerKind, Reject, Shape, SimCall};
 use super::playback::{Frame, Frames, Kind};
 use super::profile::Fault;
+use super::prompt_cache::{CacheUse, tool_tokens};
 use super::text::prompt_tokens;
 use super::wire::{json_response, put, quoted, rfc3339, uint, unix_now, wants_stream};
 
@@ -65,7 +68,7 @@ pub(super) async fn messages(
         .get("messages")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
-    let prompt = prompt_tokens(req.get("system"), messages);
+    let prompt = prompt_tokens(req.get("system"), messages).saturating_add(tool_tokens(&req));
     let stream = wants_stream(&req);
     if let Some(f) = ex.fault.and_then(|f| f.http_error(stream)) {
         return error(&Reject::Fault(f), model, &rid, prompt);
@@ -78,10 +81,13 @@ pub(super) async fn messages(
         return error(&Reject::Fault(Fault::Overloaded), model, &rid, prompt);
     }
     let answer = ex.answer(shape(&req, messages), uint(req.get("max_tokens")), "toolu_");
+    let now = tokio::time::Instant::now();
+    let cache = sim.prompt_cache.account(model, &req, prompt, now);
     let msg = Msg {
         id: format!("msg_{}", ex.hex(24)),
         model,
         prompt,
+        cache,
         answer,
     };
     let mut out = HeaderMap::new();
@@ -224,7 +230,9 @@ fn ratelimit_headers(out: &mut HeaderMap, remaining_requests: u32) {
 struct Msg<'a> {
     id: String,
     model: &'a str,
+    /// Every input token: plain, cache writes and cache reads.
     prompt: u32,
+    cache: CacheUse,
     answer: Answer,
 }
 
@@ -237,10 +245,13 @@ impl Msg<'_> {
         }
     }
 
+    /// `input_tokens` is the plain part: the prompt less what the cache wrote and read.
     fn usage(&self, output: u32) -> Value {
+        let CacheUse { read, written } = self.cache;
+        let input = self.prompt.saturating_sub(read).saturating_sub(written);
         json!({
-            "input_tokens": self.prompt, "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0, "output_tokens": output
+            "input_tokens": input, "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read, "output_tokens": output
         })
     }
 
@@ -297,9 +308,10 @@ impl Msg<'_> {
             "content_block_stop",
             r#"{"type":"content_block_stop","index":0}"#,
         );
+        // As the API does today, the final usage repeats the input counts.
         let delta = json!({"type": "message_delta",
             "delta": {"stop_reason": self.stop_reason(), "stop_sequence": null},
-            "usage": {"output_tokens": self.answer.tokens}});
+            "usage": self.usage(self.answer.tokens)});
         event(Kind::Terminal, "message_delta", &delta.to_string());
         event(Kind::Terminal, "message_stop", r#"{"type":"message_stop"}"#);
         f

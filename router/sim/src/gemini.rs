@@ -1,6 +1,7 @@
 //! Gemini generateContent / streamGenerateContent (`/gemini/v1beta/models/{model}:{method}`):
 //! key check, validation, answers (text, functionCall, JSON mode), `data:` frames ended by
 //! `\r\n\r\n` with no `[DONE]` (or a JSON array without `alt=sse`), google.rpc.Status errors.
+//! `:embedContent` and `:batchEmbedContents` on the same path are answered by `embeddings.rs`.
 
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ impl Framing {
     }
 }
 
-fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+pub(super) fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)
@@ -58,6 +59,10 @@ pub(super) async fn generate(
     body: Bytes,
 ) -> Response {
     let (model, method) = rest.rsplit_once(':').unwrap_or((rest.as_str(), ""));
+    if matches!(method, "embedContent" | "batchEmbedContents") {
+        let q = query.as_deref();
+        return super::embeddings::gemini(&sim, model, method, q, &headers, &body).await;
+    }
     let framing = match method {
         "generateContent" => None,
         "streamGenerateContent" if query_param(query.as_deref(), "alt") == Some("sse") => {
@@ -346,7 +351,7 @@ fn quota_failure(model: &str, quota_id: &str, metric: &str, value: &str) -> Valu
 }
 
 /// A google.rpc.Status error body: `{"error":{"code","message","status","details"}}`.
-fn error(r: &Reject, model: &str, prompt: u32) -> Response {
+pub(super) fn error(r: &Reject, model: &str, prompt: u32) -> Response {
     let mut details = Vec::new();
     let (code, status, message): (u16, &str, String) = match r {
         Reject::Invalid { message, .. } => (400, "INVALID_ARGUMENT", message.clone()),

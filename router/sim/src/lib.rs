@@ -1,6 +1,7 @@
 //! Simulated upstreams: loopback HTTP servers that speak the OpenAI, Anthropic, Gemini and
 //! Ollama (OpenAI-compatible) wire formats byte-faithfully, with seeded answers, latency and
-//! faults, plus a control API. Used by `switchyard demo`, `switchyard sim`, tests and benchmarks.
+//! faults, plus a control API. Chat and embeddings both; Anthropic's prompt cache is accounted
+//! (`prompt_cache.rs`). Used by `switchyard demo`, `switchyard sim`, tests and benchmarks.
 //! It must stay fast: no locks held across awaits, no sleeping when a latency is zero, and it
 //! never calls out to the network.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -8,13 +9,17 @@
 mod anthropic;
 mod call;
 mod control;
+mod embeddings;
 mod gemini;
 mod openai;
 mod openai_errors;
 mod playback;
 mod profile;
+mod prompt_cache;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_embed;
 #[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
@@ -230,6 +235,8 @@ pub struct Sim {
     /// The last request bodies received (path, body), oldest first: what really reached the
     /// "upstream", for tests and `/_sim/requests`.
     recent: std::sync::Mutex<std::collections::VecDeque<RecentRequest>>,
+    /// Anthropic prompt-cache prefixes seen, for its usage accounting.
+    prompt_cache: prompt_cache::PromptCache,
 }
 
 /// How many request bodies the simulator remembers.
@@ -269,6 +276,7 @@ impl Sim {
             closing: CancellationToken::new(),
             redirects: [AtomicU64::new(0), AtomicU64::new(0)],
             recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            prompt_cache: prompt_cache::PromptCache::default(),
         })
     }
 
@@ -277,7 +285,9 @@ impl Sim {
         Router::new()
             .route("/openai/v1/chat/completions", post(openai::chat_openai))
             .route("/openai/v1/models", get(openai::models_openai))
+            .route("/openai/v1/embeddings", post(embeddings::embeddings_openai))
             .route("/ollama/v1/chat/completions", post(openai::chat_ollama))
+            .route("/ollama/v1/embeddings", post(embeddings::embeddings_ollama))
             .route("/ollama/v1/models", get(openai::models_ollama))
             .route("/anthropic/v1/messages", post(anthropic::messages))
             .route("/gemini/v1beta/models/{*rest}", post(gemini::generate))

@@ -25,12 +25,12 @@ pub(super) struct Quirks {
     reads_max_completion_tokens: bool,
     /// Ollama ignores `tool_choice`.
     honors_tool_choice: bool,
-    requires_auth: bool,
+    pub(super) requires_auth: bool,
     fingerprint: &'static str,
     pub(super) context_window: u64,
 }
 
-const OPENAI: Quirks = Quirks {
+pub(super) const OPENAI: Quirks = Quirks {
     ollama: false,
     reads_max_completion_tokens: true,
     honors_tool_choice: true,
@@ -39,7 +39,7 @@ const OPENAI: Quirks = Quirks {
     context_window: 128_000,
 };
 
-const OLLAMA: Quirks = Quirks {
+pub(super) const OLLAMA: Quirks = Quirks {
     ollama: true,
     reads_max_completion_tokens: false,
     honors_tool_choice: false,
@@ -192,7 +192,7 @@ async fn chat(sim: &Sim, q: &Quirks, headers: &HeaderMap, body: &[u8]) -> Respon
     }
 }
 
-fn bad_json(q: &Quirks) -> &'static str {
+pub(super) fn bad_json(q: &Quirks) -> &'static str {
     if q.ollama {
         "invalid request body: expected a JSON object"
     } else {
@@ -320,7 +320,7 @@ fn shape<'a>(q: &Quirks, req: &'a Value) -> Shape<'a> {
     }
 }
 
-fn success_headers(out: &mut HeaderMap, rid: &str, took_ms: u128, tokens_asked: u64) {
+pub(super) fn success_headers(out: &mut HeaderMap, rid: &str, took_ms: u128, tokens_asked: u64) {
     put(out, "x-request-id", rid);
     put(out, "openai-processing-ms", took_ms.to_string());
     put(out, "openai-version", "2020-10-01");

@@ -111,7 +111,7 @@ const NOT_TEXT: &[&str] = &[
     "thoughtSignature",
 ];
 
-fn text_chars(v: &Value) -> usize {
+pub(crate) fn text_chars(v: &Value) -> usize {
     match v {
         Value::String(s) => s.chars().count(),
         Value::Array(items) => items.iter().map(text_chars).sum(),

@@ -12,10 +12,12 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod money;
+pub mod native;
 mod request;
 mod response;
 pub mod rng;
 mod stream;
+pub mod strict;
 
 pub use request::{
     ChatRequest, Content, ContentPart, FunctionCall, FunctionDef, FunctionName, ImageUrl,
@@ -26,6 +28,8 @@ pub use response::{
     ChatResponse, Choice, CompletionTokensDetails, FinishReason, PromptTokensDetails, Usage,
 };
 pub use stream::{ChunkRenderer, StreamAccumulator, StreamEvent, sse_json};
+
+pub use native::{EmbedSpec, Native, NativeFormat, RawObject};
 
 pub use clock::{unix_nanos, unix_now};
 

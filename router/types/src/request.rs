@@ -40,8 +40,15 @@ pub struct ChatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Switchyard's cache control (`{mode, ttl_s}`); never sent upstream.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing, deserialize_with = "crate::strict::object")]
     pub cache: Option<crate::cache_control::CacheRequest>,
+    /// The client's own body when it came through a native door (`/v1/messages`): sent as is
+    /// to upstreams of that format. Not part of the hub's JSON.
+    #[serde(skip)]
+    pub native: Option<crate::native::SharedNative>,
+    /// Set when the request is for embeddings (`/v1/embeddings`), not a chat.
+    #[serde(skip)]
+    pub embed: Option<crate::native::EmbedSpec>,
     /// Everything else the client sent (logprobs, metadata, reasoning_effort, …): passed through
     /// to OpenAI-shaped upstreams, ignored by the others.
     #[serde(flatten)]
@@ -299,6 +306,8 @@ impl ChatRequest {
             n: None,
             user: None,
             cache: None,
+            native: None,
+            embed: None,
             extra: Map::new(),
         }
     }

@@ -17,6 +17,9 @@ pub struct ChatResponse {
     pub usage: Usage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
+    /// An embeddings answer: one vector per input, in input order (`choices` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<Vec<Vec<f32>>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -24,6 +24,12 @@ pub enum StreamEvent {
     Finish(FinishReason),
     /// Final token usage.
     Usage(Usage),
+    /// One event of the upstream's own wire format, as received (`event: …\ndata: …\n\n`),
+    /// sent alongside the hub events when the request came through the door of that format with
+    /// its native body (an Anthropic stream for `/v1/messages`). That door forwards it, so the
+    /// client sees what only the format carries (thinking and its signatures, citations);
+    /// every other consumer ignores it.
+    Native(String),
 }
 
 impl StreamEvent {
@@ -32,7 +38,7 @@ impl StreamEvent {
         match self {
             StreamEvent::Content(s) => !s.is_empty(),
             StreamEvent::ToolCall { .. } => true,
-            StreamEvent::Finish(_) | StreamEvent::Usage(_) => false,
+            StreamEvent::Finish(_) | StreamEvent::Usage(_) | StreamEvent::Native(_) => false,
         }
     }
 }
@@ -134,6 +140,7 @@ impl ChunkRenderer {
                 }
                 return Some(self.frame(&[], Some(usage)));
             }
+            StreamEvent::Native(_) => return None,
         }
         if !self.role_sent {
             delta.role = Some("assistant");
@@ -218,6 +225,7 @@ impl StreamAccumulator {
             }
             StreamEvent::Finish(f) => self.finish = Some(f),
             StreamEvent::Usage(u) => self.usage = Some(u),
+            StreamEvent::Native(_) => {}
         }
     }
 
@@ -242,6 +250,7 @@ impl StreamAccumulator {
             }],
             usage: self.usage.unwrap_or_default(),
             system_fingerprint: None,
+            embeddings: None,
             extra: Default::default(),
         }
     }

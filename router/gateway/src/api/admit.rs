@@ -1,7 +1,9 @@
-//! Admission, around every handler: the request id (`x-request-id`, echoed or generated), the
-//! caller (virtual key, or the admin key for the admin API), the key's request rate, and — for
-//! the model-calling endpoints — the request's `Exchange`, finished (log row, metrics) when the
-//! answer has been sent: at once for a complete answer, at the end of the body for a stream.
+//! Admission, around every handler: the request id (`x-request-id`, echoed or generated; one
+//! outside its documented form is a 400), the caller (virtual key, or the admin key for the
+//! admin API, from `Authorization: Bearer`, `x-api-key` or `api-key`; headers that disagree
+//! are a 401), the key's request rate, and — for the model-calling endpoints — the request's
+//! `Exchange`, finished (log row, metrics) when the answer has been sent: at once for a
+//! complete answer, at the end of the body for a stream.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -46,12 +48,17 @@ enum Class {
 }
 
 fn classify(method: &Method, path: &str) -> Class {
+    // Model-calling endpoints are listed one by one: a new one is a read until it is added.
     match (method, path) {
         (_, "/health" | "/health/ready" | "/openapi.json") => Class::Public,
         (_, "/metrics") => Class::Metrics,
         (_, p) if p.starts_with("/admin/") || p == "/admin" => Class::Admin,
         (&Method::DELETE, "/ai/cache") | (&Method::POST, "/ai/policies/reload") => Class::Admin,
         (&Method::POST, "/v1/chat/completions") => Class::Model("/v1/chat/completions"),
+        (&Method::POST, "/v1/messages") => Class::Model("/v1/messages"),
+        (&Method::POST, "/v1/messages/count_tokens") => Class::Model("/v1/messages/count_tokens"),
+        (&Method::POST, "/v1/responses") => Class::Model("/v1/responses"),
+        (&Method::POST, "/v1/embeddings") => Class::Model("/v1/embeddings"),
         (&Method::POST, "/ai/route") => Class::Model("/ai/route"),
         (&Method::POST, "/ai/route/batch") => Class::Model("/ai/route/batch"),
         (&Method::POST, "/ai/analyze/market") => Class::Model("/ai/analyze/market"),
@@ -61,42 +68,97 @@ fn classify(method: &Method, path: &str) -> Class {
     }
 }
 
-/// The key a request presents: `Authorization: Bearer …`, or `x-api-key` / `api-key`.
-fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        let token = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v)
-            .trim();
-        return (!token.is_empty()).then_some(token);
+/// The headers a key may arrive in: `Authorization: Bearer …` (OpenAI SDKs), `x-api-key`
+/// (Anthropic SDKs, coding agents) and `api-key` (Azure-style clients).
+const KEY_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
+
+/// The key a request presents, from any of `KEY_HEADERS` (empty values carry none). When
+/// they carry different keys the request is refused: picking one would authenticate as a
+/// caller the client may not have meant.
+fn presented(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    let mut found: Option<(&str, &str)> = None;
+    for name in KEY_HEADERS {
+        for value in headers.get_all(name) {
+            let Ok(text) = value.to_str() else {
+                return Err(Error::unauthorized(format!(
+                    "The {name} header is not readable: a key is printable ASCII"
+                )));
+            };
+            let token = if name == "authorization" {
+                bearer(text)
+            } else {
+                text.trim()
+            };
+            if token.is_empty() {
+                continue;
+            }
+            match found {
+                None => found = Some((name, token)),
+                Some((_, seen)) if seen == token => {}
+                Some((first, _)) => {
+                    let which = if first == name {
+                        format!("two {name} headers")
+                    } else {
+                        format!("the {first} and {name} headers")
+                    };
+                    return Err(Error::unauthorized(format!(
+                        "Conflicting credentials: {which} carry different keys; send one key"
+                    )));
+                }
+            }
+        }
     }
-    ["x-api-key", "api-key"]
-        .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    Ok(found.map(|(_, token)| token))
 }
 
-/// A client's `x-request-id`, when it is short and printable. It is echoed and logged in a
-/// column of its own; the row's id is always the server's.
-fn client_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
+/// The token of an `Authorization` value: after `Bearer ` (any case), or the whole value.
+fn bearer(value: &str) -> &str {
+    let v = value.trim();
+    match v.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => v,
+    }
+}
+
+/// The longest `x-request-id` taken (as documented).
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// A client's `x-request-id`: 1-128 printable ASCII characters (no spaces), else refused. It is
+/// echoed and logged in a column of its own; the row's id is always the server's.
+fn client_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(REQUEST_ID) else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_REQUEST_ID || !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err(ApiError::invalid_param(
+            "x-request-id",
+            format!(
+                "x-request-id must be 1 to {MAX_REQUEST_ID} printable ASCII characters without \
+                 spaces (got {} bytes)",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let client = client_id(req.headers());
     let class = classify(req.method(), req.uri().path());
-    let guarded = guard::check(&gw.config.server, req.method(), req.uri(), req.headers());
+    let (client, bad_id) = match client_id(req.headers()) {
+        Ok(id) => (id, None),
+        Err(e) => (None, Some(e)),
+    };
+    // Health probes and scrapers are not refused for their id (one is made instead); every
+    // other endpoint documents the header and refuses a bad one after the guard (421/403).
+    let checks_id = !matches!(class, Class::Public | Class::Metrics);
+    let id_check = match bad_id {
+        Some(e) if checks_id => Err(e),
+        _ => Ok(()),
+    };
+    let guarded =
+        guard::check(&gw.config.server, req.method(), req.uri(), req.headers()).and(id_check);
     let mut response = match (class, guarded) {
         (Class::Model(endpoint), guarded) => {
             model_call(&gw, req, next, endpoint, client.clone(), started, guarded).await
@@ -112,17 +174,16 @@ pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next)
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip());
-            match gw.keys.check_admin(presented(req.headers()), peer) {
+            match presented(req.headers()).and_then(|key| gw.keys.check_admin(key, peer)) {
                 Ok(()) => next.run(req).await,
                 Err(e) => ApiError::from(e).into_response(),
             }
         }
         (Class::Read, Ok(())) => {
-            let key = presented(req.headers());
-            let caller = if gw.keys.is_admin(key) {
-                Ok(Caller::Admin)
-            } else {
-                gw.keys.authenticate(key).await.map(|_| Caller::Other)
+            let caller = match presented(req.headers()) {
+                Ok(key) if gw.keys.is_admin(key) => Ok(Caller::Admin),
+                Ok(key) => gw.keys.authenticate(key).await.map(|_| Caller::Other),
+                Err(e) => Err(e),
             };
             match caller {
                 Ok(caller) => {
@@ -148,7 +209,7 @@ fn metrics_allowed(gw: &Gateway, headers: &HeaderMap) -> Result<(), Error> {
     if cfg.token.is_none() && !cfg.require_admin {
         return Ok(());
     }
-    let key = presented(headers);
+    let key = presented(headers)?;
     let token_ok = match (&cfg.token, key) {
         (Some(t), Some(k)) => hash_secret(t.expose()) == hash_secret(k),
         _ => false,
@@ -175,7 +236,11 @@ async fn model_call(
     if let Err(e) = guarded.and_then(|()| guard::json_body(req.headers())) {
         return refused(exchange(None), e);
     }
-    let key = match gw.keys.authenticate(presented(req.headers())).await {
+    let presented = match presented(req.headers()) {
+        Ok(key) => key,
+        Err(e) => return refused(exchange(None), e.into()),
+    };
+    let key = match gw.keys.authenticate(presented).await {
         Ok(Auth::Key(k)) => Some(k),
         Ok(Auth::Open) => None,
         Err(e) => return refused(exchange(None), e.into()),

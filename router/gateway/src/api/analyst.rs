@@ -217,7 +217,7 @@ pub struct MarketRequest {
     #[serde(default)]
     pub horizon: Option<String>,
     /// Indicator windows (defaults: SMA 20/50, EMA 12/26, RSI 14, MACD 12/26/9, Bollinger 20/2).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switchyard_types::strict::object")]
     pub params: Option<Params>,
 }
 

@@ -3,23 +3,19 @@
 //! Admission happens here: read the body under the size limit (413), parse it naming the bad
 //! field (400), validate (400). Then `pipeline` does the rest; this file only renders.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
 use serde_json::error::Category;
 
 use super::{ApiError, routing_headers};
-use crate::execute::Primed;
-use crate::pipeline::{self, Routed, Target};
+use crate::pipeline::{self, Target};
 use crate::state::Gateway;
-use switchyard_providers::EventStream;
-use switchyard_types::{ChatRequest, ChunkRenderer, new_id, sse_json};
+use switchyard_types::{ChatRequest, ChunkRenderer, new_id};
 
 pub async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
@@ -39,12 +35,7 @@ pub async fn chat_completions(
     };
     if request.stream {
         let routed = pipeline::stream(gw, &request, &target).await?;
-        Ok(sse_answer(
-            routed,
-            request.include_usage(),
-            None,
-            gw.abort.clone(),
-        ))
+        Ok(sse_chunks(routed, request.include_usage(), None, gw))
     } else {
         let mut routed = pipeline::complete(gw, &request, &target).await?;
         let cost = routed.cost_usd();
@@ -54,6 +45,23 @@ pub async fn chat_completions(
         routing_headers(response.headers_mut(), &routed, Some(cost));
         Ok(response)
     }
+}
+
+/// A primed stream as OpenAI chunks.
+pub(super) fn sse_chunks(
+    routed: pipeline::Routed<crate::execute::Primed>,
+    include_usage: bool,
+    prelude: Option<Bytes>,
+    gw: &Gateway,
+) -> Response {
+    let model = routed.model.to_string();
+    let renderer = ChunkRenderer::new(new_id("chatcmpl-"), model, include_usage);
+    super::sse::answer(
+        routed,
+        super::sse::Chunks(renderer),
+        prelude,
+        gw.abort.clone(),
+    )
 }
 
 /// The request's `Cache-Control` header.
@@ -95,11 +103,16 @@ pub(crate) async fn body_json<T: serde::de::DeserializeOwned>(
 }
 
 /// Parse a JSON body into `T`; errors name the offending field.
+///
+/// The body is read as JSON values first and made to mean what JSON Schema says it means
+/// (`super::json::normalise`): a whole number written `9.0` is the integer 9, and a `type` tag
+/// is never a number. Then `T` is read from the values, naming the path of what is wrong.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| data_error(e, bytes))?;
-    de.end().map_err(ApiError::invalid_json)?;
-    Ok(value)
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
+    super::json::normalise(&mut value, &mut String::new())
+        .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
+    serde_path_to_error::deserialize(value).map_err(|e| data_error(e, bytes))
 }
 
 /// Parse and validate a chat request; errors name the offending parameter.
@@ -110,21 +123,6 @@ pub(crate) fn parse_request(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
         .validate()
         .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
     Ok(request)
-}
-
-/// What a stream still answering when shutdown's drain time is over ends with (the same
-/// `server_shutdown` code as a complete answer cut then).
-fn shutting_down() -> ApiError {
-    ApiError {
-        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        message: "The gateway is shutting down and ended this answer before it completed; \
-                  retry it."
-            .to_owned(),
-        kind: "api_error",
-        param: None,
-        code: Some("server_shutdown"),
-        retry_after: None,
-    }
 }
 
 fn data_error(e: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) -> ApiError {
@@ -156,95 +154,4 @@ fn data_error(e: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) ->
         text
     };
     ApiError::invalid_param(if path == "." { "body".into() } else { path }, message)
-}
-
-/// The SSE answer: `prelude` (if any), the primed head, then the rest of the upstream stream,
-/// then `[DONE]` — or, if the upstream breaks, an error event and no `[DONE]`, so no client
-/// mistakes a cut answer for a complete one. When `abort` fires (shutdown's drain time is
-/// over) the answer ends with a `server_shutdown` error event.
-pub(super) fn sse_answer(
-    routed: Routed<Primed>,
-    include_usage: bool,
-    prelude: Option<Bytes>,
-    abort: tokio_util::sync::CancellationToken,
-) -> Response {
-    let model = routed.model.to_string();
-    let mut response = Response::new(Body::empty());
-    routing_headers(response.headers_mut(), &routed, None);
-    let Primed { head, tail } = routed.value;
-    let renderer = ChunkRenderer::new(new_id("chatcmpl-"), model.clone(), include_usage);
-    let events: EventStream = Box::pin(futures::stream::iter(head.into_iter().map(Ok)).chain(tail));
-    let prelude = futures::stream::iter(prelude.map(Ok));
-    *response.body_mut() =
-        Body::from_stream(prelude.chain(render_sse(events, renderer, model, abort)));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
-}
-
-fn render_sse(
-    events: EventStream,
-    renderer: ChunkRenderer,
-    model: String,
-    abort: tokio_util::sync::CancellationToken,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    struct St {
-        events: EventStream,
-        renderer: ChunkRenderer,
-        model: String,
-        abort: tokio_util::sync::CancellationToken,
-        ended: bool,
-    }
-    let st = St {
-        events,
-        renderer,
-        model,
-        abort,
-        ended: false,
-    };
-    futures::stream::unfold(st, |mut st| async move {
-        loop {
-            if st.ended {
-                return None;
-            }
-            let next = tokio::select! {
-                biased;
-                () = st.abort.cancelled() => {
-                    st.ended = true;
-                    // The stream's pump ends on the same token; waiting for it means the
-                    // request's row has its usage before this body ends.
-                    while st.events.next().await.is_some() {}
-                    return Some((Ok(sse_json(&shutting_down().body())), st));
-                }
-                next = st.events.next() => next,
-            };
-            match next {
-                Some(Ok(event)) => {
-                    if let Some(frame) = st.renderer.render(&event) {
-                        return Some((Ok(frame), st));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.ended = true;
-                    tracing::warn!(
-                        model = %st.model,
-                        kind = e.kind.label(),
-                        upstream_message = %e.message,
-                        "upstream stream broke after the first token"
-                    );
-                    let err = ApiError::from(crate::error::Error::upstream(&st.model, &e));
-                    return Some((Ok(sse_json(&err.body())), st));
-                }
-                None => {
-                    st.ended = true;
-                    return Some((Ok(ChunkRenderer::done()), st));
-                }
-            }
-        }
-    })
 }

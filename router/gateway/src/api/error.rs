@@ -267,6 +267,8 @@ fn upstream_status(kind: ErrorKind) -> (StatusCode, &'static str, &'static str) 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
+        // Doors with their own error shape (`/v1/messages`) re-render from this.
+        response.extensions_mut().insert(self.clone());
         if let Some(code) = self.code {
             response
                 .extensions_mut()

@@ -4,17 +4,23 @@
 mod admin;
 pub(crate) mod admit;
 mod analyst;
+mod anthropic;
 mod chat;
+mod embeddings;
 mod error;
 mod guard;
 mod health;
 mod insight;
+mod json;
 mod models;
 pub mod openapi;
 mod policies;
 mod redact;
+mod responses;
 mod route;
 mod shed;
+mod sse;
+mod text_or;
 
 pub use route::explain;
 
@@ -48,6 +54,14 @@ pub fn endpoints() -> Vec<Endpoint> {
     const POST: &[Method] = &[Method::POST];
     vec![
         e("/v1/chat/completions", POST, post(chat::chat_completions)),
+        e("/v1/messages", POST, post(anthropic::messages)),
+        e(
+            "/v1/messages/count_tokens",
+            POST,
+            post(anthropic::count_tokens),
+        ),
+        e("/v1/responses", POST, post(responses::create)),
+        e("/v1/embeddings", POST, post(embeddings::create)),
         e("/v1/models", GET, get(models::list)),
         e("/v1/models/{model}", GET, get(models::get_one)),
         e("/ai/route", POST, post(route::route)),
@@ -107,7 +121,8 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             shed::Limit::new(&gw),
             shed::shed,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(anthropic::anthropic_errors));
     // Outside admission, so that a preflight from an allowed origin is answered here; the
     // admission guard has refused every origin not allowed.
     let router = match guard::cors(&gw.config.server) {

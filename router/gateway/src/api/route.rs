@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::chat::{body_json, sse_answer};
+use super::chat::{body_json, sse_chunks};
 use super::{ApiError, routing_headers};
 use crate::config::{Optimize, Weights};
 use crate::execute::Primed;
@@ -45,7 +45,7 @@ pub struct RouteRequest {
     pub route: Option<String>,
     #[serde(default)]
     pub models: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switchyard_types::strict::object")]
     pub preferences: Option<PreferencesBody>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
@@ -65,7 +65,7 @@ pub struct RouteRequest {
     #[serde(default)]
     pub metadata: Option<Map<String, Value>>,
     /// Cache control for this request (`{mode, ttl_s}`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switchyard_types::strict::object")]
     pub cache: Option<crate::cache::CacheRequest>,
 }
 
@@ -90,6 +90,12 @@ impl RouteRequest {
                 return Err(ApiError::invalid_param(
                     "prompt",
                     "give `messages` or `prompt`, not both",
+                ));
+            }
+            (Some(m), None) if m.is_empty() => {
+                return Err(ApiError::invalid_param(
+                    "messages",
+                    "must contain at least one message",
                 ));
             }
             (Some(m), None) => messages.extend(m),
@@ -201,7 +207,7 @@ async fn handle(
     target.cache_control = super::chat::cache_control(headers);
     if parts.request.stream {
         let routed = pipeline::stream(gw, &parts.request, &target).await?;
-        return Ok(sse(routed, gw.abort.clone()));
+        return Ok(sse(routed, gw));
     }
     let routed = pipeline::complete(gw, &parts.request, &target).await?;
     let cost = routed.cost_usd();
@@ -280,11 +286,11 @@ fn candidate_json(c: &Candidate) -> Value {
 
 /// Streaming `/ai/route`: an `event: routing` frame with the decision, then the answer as
 /// OpenAI chunks, then `[DONE]` (or an error event if the upstream broke mid-answer).
-fn sse(routed: Routed<Primed>, abort: tokio_util::sync::CancellationToken) -> Response {
+fn sse(routed: Routed<Primed>, gw: &Gateway) -> Response {
     let mut routing = routing_json(&routed.decision, &routed);
     routing["provider"] = json!(routed.provider);
     let first = Bytes::from(format!("event: routing\ndata: {routing}\n\n"));
-    sse_answer(routed, true, Some(first), abort)
+    sse_chunks(routed, true, Some(first), gw)
 }
 
 /// The ranked candidates for a request body, without calling any model: a `/ai/route` body, or

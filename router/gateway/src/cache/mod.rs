@@ -77,7 +77,9 @@ pub fn plan(
     if !cfg.enabled {
         return None;
     }
-    let deterministic = request.temperature == Some(0.0) || request.seed.is_some();
+    // An embedding is a function of its input: always deterministic.
+    let deterministic =
+        request.embed.is_some() || request.temperature == Some(0.0) || request.seed.is_some();
     let (mut read, mut write) = match control.and_then(|c| c.mode) {
         None => (deterministic, deterministic),
         Some(Mode::On) => (true, true),
@@ -147,7 +149,7 @@ impl Serialize for Normalised<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let r = self.0;
-        let mut st = s.serialize_struct("Req", 14)?;
+        let mut st = s.serialize_struct("Req", 16)?;
         st.serialize_field("messages", &r.messages)?;
         st.serialize_field("max_tokens", &r.max_tokens)?;
         st.serialize_field("temperature", &r.temperature)?;
@@ -161,6 +163,21 @@ impl Serialize for Normalised<'_> {
         st.serialize_field("n", &r.n)?;
         st.serialize_field("user", &r.user)?;
         st.serialize_field("extra", &r.extra)?;
+        // Embeddings of a text are not an answer to it; vectors of other lengths differ too.
+        st.serialize_field("embed", &r.embed.map(|e| e.dimensions.unwrap_or(0)))?;
+        // A native body's members the hub does not model (`thinking`, `top_k`, block fields)
+        // can change the answer; the framing (`stream`) and the routed `model` do not.
+        if let Some(native) = &r.native {
+            let members: Vec<_> = native
+                .body
+                .0
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "model" | "stream" | "max_tokens"))
+                .collect();
+            st.serialize_field("native", &(members, &native.headers))?;
+        } else {
+            st.serialize_field("native", &None::<()>)?;
+        }
         st.end()
     }
 }

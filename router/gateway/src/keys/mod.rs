@@ -355,7 +355,7 @@ async fn load_state(store: &Store, record: KeyRecord, now: i64) -> Result<KeySta
 }
 
 fn validate_new(new: &NewKey) -> Result<(), Error> {
-    if new.name.trim().is_empty() || new.name.len() > 200 {
+    if new.name.trim().is_empty() || new.name.chars().count() > 200 {
         return Err(Error::invalid_param("name", "must be 1 to 200 characters"));
     }
     if let Some(b) = new.budget_usd

@@ -33,9 +33,13 @@ pub(super) struct Estimate {
 pub(super) fn estimate(gw: &Gateway, decision: &Decision, request: &ChatRequest) -> Estimate {
     let mut e = Estimate::default();
     for c in decision.eligible() {
-        let out = request
-            .max_tokens
-            .unwrap_or(c.expected_output_tokens.ceil() as u32);
+        let out = if request.embed.is_some() {
+            0
+        } else {
+            request
+                .max_tokens
+                .unwrap_or(c.expected_output_tokens.ceil() as u32)
+        };
         let usage = Usage::new(c.prompt_tokens, out);
         let prompt = Usage::new(c.prompt_tokens, 0);
         if let Some(entry) = model_entry(gw, &c.model) {

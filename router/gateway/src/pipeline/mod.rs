@@ -94,6 +94,15 @@ impl<T> Routed<T> {
     }
 }
 
+/// The router's count of the prompt for the model that answered.
+pub fn prompt_tokens(decision: &Decision, model: &ModelId) -> u32 {
+    decision
+        .candidates
+        .iter()
+        .find(|c| &c.model == model)
+        .map_or(0, |c| c.prompt_tokens)
+}
+
 /// The candidates for a request, ranked, without calling anything (`route --explain` too).
 pub fn plan<'g>(
     gw: &'g Gateway,
@@ -147,7 +156,10 @@ pub fn plan<'g>(
         weights: p.weights.unwrap_or(route.weights),
         max_cost_usd: p.max_cost_usd,
         max_latency_ms: p.max_latency_ms,
-        defer_context: policy::active_for(gw.policies.as_ref(), &route.name),
+        // Routing policies are prompt policies: they may drop, insert or rewrite messages, and
+        // an embeddings request's messages are its inputs, one vector each. They do not run.
+        defer_context: request.embed.is_none()
+            && policy::active_for(gw.policies.as_ref(), &route.name),
     };
     let started = Instant::now();
     let decision = candidates::decide(
@@ -322,7 +334,12 @@ pub async fn complete(
         settle_failed(reservation.take(), ex, &f.attempts);
     }
     match result {
-        Ok(s) => {
+        Ok(mut s) => {
+            if request.embed.is_some() && s.value.usage.prompt_tokens == 0 {
+                // Gemini's embeddings report no usage: bill the router's own count.
+                let counted = prompt_tokens(&p.decision, &s.model);
+                s.value.usage = Usage::new(counted, 0);
+            }
             let entry = model_entry(gw, &s.model);
             let cost = entry.map_or(0, |e| e.usage_cost_pico(&s.value.usage));
             let billed = charge_failed_attempts(ex, &s.attempts);
@@ -401,12 +418,7 @@ pub async fn stream(
                 );
                 ex.first_token(s.latency);
             }
-            let prompt_tokens = p
-                .decision
-                .candidates
-                .iter()
-                .find(|c| c.model == s.model)
-                .map_or(0, |c| c.prompt_tokens);
+            let prompt_tokens = prompt_tokens(&p.decision, &s.model);
             let tap = Tap {
                 exchange: exchange.clone(),
                 reservation,

@@ -82,6 +82,16 @@ pub(super) fn no_candidate(decision: &Decision) -> Error {
             Error::invalid_param(f.reason.param(), &f.detail)
         };
     }
+    // Every model refused for one reason the request itself can change: name it.
+    if let Some((_, first)) = filtered.first()
+        && matches!(
+            first.reason,
+            FilterReason::Dimensions | FilterReason::Native
+        )
+        && filtered.iter().all(|(_, f)| f.reason == first.reason)
+    {
+        return Error::invalid_param(first.reason.param(), &detail);
+    }
     Error::no_eligible_model(&decision.route, &detail)
 }
 

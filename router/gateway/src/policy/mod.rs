@@ -296,6 +296,18 @@ fn apply_edits(
         )
     });
     if touches_messages {
+        // A native body (`/v1/messages`) is sent as the client wrote it: after an edit, the hub
+        // request is the truth and the upstream gets its translation. Content only the native
+        // format can carry cannot be translated, so such a request cannot be edited.
+        if let Some(native) = &request.native {
+            if let Some((param, what)) = &native.only_native {
+                return Err(format!(
+                    "the policy edited the messages of a request that carries {what} \
+                     ({param}), which cannot be re-sent after an edit"
+                ));
+            }
+            request.to_mut().native = None;
+        }
         let messages = std::mem::take(&mut request.to_mut().messages);
         let before = messages.clone();
         let edited =

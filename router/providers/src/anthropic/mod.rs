@@ -25,11 +25,13 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-pub use request::{WireRequest, to_wire};
+pub use request::{WireBody, WireRequest, native_body, to_wire};
 
 pub use stream::EventParser;
 
 const API_VERSION: &str = "2023-06-01";
+/// Where a native request's answer keeps Anthropic's own content blocks (`ChatResponse.extra`).
+pub const NATIVE_CONTENT: &str = "anthropic_content";
 /// The answer tool for `response_format: json_object` (a json_schema names its own).
 const JSON_OBJECT_TOOL: &str = "json_answer";
 
@@ -66,31 +68,57 @@ impl AnthropicProvider {
         request
     }
 
+    /// The request for one call: with a native body, the client's Anthropic headers
+    /// (`anthropic-beta`) go too, after the configured ones.
+    fn post_for(&self, wire: &WireBody, call: Call<'_>) -> reqwest::RequestBuilder {
+        let mut request = self.post();
+        if let (WireBody::Native(_), Some(native)) = (wire, &call.request.native) {
+            for (name, value) in &native.headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
+        }
+        request
+    }
+
     pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
-        let wire = to_wire(call, false)?;
-        let response = post_json(self.post(), &wire, map_error).await?;
-        let answer: WireResponse = read_json(
+        let (wire, json_tool) = WireBody::for_call(call, false)?;
+        let response = post_json(self.post_for(&wire, call), &wire, map_error).await?;
+        let raw: Box<RawValue> = read_json(
             response,
             "Anthropic message",
             self.settings.limits.max_response_bytes,
         )
         .await?;
-        Ok(from_wire(
-            answer,
-            wire.json_tool.as_deref(),
-            call.upstream_model,
-        ))
+        let answer: WireResponse = serde_json::from_str(raw.get())
+            .map_err(|e| ProviderError::malformed("Anthropic message", e))?;
+        let mut out = from_wire(answer, json_tool.as_deref(), call.upstream_model);
+        if matches!(wire, WireBody::Native(_)) {
+            // The answer's own blocks (thinking and its signature, citations…) for
+            // `/v1/messages`, which returns them as they came.
+            #[derive(Deserialize)]
+            struct Blocks {
+                #[serde(default)]
+                content: Value,
+            }
+            if let Ok(b) = serde_json::from_str::<Blocks>(raw.get())
+                && b.content.is_array()
+            {
+                out.extra.insert(NATIVE_CONTENT.into(), b.content);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn chat_stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
-        let wire = to_wire(call, true)?;
+        let (wire, json_tool) = WireBody::for_call(call, true)?;
         let request = self
-            .post()
+            .post_for(&wire, call)
             .header(http::header::ACCEPT, "text/event-stream");
         let response = post_json(request, &wire, map_error).await?;
+        let native = matches!(wire, WireBody::Native(_));
         Ok(sse_stream(
             response,
-            EventParser::new(wire.json_tool),
+            EventParser::new(json_tool).forwarding(native),
             self.settings.limits,
         ))
     }
@@ -232,6 +260,7 @@ pub fn from_wire(
         }],
         usage: wire.usage.to_usage(),
         system_fingerprint: None,
+        embeddings: None,
         extra: Default::default(),
     }
 }

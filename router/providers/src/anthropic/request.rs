@@ -6,9 +6,58 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use switchyard_types::{
-    ChatRequest, Content, ContentPart, Message, ResponseFormat, Role, ToolChoice, ToolChoiceMode,
-    data_uri,
+    ChatRequest, Content, ContentPart, Message, NativeFormat, RawObject, ResponseFormat, Role,
+    ToolChoice, ToolChoiceMode, data_uri,
 };
+
+/// What goes on the wire: the translation of the hub request, or the client's own Messages
+/// body when it came through `/v1/messages` and no policy edited it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum WireBody {
+    Hub(Box<WireRequest>),
+    Native(RawObject),
+}
+
+impl WireBody {
+    /// The body for a call, and the JSON-mode answer tool if the translation added one.
+    pub fn for_call(
+        call: Call<'_>,
+        stream: bool,
+    ) -> Result<(WireBody, Option<String>), ProviderError> {
+        if let Some(body) = native_body(call, stream)? {
+            return Ok((WireBody::Native(body), None));
+        }
+        let wire = to_wire(call, stream)?;
+        let tool = wire.json_tool.clone();
+        Ok((WireBody::Hub(Box::new(wire)), tool))
+    }
+}
+
+/// The client's own body, member by member as sent (`cache_control`, thinking signatures,
+/// citations, block types the hub does not model all reach Anthropic unchanged), with the
+/// hub's `model` (the upstream id), `max_tokens` and `stream` in place of the client's.
+pub fn native_body(call: Call<'_>, stream: bool) -> Result<Option<RawObject>, ProviderError> {
+    let Some(native) = &call.request.native else {
+        return Ok(None);
+    };
+    if native.format != NativeFormat::AnthropicMessages {
+        return Ok(None);
+    }
+    let raw = |v: Value| {
+        serde_json::value::to_raw_value(&v)
+            .map_err(|e| invalid(format!("could not encode the request: {e}")))
+    };
+    let mut body = native.body.clone();
+    body.set("model", raw(Value::String(call.upstream_model.to_owned()))?);
+    body.set("max_tokens", raw(json!(call.max_tokens()))?);
+    if stream {
+        body.set("stream", raw(Value::Bool(true))?);
+    } else {
+        body.remove("stream");
+    }
+    Ok(Some(body))
+}
 
 /// A Messages API request body.
 #[derive(Debug, Serialize)]

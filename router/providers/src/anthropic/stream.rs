@@ -74,6 +74,9 @@ const MAX_CONTENT_BLOCKS: u32 = 4 * crate::MAX_TOOL_CALLS;
 #[derive(Debug)]
 pub struct EventParser {
     json_tool: Option<String>,
+    /// Forward every event as received too (`StreamEvent::Native`): the request came through
+    /// `/v1/messages` with its native body.
+    native: bool,
     blocks: HashMap<u32, OpenBlock>,
     tool_calls: u32,
     usage: WireUsage,
@@ -85,12 +88,19 @@ impl EventParser {
     pub fn new(json_tool: Option<String>) -> Self {
         EventParser {
             json_tool,
+            native: false,
             blocks: HashMap::new(),
             tool_calls: 0,
             usage: WireUsage::default(),
             finished: false,
             stopped: false,
         }
+    }
+
+    /// Also forward each event as received (for a native `/v1/messages` request).
+    pub fn forwarding(mut self, native: bool) -> Self {
+        self.native = native;
+        self
     }
 
     fn block_start(
@@ -194,6 +204,12 @@ impl StreamParser<eventsource_stream::Event> for EventParser {
         let kind = data.kind.clone().unwrap_or(event.event);
         let index = data.index.unwrap_or(0);
         let mut out = Vec::new();
+        if self.native && kind != "error" {
+            out.push(StreamEvent::Native(format!(
+                "event: {kind}\ndata: {}\n\n",
+                event.data
+            )));
+        }
         match kind.as_str() {
             "message_start" => {
                 if let Some(message) = data.message {

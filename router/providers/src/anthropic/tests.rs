@@ -207,3 +207,66 @@ fn cost_golden_prices_cache_reads_and_writes_apart() {
         12 * 3_000_000 + 30 * 300_000 + 15 * 15_000_000
     );
 }
+
+/// A `/v1/messages` body attached to the hub request goes out as sent: member order, spacing
+/// inside values, `cache_control`, thinking signatures and unknown members untouched; only
+/// `model`, `max_tokens` and `stream` are the hub's.
+#[test]
+fn a_native_body_is_sent_byte_for_byte_but_for_model_max_tokens_and_stream() {
+    use std::sync::Arc;
+    use switchyard_types::{Native, NativeFormat, RawObject};
+    let client = r#"{"stream":true,"model":"my-claude","system":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}],"max_tokens":10,"messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"c2ln"}]}],"future_member":{"a":  1}}"#;
+    let body: RawObject = serde_json::from_str(client).unwrap();
+    let mut request = canonical_request();
+    request.max_tokens = Some(77);
+    request.native = Some(Arc::new(Native {
+        format: NativeFormat::AnthropicMessages,
+        body,
+        only_native: None,
+        headers: vec![],
+    }));
+    let (wire, tool) = WireBody::for_call(call(&request), false).unwrap();
+    assert!(tool.is_none());
+    assert_eq!(
+        serde_json::to_string(&wire).unwrap(),
+        r#"{"model":"claude-sonnet-4-20250514","system":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}],"max_tokens":77,"messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"c2ln"}]}],"future_member":{"a":  1}}"#
+    );
+    let (wire, _) = WireBody::for_call(call(&request), true).unwrap();
+    let text = serde_json::to_string(&wire).unwrap();
+    assert!(
+        text.starts_with(r#"{"stream":true,"model":"claude-sonnet-4-20250514""#),
+        "{text}"
+    );
+    // Without a native body, the hub request is translated as before.
+    request.native = None;
+    assert!(matches!(
+        WireBody::for_call(call(&request), false).unwrap().0,
+        WireBody::Hub(_)
+    ));
+}
+
+/// A native stream forwards each upstream event as received, beside the hub events.
+#[test]
+fn a_native_stream_forwards_the_upstreams_events() {
+    let mut p = EventParser::new(None).forwarding(true);
+    let event = |name: &str, data: &str| eventsource_stream::Event {
+        event: name.into(),
+        data: data.into(),
+        id: String::new(),
+        retry: None,
+    };
+    let data = r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}"#;
+    let out = crate::StreamParser::item(&mut p, event("content_block_delta", data)).unwrap();
+    assert_eq!(
+        out,
+        vec![switchyard_types::StreamEvent::Native(format!(
+            "event: content_block_delta\ndata: {data}\n\n"
+        ))]
+    );
+    let mut plain = EventParser::new(None);
+    assert!(
+        crate::StreamParser::item(&mut plain, event("content_block_delta", data))
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -9,6 +9,8 @@
 //! reject it next to function declarations. With declarations, a json_schema answer is asked
 //! for as Anthropic's is: an answer function named after the schema, whose call comes back to
 //! the client as plain JSON text (`WireRequest::json_tool`).
+//!
+//! Embeddings (`:batchEmbedContents`) are in `embed.rs`.
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -25,6 +27,7 @@ use switchyard_types::{
     unix_now,
 };
 
+pub mod embed;
 mod request;
 mod stream;
 #[cfg(test)]
@@ -50,12 +53,17 @@ impl GeminiProvider {
     }
 
     fn post(&self, model: &str, stream: bool) -> reqwest::RequestBuilder {
-        let model = model.strip_prefix("models/").unwrap_or(model);
-        let path = if stream {
-            format!("models/{model}:streamGenerateContent?alt=sse")
+        if stream {
+            self.post_method(model, "streamGenerateContent?alt=sse")
         } else {
-            format!("models/{model}:generateContent")
-        };
+            self.post_method(model, "generateContent")
+        }
+    }
+
+    /// `POST {base}/models/{model}:{method}`.
+    fn post_method(&self, model: &str, method: &str) -> reqwest::RequestBuilder {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        let path = format!("models/{model}:{method}");
         let mut request = self.http.post(join_url(&self.settings.base_url, &path));
         if let Some(key) = &self.settings.api_key {
             request = request.header("x-goog-api-key", key.expose());
@@ -260,6 +268,7 @@ pub fn from_wire(
         }],
         usage: wire.usage_metadata.unwrap_or_default().to_usage(),
         system_fingerprint: None,
+        embeddings: None,
         extra: Default::default(),
     })
 }
