@@ -375,10 +375,11 @@ def test_embeddings_route(client):
 
 
 def test_embeddings_dimension_no_route_model_gives_is_refused(client):
-    # Neither model of the route outputs 100-long vectors: the reasons are given per model.
+    # Neither model of the route outputs 100-long vectors: `dimensions` is named, with the
+    # reason of each model.
     with pytest.raises(openai.BadRequestError) as e:
         client.embeddings.create(model="embed", input="hi", dimensions=100)
-    assert e.value.body["code"] == "no_eligible_model", e.value.body
+    assert e.value.body["param"] == "dimensions", e.value.body
     message = e.value.body["message"]
     assert "text-embedding-3-small" in message and "gemini-embedding-001" in message, message
     assert "not 100" in message, message

@@ -153,11 +153,14 @@ pub(super) fn resolve(
             },
         );
     }
-    if !out.contains_key(DEFAULT_ROUTE) && !models.is_empty() {
-        out.insert(
-            DEFAULT_ROUTE.to_owned(),
-            RouteConfig::default_over(models.keys().cloned().collect()),
-        );
+    // The implicit `auto` is a chat route: embedding models have their own routes.
+    let chat: Vec<_> = models
+        .iter()
+        .filter(|(_, m)| !m.entry.is_embedding())
+        .map(|(id, _)| id.clone())
+        .collect();
+    if !out.contains_key(DEFAULT_ROUTE) && !chat.is_empty() {
+        out.insert(DEFAULT_ROUTE.to_owned(), RouteConfig::default_over(chat));
     }
     out
 }

@@ -222,7 +222,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ApiError> {
         if meta.len() > 16 {
             return Err(bad("metadata", "at most 16 keys"));
         }
-        if let Some((k, _)) = meta.iter().find(|(k, v)| k.len() > 64 || !v.is_string()) {
+        if let Some((k, _)) = meta
+            .iter()
+            .find(|(k, v)| k.chars().count() > 64 || !v.is_string())
+        {
             return Err(bad(
                 format!("metadata.{k}"),
                 "keys are at most 64 characters and values are strings",
