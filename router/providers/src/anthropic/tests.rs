@@ -270,3 +270,50 @@ fn a_native_stream_forwards_the_upstreams_events() {
             .is_empty()
     );
 }
+
+/// A native request's `anthropic-beta` headers go upstream with its body; a translated one
+/// sends only the configured headers.
+#[test]
+fn a_native_requests_beta_header_goes_upstream() {
+    use std::sync::Arc;
+    use switchyard_types::ids::{ProviderId, Secret};
+    use switchyard_types::{Native, NativeFormat, RawObject};
+    let provider = AnthropicProvider::new(
+        crate::ProviderSettings {
+            id: ProviderId::new("a"),
+            kind: crate::ProviderKind::Anthropic,
+            dialect: crate::Dialect::Generic,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: Some(Secret::new("k")),
+            headers: vec![("x-configured".into(), "1".into())],
+            limits: crate::Limits::default(),
+        },
+        crate::http_client().unwrap(),
+    );
+    let mut request = canonical_request();
+    request.native = Some(Arc::new(Native {
+        format: NativeFormat::AnthropicMessages,
+        body: serde_json::from_str::<RawObject>(r#"{"model":"m","max_tokens":5,"messages":[]}"#)
+            .unwrap(),
+        only_native: None,
+        headers: vec![(
+            "anthropic-beta".into(),
+            "interleaved-thinking-2025-05-14".into(),
+        )],
+    }));
+    let headers = |request: &ChatRequest| {
+        let (wire, _) = WireBody::for_call(call(request), false).unwrap();
+        provider
+            .post_for(&wire, call(request))
+            .build()
+            .unwrap()
+            .headers()
+            .clone()
+    };
+    let sent = headers(&request);
+    assert_eq!(sent["anthropic-beta"], "interleaved-thinking-2025-05-14");
+    assert_eq!(sent["x-configured"], "1");
+    assert_eq!(sent["anthropic-version"], "2023-06-01");
+    request.native = None;
+    assert!(!headers(&request).contains_key("anthropic-beta"));
+}
