@@ -5,15 +5,14 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::error::Category;
 
-use super::{ApiError, routing_headers};
-use crate::pipeline::{self, Target};
+use super::ApiError;
+use crate::pipeline::{self};
 use crate::state::Gateway;
 use switchyard_types::{ChatRequest, ChunkRenderer, new_id};
 
@@ -26,24 +25,15 @@ pub async fn chat_completions(
     let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
     let request = parse_request(&bytes)?;
     // `model` names a model or a route (`auto`, `cheap`, …).
-    let target = Target {
-        name: Some(&request.model),
-        headers: super::policy_headers(&headers),
-        cache: request.cache,
-        cache_control: cache_control(&headers),
-        ..Target::default()
-    };
+    let target = super::door_target(&request, &headers);
     if request.stream {
         let routed = pipeline::stream(gw, &request, &target).await?;
         Ok(sse_chunks(routed, request.include_usage(), None, gw))
     } else {
         let mut routed = pipeline::complete(gw, &request, &target).await?;
-        let cost = routed.cost_usd();
         // Clients see the model that answered (by its configured name), not the upstream id.
         routed.value.model = routed.model.to_string();
-        let mut response = Json(&routed.value).into_response();
-        routing_headers(response.headers_mut(), &routed, Some(cost));
-        Ok(response)
+        Ok(super::json_answer(&routed.value, &routed))
     }
 }
 

@@ -5,18 +5,17 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::chat::{cache_control, read_body};
-use super::{ApiError, policy_headers, routing_headers};
-use crate::pipeline::{self, Target};
+use super::ApiError;
+use super::chat::read_body;
+use crate::pipeline::{self};
 use crate::state::Gateway;
 use switchyard_types::{ChatRequest, EmbedSpec, Message, Role};
 
@@ -121,15 +120,8 @@ pub async fn create(
     hub.user = r.user;
     hub.cache = r.cache;
     hub.embed = Some(EmbedSpec { dimensions, base64 });
-    let target = Target {
-        name: Some(&hub.model),
-        headers: policy_headers(&headers),
-        cache: hub.cache,
-        cache_control: cache_control(&headers),
-        ..Target::default()
-    };
+    let target = super::door_target(&hub, &headers);
     let routed = pipeline::complete(gw, &hub, &target).await?;
-    let cost = routed.cost_usd();
     let vectors = routed.value.embeddings.as_deref().unwrap_or_default();
     let data: Vec<Value> = vectors
         .iter()
@@ -146,9 +138,7 @@ pub async fn create(
         "model": routed.model.as_str(),
         "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
     });
-    let mut response = Json(body).into_response();
-    routing_headers(response.headers_mut(), &routed, Some(cost));
-    Ok(response)
+    Ok(super::json_answer(body, &routed))
 }
 
 /// The default vector length of a model, or of a route's first embedding model.

@@ -171,6 +171,32 @@ pub(crate) fn routing_headers<T>(
     }
 }
 
+/// A complete routed answer: `body` as JSON, with the routing headers and its cost.
+pub(crate) fn json_answer<T>(
+    body: impl serde::Serialize,
+    routed: &crate::pipeline::Routed<T>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = axum::Json(body).into_response();
+    routing_headers(response.headers_mut(), routed, Some(routed.cost_usd()));
+    response
+}
+
+/// What a door's hub request is routed over: its `model` (a model or a route), the headers
+/// policies may see, and its cache controls (the body's and `Cache-Control`).
+pub(crate) fn door_target<'a>(
+    request: &'a switchyard_types::ChatRequest,
+    headers: &axum::http::HeaderMap,
+) -> crate::pipeline::Target<'a> {
+    crate::pipeline::Target {
+        name: Some(&request.model),
+        headers: policy_headers(headers),
+        cache: request.cache,
+        cache_control: chat::cache_control(headers),
+        ..crate::pipeline::Target::default()
+    }
+}
+
 /// The request headers routing policies may see.
 pub(crate) fn policy_headers(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
     headers

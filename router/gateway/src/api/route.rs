@@ -9,13 +9,13 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::ApiError;
 use super::chat::{body_json, sse_chunks};
-use super::{ApiError, routing_headers};
 use crate::config::{Optimize, Weights};
 use crate::execute::Primed;
 use crate::pipeline::{self, RequestPreferences, Routed, Target};
@@ -210,10 +210,8 @@ async fn handle(
         return Ok(sse(routed, gw));
     }
     let routed = pipeline::complete(gw, &parts.request, &target).await?;
-    let cost = routed.cost_usd();
-    let mut response = Json(answer(&routed, cost, metadata)).into_response();
-    routing_headers(response.headers_mut(), &routed, Some(cost));
-    Ok(response)
+    let body = answer(&routed, routed.cost_usd(), metadata);
+    Ok(super::json_answer(body, &routed))
 }
 
 /// The `/ai/route` answer object.

@@ -19,12 +19,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::json;
 
-use super::chat::{cache_control, read_body};
-use super::{ApiError, policy_headers, routing_headers};
-use crate::pipeline::{self, Target};
+use super::ApiError;
+use super::chat::read_body;
+use crate::pipeline::{self};
 use crate::state::Gateway;
 use switchyard_routing::tokens;
 use switchyard_types::new_id;
@@ -51,13 +51,7 @@ pub async fn messages(
     {
         Arc::make_mut(native).headers = beta;
     }
-    let target = Target {
-        name: Some(&hub.model),
-        headers: policy_headers(&headers),
-        cache: hub.cache,
-        cache_control: cache_control(&headers),
-        ..Target::default()
-    };
+    let target = super::door_target(&hub, &headers);
     let id = new_id("msg_");
     if stream {
         let routed = pipeline::stream(gw, &hub, &target).await?;
@@ -66,11 +60,8 @@ pub async fn messages(
         Ok(super::sse::answer(routed, renderer, None, gw.abort.clone()))
     } else {
         let routed = pipeline::complete(gw, &hub, &target).await?;
-        let cost = routed.cost_usd();
         let body = render::message(&routed.value, &id, routed.model.as_str());
-        let mut response = Json(body).into_response();
-        routing_headers(response.headers_mut(), &routed, Some(cost));
-        Ok(response)
+        Ok(super::json_answer(body, &routed))
     }
 }
 

@@ -10,15 +10,14 @@ mod tests;
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::chat::{cache_control, read_body};
-use super::{ApiError, policy_headers, routing_headers};
-use crate::pipeline::{self, Target};
+use super::ApiError;
+use super::chat::read_body;
+use crate::pipeline::{self};
 use crate::state::Gateway;
 
 pub async fn create(
@@ -29,13 +28,7 @@ pub async fn create(
     let gw = &*gw;
     let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
     let request::Parsed { hub, echo, stream } = request::parse(&bytes)?;
-    let target = Target {
-        name: Some(&hub.model),
-        headers: policy_headers(&headers),
-        cache: hub.cache,
-        cache_control: cache_control(&headers),
-        ..Target::default()
-    };
+    let target = super::door_target(&hub, &headers);
     if stream {
         let routed = pipeline::stream(gw, &hub, &target).await?;
         let env = render::Envelope::new(routed.model.to_string(), echo);
@@ -43,10 +36,7 @@ pub async fn create(
         Ok(super::sse::answer(routed, renderer, None, gw.abort.clone()))
     } else {
         let routed = pipeline::complete(gw, &hub, &target).await?;
-        let cost = routed.cost_usd();
         let env = render::Envelope::new(routed.model.to_string(), echo);
-        let mut response = Json(env.complete(&routed.value)).into_response();
-        routing_headers(response.headers_mut(), &routed, Some(cost));
-        Ok(response)
+        Ok(super::json_answer(env.complete(&routed.value), &routed))
     }
 }
