@@ -136,12 +136,18 @@ enum Item {
     Other(String),
 }
 
-fn parse_block(here: &str, v: Value) -> Result<Item, ApiError> {
+/// Read one block. A type the hub does not model is noted (the request is then for Anthropic
+/// only) and kept as its JSON text, so that it still counts.
+fn parse_block(here: &str, v: Value, note: &mut OnlyNative) -> Result<Item, ApiError> {
     let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
     if kind.is_empty() {
         return Err(bad(format!("{here}.type"), "is required"));
     }
     if !KNOWN_BLOCKS.contains(&kind) {
+        note.note(
+            format!("{here}.type"),
+            "a block type the hub does not model",
+        );
         return Ok(Item::Other(v.to_string()));
     }
     serde_json::from_value(v).map(Item::Known).map_err(|e| {
@@ -311,7 +317,7 @@ fn to_hub(r: MessagesRequest, body: RawObject, count_only: bool) -> Result<ChatR
             TextOr::Items(values) => values
                 .into_iter()
                 .enumerate()
-                .map(|(j, v)| parse_block(&format!("{path}[{j}]"), v))
+                .map(|(j, v)| parse_block(&format!("{path}[{j}]"), v, &mut only))
                 .collect::<Result<_, _>>()?,
         };
         match m.role {
@@ -461,10 +467,6 @@ fn user_turn(
         let block = match item {
             Item::Known(b) => b,
             Item::Other(json) => {
-                note.note(
-                    format!("{here}.type"),
-                    "a block type the hub does not model",
-                );
                 parts.push(ContentPart::Text { text: json });
                 continue;
             }
@@ -484,15 +486,9 @@ fn user_turn(
                         let mut inner = Vec::new();
                         for (k, v) in bs.into_iter().enumerate() {
                             let p = format!("{here}.content[{k}]");
-                            match parse_block(&p, v)? {
+                            match parse_block(&p, v, note)? {
                                 Item::Known(b) => inner.extend(simple_part(&p, b, note)?),
-                                Item::Other(json) => {
-                                    note.note(
-                                        format!("{p}.type"),
-                                        "a block type the hub does not model",
-                                    );
-                                    inner.push(ContentPart::Text { text: json });
-                                }
+                                Item::Other(json) => inner.push(ContentPart::Text { text: json }),
                             }
                         }
                         inner
@@ -553,10 +549,6 @@ fn assistant_turn(
         let block = match item {
             Item::Known(b) => b,
             Item::Other(json) => {
-                note.note(
-                    format!("{here}.type"),
-                    "a block type the hub does not model",
-                );
                 text.push_str(&json);
                 continue;
             }
