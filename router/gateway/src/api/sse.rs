@@ -153,3 +153,42 @@ fn render<R: Render>(
     })
     .flat_map(|frames| futures::stream::iter(frames.into_iter().map(Ok)))
 }
+
+/// For the renderers' tests: what a renderer writes, and named frames read back.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Render;
+    use serde_json::Value;
+    use switchyard_types::StreamEvent;
+
+    /// Every frame `r` writes for `events`, from its start to its clean end.
+    pub fn render_all(r: &mut impl Render, events: Vec<StreamEvent>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let frames = r
+            .start()
+            .into_iter()
+            .chain(events.iter().flat_map(|e| r.event(e)).collect::<Vec<_>>())
+            .chain(r.done());
+        for f in frames {
+            out.extend_from_slice(&f);
+        }
+        out
+    }
+
+    /// Named SSE frames as `(event, data)`; each data's `type` must be its event's name.
+    #[allow(clippy::unwrap_used)]
+    pub fn named_frames(bytes: &[u8]) -> Vec<(String, Value)> {
+        let text = std::str::from_utf8(bytes).unwrap();
+        text.split("\n\n")
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let (ev, data) = f.split_once('\n').unwrap();
+                let ev = ev.strip_prefix("event: ").unwrap().to_owned();
+                let data: Value =
+                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(data["type"], ev.as_str());
+                (ev, data)
+            })
+            .collect()
+    }
+}

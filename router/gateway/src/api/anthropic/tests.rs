@@ -4,6 +4,7 @@ use super::render::{EventRenderer, error_body, message};
 use super::request::parse;
 use crate::api::ApiError;
 use crate::api::sse::Render;
+use crate::api::sse::testing::{named_frames as frames, render_all};
 use switchyard_types::{
     ChatResponse, Content, ContentPart, FinishReason, Role, StreamAccumulator, StreamEvent, Usage,
 };
@@ -236,27 +237,10 @@ fn broken_tool_arguments_are_carried_not_replaced() {
     );
 }
 
-/// Parse an Anthropic SSE body into (event, data) pairs, checking the framing.
-fn frames(bytes: &[u8]) -> Vec<(String, Value)> {
-    let text = std::str::from_utf8(bytes).unwrap();
-    text.split("\n\n")
-        .filter(|f| !f.is_empty())
-        .map(|f| {
-            let (ev, data) = f.split_once('\n').unwrap();
-            let ev = ev.strip_prefix("event: ").unwrap().to_owned();
-            let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
-            assert_eq!(data["type"], ev.as_str());
-            (ev, data)
-        })
-        .collect()
-}
-
 #[test]
 fn a_stream_renders_as_anthropic_events() {
     let mut r = EventRenderer::new("msg_1".into(), "claude".into(), 42);
-    let mut out: Vec<u8> = Vec::new();
-    let mut push = |b: Vec<axum::body::Bytes>| b.iter().for_each(|x| out.extend_from_slice(x));
-    for e in [
+    let events = vec![
         StreamEvent::Content("Hel".into()),
         StreamEvent::Content("lo".into()),
         StreamEvent::ToolCall {
@@ -279,11 +263,8 @@ fn a_stream_renders_as_anthropic_events() {
         },
         StreamEvent::Finish(FinishReason::ToolCalls),
         StreamEvent::Usage(Usage::new(50, 9).with_cache(40, 0)),
-    ] {
-        push(r.event(&e));
-    }
-    push(r.done());
-    let f = frames(&out);
+    ];
+    let f = frames(&render_all(&mut r, events));
     let names: Vec<&str> = f.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(
         names,

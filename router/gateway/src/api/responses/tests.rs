@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 
 use super::render::{Envelope, EventRenderer};
 use super::request::{Echo, parse};
-use crate::api::sse::Render;
+use crate::api::sse::testing::{named_frames as frames, render_all};
 use switchyard_types::{
     FinishReason, ResponseFormat, Role, StreamAccumulator, StreamEvent, ToolChoice, Usage,
 };
@@ -153,27 +153,10 @@ fn a_complete_answer_renders_as_a_response() {
     assert!(v["id"].as_str().unwrap().starts_with("resp_"));
 }
 
-fn frames(bytes: &[u8]) -> Vec<(String, Value)> {
-    let text = std::str::from_utf8(bytes).unwrap();
-    text.split("\n\n")
-        .filter(|f| !f.is_empty())
-        .map(|f| {
-            let (ev, data) = f.split_once('\n').unwrap();
-            let ev = ev.strip_prefix("event: ").unwrap().to_owned();
-            let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
-            assert_eq!(data["type"], ev.as_str());
-            (ev, data)
-        })
-        .collect()
-}
-
 #[test]
 fn a_stream_renders_as_numbered_responses_events() {
     let mut r = EventRenderer::new(env());
-    let mut out = Vec::new();
-    let mut push = |b: Vec<axum::body::Bytes>| b.iter().for_each(|x| out.extend_from_slice(x));
-    push(r.start());
-    for e in [
+    let events = vec![
         StreamEvent::Content("Hel".into()),
         StreamEvent::Content("lo".into()),
         StreamEvent::ToolCall {
@@ -190,11 +173,8 @@ fn a_stream_renders_as_numbered_responses_events() {
         },
         StreamEvent::Finish(FinishReason::Length),
         StreamEvent::Usage(Usage::new(5, 3)),
-    ] {
-        push(r.event(&e));
-    }
-    push(r.done());
-    let f = frames(&out);
+    ];
+    let f = frames(&render_all(&mut r, events));
     let names: Vec<&str> = f.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(
         names,
