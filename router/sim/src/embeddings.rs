@@ -16,12 +16,11 @@ use axum::response::Response;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::AUTHORIZATION;
 use serde_json::Value;
 
 use super::Sim;
 use super::call::{Reject, SimCall};
-use super::openai::{OLLAMA, OPENAI, Quirks, bad_json, success_headers};
+use super::openai::{OLLAMA, OPENAI, Quirks, admit, begin, success_headers};
 use super::openai_errors::error;
 use super::profile::{Fault, SplitMix64, fnv1a, mix};
 use super::text::count_u32;
@@ -199,21 +198,11 @@ fn base64_vector(v: &[f32]) -> String {
 }
 
 async fn openai_format(sim: &Sim, q: &Quirks, headers: &HeaderMap, body: &[u8]) -> Response {
-    if q.requires_auth && !headers.contains_key(AUTHORIZATION) {
-        return error(q, &Reject::NoAuth, "", &sim.loose_id(), 0);
-    }
-    let req = match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v.is_object() => v,
-        _ => return error(q, &Reject::invalid(bad_json(q)), "", &sim.loose_id(), 0),
+    let (req, model) = match admit(sim, q, headers, body) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
     };
-    let Some(model) = req.get("model").and_then(Value::as_str) else {
-        let msg = if q.ollama {
-            "model is required"
-        } else {
-            "you must provide a model parameter"
-        };
-        return error(q, &Reject::invalid(msg), "", &sim.loose_id(), 0);
-    };
+    let model = model.as_str();
     let checked = openai_inputs(req.get("input")).and_then(|inputs| {
         let length = openai_length(q, model, &req)?;
         Ok((inputs, length, base64_encoding(&req)?))
@@ -225,12 +214,9 @@ async fn openai_format(sim: &Sim, q: &Quirks, headers: &HeaderMap, body: &[u8]) 
             return error(q, &r, model, &sim.loose_id(), 0);
         }
     };
-    let mut ex = match sim.begin(model, headers) {
+    let mut ex = match begin(sim, q, model, headers) {
         Ok(ex) => ex,
-        Err(msg) => {
-            sim.count_rejected(model);
-            return error(q, &Reject::invalid(msg), model, &sim.loose_id(), 0);
-        }
+        Err(refused) => return *refused,
     };
     let rid = format!("req_{}", ex.hex(32));
     let prompt = inputs.iter().fold(0u32, |n, i| n.saturating_add(i.tokens));

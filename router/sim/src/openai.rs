@@ -94,32 +94,67 @@ fn models(sim: &Sim, format: super::WireFormat, owner: &str) -> Response {
     json_response(StatusCode::OK, body, HeaderMap::new())
 }
 
-async fn chat(sim: &Sim, q: &Quirks, headers: &HeaderMap, body: &[u8]) -> Response {
+/// What every OpenAI-format endpoint checks first: the key (when the dialect needs one), a
+/// JSON object body, and its `model`.
+pub(super) fn admit(
+    sim: &Sim,
+    q: &Quirks,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Value, String), Box<Response>> {
     if q.requires_auth && !headers.contains_key(AUTHORIZATION) {
-        return error(q, &Reject::NoAuth, "", &sim.loose_id(), 0);
+        return Err(Box::new(error(q, &Reject::NoAuth, "", &sim.loose_id(), 0)));
     }
     let req = match serde_json::from_slice::<Value>(body) {
         Ok(v) if v.is_object() => v,
-        _ => return error(q, &Reject::invalid(bad_json(q)), "", &sim.loose_id(), 0),
+        _ => {
+            let refused = error(q, &Reject::invalid(bad_json(q)), "", &sim.loose_id(), 0);
+            return Err(Box::new(refused));
+        }
     };
-    let Some(model) = req.get("model").and_then(Value::as_str) else {
+    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_owned) else {
         let msg = if q.ollama {
             "model is required"
         } else {
             "you must provide a model parameter"
         };
-        return error(q, &Reject::invalid(msg), "", &sim.loose_id(), 0);
+        return Err(Box::new(error(
+            q,
+            &Reject::invalid(msg),
+            "",
+            &sim.loose_id(),
+            0,
+        )));
     };
+    Ok((req, model))
+}
+
+/// Begin a call of `model` (faults, latency); a refusal is counted as rejected.
+pub(super) fn begin(
+    sim: &Sim,
+    q: &Quirks,
+    model: &str,
+    headers: &HeaderMap,
+) -> Result<SimCall, Box<Response>> {
+    sim.begin(model, headers).map_err(|msg| {
+        sim.count_rejected(model);
+        Box::new(error(q, &Reject::invalid(msg), model, &sim.loose_id(), 0))
+    })
+}
+
+async fn chat(sim: &Sim, q: &Quirks, headers: &HeaderMap, body: &[u8]) -> Response {
+    let (req, model) = match admit(sim, q, headers, body) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
+    };
+    let model = model.as_str();
     if let Err(r) = validate(q, &req) {
         sim.count_rejected(model);
         return error(q, &r, model, &sim.loose_id(), 0);
     }
-    let mut ex = match sim.begin(model, headers) {
+    let mut ex = match begin(sim, q, model, headers) {
         Ok(ex) => ex,
-        Err(msg) => {
-            sim.count_rejected(model);
-            return error(q, &Reject::invalid(msg), model, &sim.loose_id(), 0);
-        }
+        Err(refused) => return *refused,
     };
     let rid = format!("req_{}", ex.hex(32));
     let messages = req
