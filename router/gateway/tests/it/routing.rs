@@ -18,7 +18,7 @@ use switchyard_routing::health::HealthConfig;
 use switchyard_sim::{self as sim, FaultMode, SimHandle};
 use tower::ServiceExt;
 
-mod common;
+use crate::common;
 
 /// Upstream ids in the simulator.
 const MINI: &str = "gpt-4o-mini";
@@ -130,10 +130,12 @@ async fn cost_and_latency_preferences_choose_different_models_and_say_why() {
         ttft_ms: Some(sim::LatencyDist {
             mean: 60.0,
             stddev: 0.0,
+            ..Default::default()
         }),
         tpot_ms: Some(sim::LatencyDist {
             mean: 4.0,
             stddev: 0.0,
+            ..Default::default()
         }),
         ..Default::default()
     };
@@ -141,10 +143,12 @@ async fn cost_and_latency_preferences_choose_different_models_and_say_why() {
         ttft_ms: Some(sim::LatencyDist {
             mean: 5.0,
             stddev: 0.0,
+            ..Default::default()
         }),
         tpot_ms: Some(sim::LatencyDist {
             mean: 0.5,
             stddev: 0.0,
+            ..Default::default()
         }),
         ..Default::default()
     };
@@ -152,10 +156,12 @@ async fn cost_and_latency_preferences_choose_different_models_and_say_why() {
         ttft_ms: Some(sim::LatencyDist {
             mean: 30.0,
             stddev: 0.0,
+            ..Default::default()
         }),
         tpot_ms: Some(sim::LatencyDist {
             mean: 2.0,
             stddev: 0.0,
+            ..Default::default()
         }),
         ..Default::default()
     };

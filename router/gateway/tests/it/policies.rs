@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{Setup, post_json, send, setup_with};
+use crate::common::{Setup, post_json, send, setup_with};
 use serde_json::{Value, json};
 use switchyard::config::{RouteConfig, Weights};
 use switchyard_types::ids::ModelId;
 
-const TEMPLATE: &str = include_str!("../../../plugins/host/tests/fixtures/policy-template.wat");
+const TEMPLATE: &str = include_str!("../../../../plugins/host/tests/fixtures/policy-template.wat");
 
 fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,6 +75,7 @@ fn ordered(name: &str, models: &[&str]) -> RouteConfig {
         cost: 0.0,
         latency: 0.0,
         reliability: 1.0,
+        quality: 0.0,
     };
     r
 }
@@ -213,6 +214,7 @@ fn gpt4o_first(cfg: &mut switchyard::config::Config, budget: Option<f64>) {
         cost: 0.0,
         latency: 1.0,
         reliability: 0.0,
+        quality: 0.0,
     };
     r.cost_budget_usd = budget;
     cfg.routes.insert("capped".into(), r);

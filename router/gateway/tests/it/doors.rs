@@ -4,13 +4,13 @@
 //! byte, failover before the first token, the door's own error event after it, the cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use common::{post_json, post_request, send, setup, setup_with};
+use crate::common::{post_json, post_request, send, setup, setup_with};
 use serde_json::{Value, json};
 use switchyard::Gateway;
 use switchyard::config::AuthMode;

@@ -3,13 +3,13 @@
 //! the client's `x-request-id` held to its documented form.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
-use common::{send, setup_with};
+use crate::common::{send, setup_with};
 use serde_json::{Value, json};
 use switchyard::Gateway;
 use switchyard::config::AuthMode;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use switchyard_e2e::{Running, repo_root};
 
 /// The hostile corpus's component template (the real WIT types, a bump allocator).
-const TEMPLATE: &str = include_str!("../../plugins/host/tests/fixtures/policy-template.wat");
+const TEMPLATE: &str = include_str!("../../../plugins/host/tests/fixtures/policy-template.wat");
 /// Consecutive guest faults that open a policy's breaker (`switchyard_plugins::stats`).
 const BREAKER_FAILURES: usize = 5;
 

@@ -9,9 +9,8 @@ use switchyard_analyst::narrative;
 use switchyard_analyst::prompts::Endpoint;
 use switchyard_sim::FaultMode;
 
-mod common;
 
-use common::{post_json as post, setup};
+use crate::common::{post_json as post, setup};
 
 fn news() -> Value {
     json!({"items": [

@@ -2,14 +2,14 @@
 //! tenant isolation, streaming replay, and coalescing counted by the simulator.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use common::{post_json, post_request, send, setup, setup_with};
+use crate::common::{post_json, post_request, send, setup, setup_with};
 use serde_json::{Value, json};
 use switchyard::Gateway;
 use switchyard_sim as sim;

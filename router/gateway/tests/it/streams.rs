@@ -5,7 +5,6 @@
 //! then a fallback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use switchyard::{Gateway, app, demo};
 use switchyard_sim::{self as sim, SimHandle};
 use tower::ServiceExt;
 
-use common::post_request;
+use crate::common::post_request;
 
 /// Providers, models and routes over the demo's, all on the simulator. `slow` streams 40
 /// tokens 50 ms apart (2 s); `firehose` 20 000 tokens 1 ms apart (20 s); each `hostile-*`

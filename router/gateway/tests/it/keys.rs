@@ -3,13 +3,13 @@
 //! revocation at once, route and model allow-lists, the admin key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use common::{send, setup, setup_with};
+use crate::common::{send, setup, setup_with};
 use serde_json::{Value, json};
 use switchyard::Gateway;
 use switchyard::config::AuthMode;

@@ -14,9 +14,8 @@ use switchyard::{Gateway, app, demo};
 use switchyard_sim::FaultMode;
 use tower::ServiceExt;
 
-mod common;
 
-use common::{send, setup, setup_with};
+use crate::common::{send, setup, setup_with};
 
 fn post(body: impl Into<Body>) -> Request<Body> {
     Request::post("/v1/chat/completions")

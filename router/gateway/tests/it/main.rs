@@ -1,0 +1,16 @@
+//! The gateway's integration tests, in one binary (one link, one copy of the dependencies on disk).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod accounting;
+mod admit;
+mod analyst;
+mod api;
+mod cache;
+mod conformance;
+mod doors;
+mod keys;
+mod policies;
+mod routing;
+mod streams;
