@@ -44,10 +44,11 @@ _SCRUBBED_ENV = (
 )
 
 
-def _run_demo(tmp_path_factory, extra_env=None):
+def _run_demo(tmp_path_factory, extra_env=None, extra_args=()):
     """Start the demo on a free port with its own store (a SQLite file in a temporary
     directory), yield a dict with `url`, `log` (the lines it wrote so far) and `store_url`, then
-    stop it with SIGTERM. `extra_env` is set over the scrubbed environment."""
+    stop it with SIGTERM. `extra_env` is set over the scrubbed environment; `extra_args` go to
+    `switchyard demo` (e.g. `--config overrides.toml`)."""
     store_dir = tmp_path_factory.mktemp("store")
     store_url = f"sqlite://{store_dir / 'demo.db'}"
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
@@ -60,7 +61,7 @@ def _run_demo(tmp_path_factory, extra_env=None):
     )
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [_binary(), "demo", "--listen", "127.0.0.1:0", "--log-format", "json"],
+        [_binary(), "demo", "--listen", "127.0.0.1:0", "--log-format", "json", *extra_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

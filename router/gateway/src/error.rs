@@ -23,10 +23,19 @@ pub enum Error {
         model: String,
         available: Vec<String>,
     },
-    /// Every candidate is out of service for now (breakers open, cooling down, disabled).
+    /// Every candidate is out of service for now (breakers open, probing, disabled; some may be
+    /// cooling down), with the soonest any of them may serve again when that is known.
     Unavailable {
         route: String,
         detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// Every candidate is cooling down after upstream 429s: a rate limit the client can wait
+    /// out, `retry_after` being the soonest any of them is back.
+    CoolingDown {
+        route: String,
+        detail: String,
+        retry_after: Duration,
     },
     /// No candidate can serve this request as it is (capabilities, context, limits).
     NoEligibleModel {
@@ -97,10 +106,19 @@ impl Error {
         }
     }
 
-    pub fn unavailable(route: &str, detail: &str) -> Self {
+    pub fn unavailable(route: &str, detail: &str, retry_after: Option<Duration>) -> Self {
         Error::Unavailable {
             route: route.to_owned(),
             detail: detail.to_owned(),
+            retry_after,
+        }
+    }
+
+    pub fn cooling_down(route: &str, detail: &str, retry_after: Duration) -> Self {
+        Error::CoolingDown {
+            route: route.to_owned(),
+            detail: detail.to_owned(),
+            retry_after,
         }
     }
 
@@ -181,7 +199,10 @@ impl Error {
     /// How long the client should wait before trying again, when that is known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::RateLimited { retry_after, .. } | Error::CoolingDown { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            Error::Unavailable { retry_after, .. } => *retry_after,
             Error::LimitsUnavailable(_) => Some(Duration::from_secs(1)),
             Error::Upstream { error, .. } => error.retry_after,
             _ => None,
@@ -201,6 +222,7 @@ fn upstream_wording(kind: ErrorKind) -> &'static str {
         K::InvalidRequest => "rejected the request",
         K::Auth | K::PermissionDenied => "refused the gateway's credentials",
         K::NotFound => "is not known to its provider",
+        K::Unsupported => "cannot take this request",
         K::Server | K::Connect | K::StreamCut | K::MalformedResponse => "failed upstream",
     }
 }
@@ -215,9 +237,18 @@ impl fmt::Display for Error {
                  Available: {}.",
                 available.join(", ")
             ),
-            Error::Unavailable { route, detail } => {
+            Error::Unavailable { route, detail, .. } => {
                 write!(f, "No model of {route} is available right now: {detail}")
             }
+            Error::CoolingDown {
+                route,
+                detail,
+                retry_after,
+            } => write!(
+                f,
+                "Every model of {route} is rate limited upstream: {detail}. Retry in {} s.",
+                retry_after.as_secs().max(1)
+            ),
             Error::NoEligibleModel { route, detail } => {
                 write!(
                     f,
@@ -257,11 +288,12 @@ impl fmt::Display for Error {
                     write!(f, "{summary}. Last: ")?;
                 }
                 let what = upstream_wording(error.kind);
-                // A client error is the client's to fix: show the provider's own words. For
-                // the rest the provider's message stays in the log.
+                // A client error is the client's to fix: show the provider's own words (or,
+                // for `Unsupported`, the translator's). For the rest the provider's message
+                // stays in the log.
                 if matches!(
                     error.kind,
-                    ErrorKind::InvalidRequest | ErrorKind::ContextLength
+                    ErrorKind::InvalidRequest | ErrorKind::ContextLength | ErrorKind::Unsupported
                 ) {
                     write!(f, "Model '{model}' {what}: {}", error.message)
                 } else {

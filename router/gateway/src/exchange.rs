@@ -26,6 +26,8 @@ use switchyard_types::ids::{ModelId, ProviderId};
 #[derive(Debug, Default)]
 struct Data {
     route: String,
+    /// The request's task tag (`metadata.task`), for quality from feedback.
+    task: Option<String>,
     model: Option<ModelId>,
     provider: Option<ProviderId>,
     stream: bool,
@@ -38,6 +40,12 @@ struct Data {
     policies: Vec<PolicyRecord>,
     stages: [Duration; 6],
     error_code: Option<String>,
+    /// A shadow's row: the id of the request it copies (`pipeline/shadow.rs`).
+    shadow_of: Option<String>,
+    /// A shadow that does not count against its key: nothing goes to the spend ledger.
+    unbilled: bool,
+    /// The answer's text, kept for a shadow with `log_text`.
+    response_text: Option<String>,
 }
 
 /// The status of a request whose client left before its answer was complete (nginx's).
@@ -134,6 +142,23 @@ impl Exchange {
         });
     }
 
+    pub fn set_task(&self, task: Option<&str>) {
+        self.with(|d| d.task = task.map(str::to_owned));
+    }
+
+    /// This exchange is the shadow of request `of`: its row says so, the request metrics leave
+    /// it out (the shadow families count it), and unless `billed` its cost is not the key's.
+    pub fn shadow_of(&self, of: &str, billed: bool) {
+        self.with(|d| {
+            d.shadow_of = Some(of.to_owned());
+            d.unbilled = !billed;
+        });
+    }
+
+    pub fn set_response_text(&self, text: String) {
+        self.with(|d| d.response_text = Some(text));
+    }
+
     pub fn set_cache(&self, outcome: Outcome) {
         self.with(|d| d.cache = outcome);
     }
@@ -197,6 +222,7 @@ impl Exchange {
         let latency = self.started.elapsed();
         let mut stages = d.stages;
         let details = d.usage.prompt_tokens_details.unwrap_or_default();
+        let (shadow, unbilled) = (d.shadow_of.is_some(), d.unbilled);
         let row = RequestRecord {
             id: self.id.clone(),
             client_request_id: self.client_id.clone(),
@@ -204,6 +230,7 @@ impl Exchange {
             key_id: self.key.as_ref().map(|k| k.id().to_owned()),
             endpoint: self.endpoint.to_owned(),
             route: d.route.clone(),
+            task: d.task.clone(),
             model: d.model.as_ref().map(|m| m.to_string()),
             provider: d.provider.as_ref().map(|p| p.to_string()),
             status,
@@ -222,13 +249,17 @@ impl Exchange {
             latency_ms: ms(latency),
             ttft_ms: d.ttft.map(ms),
             overhead_ms: ms(stages.iter().sum()),
+            shadow_of: d.shadow_of,
+            response_text: d.response_text,
             attempts: d.attempts,
             policies: d.policies,
         };
         let sinks = &*self.sinks;
         let metrics = &sinks.metrics;
-        metrics.request(self.endpoint, d.cache.as_str(), &row, latency, d.ttft);
-        if let (Some(key), Some(ledger)) = (&self.key, &sinks.ledger) {
+        if !shadow {
+            metrics.request(self.endpoint, d.cache.as_str(), &row, latency, d.ttft);
+        }
+        if !unbilled && let (Some(key), Some(ledger)) = (&self.key, &sinks.ledger) {
             ledger.add(
                 key.id(),
                 key.period.start(self.ts_ms),
@@ -244,7 +275,8 @@ impl Exchange {
             w.record(row);
         }
         stages[Stage::Record as usize] = t.elapsed();
-        for s in Stage::ALL {
+        // A shadow's time is not the gateway's overhead on any client's request.
+        for s in Stage::ALL.into_iter().filter(|_| !shadow) {
             // Stages a request never reached are not observed (a cache hit has no policy time
             // only when the route has no policies; zero is then a real figure and is observed).
             metrics.stage(s, stages[s as usize]);

@@ -13,6 +13,7 @@ use crate::shared::{Event, Shared};
 use crate::telemetry::{Metrics, Sources};
 use switchyard_providers::{self as providers, Provider};
 use switchyard_routing::health::{Health, HealthConfig, RetryBudget};
+use switchyard_routing::quality::Quality;
 use switchyard_store::{Ledger, LedgerConfig, Store, Writer, WriterConfig};
 use switchyard_types::ids::ProviderId;
 
@@ -22,9 +23,15 @@ pub struct Gateway {
     pub providers: HashMap<ProviderId, Provider>,
     /// Live health of every configured model (latency, reliability, breaker).
     pub health: Arc<Health>,
+    /// Quality from feedback per (model, route, task) (`[quality]`): updated by
+    /// `POST /ai/feedback`, rebuilt from the store at start and every `refresh_s`.
+    pub quality: Arc<Quality>,
     /// The gateway-wide retry budget: same-model retries may be at most 20% of the requests of
     /// the last 10 s, plus 3 a second (Envoy's and Linkerd's defaults).
     pub retry_budget: RetryBudget,
+    /// Per route with `hedge`: hedges may be at most its `max_share` of the route's requests of
+    /// the last 10 s.
+    pub hedge_budgets: HashMap<String, RetryBudget>,
     /// Prompts of the analyst endpoints, checked at startup.
     pub analyst: switchyard_analyst::Analyst,
     /// The WASM routing policies (`[policies] dir`), hot-reloaded; `None` without a folder.
@@ -38,6 +45,10 @@ pub struct Gateway {
     /// Metrics, the batched request log writer and the spend ledger (the last two with
     /// `store`): where every finished exchange goes.
     pub sinks: Arc<Sinks>,
+    /// Shadow requests in flight (`pipeline/shadow.rs`): a bounded pool, dropped when full.
+    pub shadows: Arc<crate::pipeline::Shadows>,
+    /// Each split route's per-arm counters (`/ai/performance`).
+    pub arms: Arc<switchyard_routing::split::ArmStats>,
     pub started_at: Instant,
     /// Cancelled when shutdown's drain time (`server.drain_ms`) is over: what is still in
     /// flight ends at once, streams with an explicit error event.
@@ -50,7 +61,8 @@ impl Gateway {
         Gateway::with_health(config, HealthConfig::default())
     }
 
-    /// As `new`, with explicit health timings (breaker periods, decay), e.g. for tests.
+    /// As `new`, with explicit health timings (breaker periods, decay), e.g. for tests: the
+    /// base every model's settings start from, under the config's `[health]` tables.
     pub fn with_health(config: Config, health: HealthConfig) -> Result<Arc<Gateway>, String> {
         let admin = config
             .auth
@@ -94,6 +106,7 @@ impl Gateway {
         // it is configured, and by re-reading the store every 2 s in any case.
         Keys::spawn_refresh(&gw.keys, Duration::from_secs(2));
         gw.follow_events();
+        crate::api::feedback::learn(&gw).await;
         Ok(gw)
     }
 
@@ -139,7 +152,10 @@ impl Gateway {
             .values()
             .map(|s| (s.id.clone(), Provider::new(s.clone(), http.clone())))
             .collect();
-        let health = Arc::new(Health::new(health, config.models.keys().cloned()));
+        // Every model with its own settings: `health` (the defaults, or a test's timings), then
+        // `[health]`, the catalog's latency priors and `[models.X.health]`.
+        let per_model = |m: &ModelConfig| (m.id.clone(), config.health.for_model(m, &health));
+        let health = Arc::new(Health::new(config.models.values().map(per_model)));
         let analyst = switchyard_analyst::Analyst::new(&config.analyst)?;
         let policies = crate::policy::start(&config)?;
         let keys = Arc::new(keys);
@@ -181,12 +197,23 @@ impl Gateway {
                 shared: keys.shared().cloned(),
             },
         );
+        let hedge_budgets = hedge_budgets(&config);
+        let quality = Arc::new(Quality::new(config.quality));
+        let shadows = Arc::new(crate::pipeline::Shadows::new(config.server.max_in_flight));
+        let arms = Arc::new(switchyard_routing::split::ArmStats::new(
+            config
+                .routes
+                .values()
+                .filter_map(|r| r.split.as_ref().map(|s| (r.name.as_str(), s))),
+        ));
         let gw = Arc::new(Gateway {
             cache,
             config: Arc::new(config),
             providers,
             health,
+            quality,
             retry_budget: RetryBudget::new(0.2, 3, Duration::from_secs(10)),
+            hedge_budgets,
             analyst,
             policies,
             keys,
@@ -196,6 +223,8 @@ impl Gateway {
                 writer,
                 ledger,
             }),
+            shadows,
+            arms,
             started_at: Instant::now(),
             abort: tokio_util::sync::CancellationToken::new(),
         });
@@ -242,8 +271,22 @@ impl Gateway {
             health: &self.health,
             providers: &self.providers,
             retry_budget: &self.retry_budget,
+            hedge_budgets: &self.hedge_budgets,
         }
     }
+}
+
+/// One hedge budget per hedged route: a share of its recent requests, with no floor (a route
+/// with little traffic hedges little).
+fn hedge_budgets(config: &Config) -> HashMap<String, RetryBudget> {
+    config
+        .routes
+        .values()
+        .filter_map(|r| {
+            let h = r.hedge?;
+            Some((r.name.clone(), RetryBudget::new(h.max_share, 0, Duration::from_secs(10))))
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for Gateway {

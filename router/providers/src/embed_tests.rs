@@ -451,7 +451,7 @@ async fn anthropic_and_streams_have_no_embeddings() {
     );
     let r = request(&["a"], None);
     let err = embed(&anthropic, "claude-3-5-haiku", &r).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::InvalidRequest);
+    assert_eq!(err.kind, ErrorKind::Unsupported);
     assert!(err.message.contains("no embeddings API"), "{err}");
     let call = Call {
         request: &r,

@@ -115,6 +115,13 @@ mod tests {
         assert!(!ErrorKind::RateLimited.is_health_failure());
         assert!(ErrorKind::ContextLength.allows_fallback());
         assert!(!ErrorKind::InvalidRequest.allows_fallback());
+        // A request this provider cannot express goes elsewhere, is not retried here, and
+        // says nothing about the model.
+        let u = ProviderError::unsupported("messages[0].content[1]", "no audio");
+        assert_eq!(u.kind, ErrorKind::Unsupported);
+        assert!(u.kind.allows_fallback() && !u.retryable && !u.kind.is_health_failure());
+        assert_eq!(u.kind.label(), "unsupported");
+        assert_eq!(u.param.as_deref(), Some("messages[0].content[1]"));
     }
 
     #[test]

@@ -186,8 +186,9 @@ impl Provider {
         match self {
             Provider::OpenAi(p) => p.embed(call).await,
             Provider::Gemini(p) => p.embed(call).await,
+            // Another model of the route may embed: not the request's fault.
             Provider::Anthropic(_) => Err(ProviderError::new(
-                ErrorKind::InvalidRequest,
+                ErrorKind::Unsupported,
                 "Anthropic has no embeddings API: route embeddings to an OpenAI, Gemini or \
                  OpenAI-compatible model",
             )),
@@ -310,6 +311,17 @@ pub(crate) fn over_limit(message: String) -> ProviderError {
     let mut err = ProviderError::new(ErrorKind::MalformedResponse, message);
     err.retryable = false;
     err
+}
+
+/// A translator's refusal inside message `i`: its field (`content[1]`) becomes the request's
+/// (`messages[3].content[1]`), so the client is told exactly what to change.
+pub(crate) fn in_message(i: usize) -> impl Fn(ProviderError) -> ProviderError {
+    move |mut e| {
+        if let Some(field) = e.param.take() {
+            e.param = Some(format!("messages[{i}].{field}"));
+        }
+        e
+    }
 }
 
 /// A tool call's arguments as a JSON object, for wire formats that carry them as an object

@@ -89,6 +89,38 @@ impl Unavailable {
     }
 }
 
+/// What to tell a client none of whose candidates may be tried now: when to come back, and
+/// whether every one of them is only waiting out an upstream 429 (a rate limit the client can
+/// wait for) rather than a breaker, a probe or a quota (the service is down for now).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comeback {
+    /// The soonest any of them may serve again, rounded up to whole seconds, at least 1 s (the
+    /// unit of a `retry-after` header; a probe in flight may answer any moment, so it counts
+    /// as now).
+    pub after: Duration,
+    /// Every one of them is cooling down after a 429.
+    pub rate_limited: bool,
+}
+
+/// The `Comeback` of some unavailable models; `None` when there are none.
+pub fn comeback(now: Instant, reasons: impl IntoIterator<Item = Unavailable>) -> Option<Comeback> {
+    let mut soonest: Option<Duration> = None;
+    let mut rate_limited = true;
+    for why in reasons {
+        rate_limited &= matches!(why, Unavailable::CoolingDown { .. });
+        let wait = why
+            .until()
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
+        soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+    }
+    let wait = soonest?;
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Some(Comeback {
+        after: Duration::from_secs(secs.max(1)),
+        rate_limited,
+    })
+}
+
 /// The breaker, a 429 cool-down and a quota disable: everything that decides admission.
 #[derive(Debug, Default)]
 pub(crate) struct Gatekeeper {

@@ -157,12 +157,15 @@ async fn client_errors_and_rate_limits_never_open_and_successes_reset_the_count(
         PermissionDenied,
         NotFound,
         RateLimited,
+        Unsupported,
     ] {
         for _ in 0..10 {
             fail(&h, kind);
         }
     }
     assert_eq!(breaker(&h), (BreakerState::Closed, 0));
+    // Nor do they touch reliability: none of them says the model is unwell.
+    assert_eq!(h.snapshot(Instant::now()).reliability, 0.9);
     advance(SEC).await;
     for _ in 0..4 {
         fail(&h, Server);
@@ -277,4 +280,69 @@ fn absurd_durations_do_not_overflow() {
     let now = Instant::now();
     assert!(deadline(now, Duration::MAX) > now);
     assert_eq!(millis_until(now + Duration::from_secs(2), now), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn comeback_is_the_soonest_wait_and_rate_limited_only_when_all_cool_down() {
+    let now = Instant::now();
+    let cooling = |ms: u64| Unavailable::CoolingDown {
+        until: now + Duration::from_millis(ms),
+        retry_in_ms: ms,
+    };
+    let open = |ms: u64| Unavailable::Open {
+        until: now + Duration::from_millis(ms),
+        retry_in_ms: ms,
+    };
+    assert_eq!(comeback(now, std::iter::empty()), None);
+    // Every candidate waits out a 429: the soonest, rounded up to whole seconds.
+    assert_eq!(
+        comeback(now, [cooling(2500), cooling(1200)]),
+        Some(Comeback {
+            after: SEC * 2,
+            rate_limited: true
+        })
+    );
+    assert_eq!(
+        comeback(now, [cooling(3000)]).map(|c| c.after),
+        Some(SEC * 3)
+    );
+    // Never less than a second, even when one is nearly back.
+    assert_eq!(comeback(now, [cooling(5)]).map(|c| c.after), Some(SEC));
+    // Mixed causes: not a rate limit, and the soonest of all of them.
+    assert_eq!(
+        comeback(now, [cooling(9000), open(4100)]),
+        Some(Comeback {
+            after: SEC * 5,
+            rate_limited: false
+        })
+    );
+    let disabled = Unavailable::Disabled {
+        until: now + SEC * 600,
+        retry_in_ms: 600_000,
+    };
+    let c = comeback(now, [disabled, cooling(7000)]).unwrap();
+    assert_eq!((c.after, c.rate_limited), (SEC * 7, false));
+    // A probe in flight may answer any moment.
+    let c = comeback(now, [Unavailable::Probing, open(30_000)]).unwrap();
+    assert_eq!((c.after, c.rate_limited), (SEC, false));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unavailable_reads_admission_without_taking_the_probe() {
+    let h = model();
+    assert_eq!(h.unavailable(Instant::now()), None);
+    fail_with(&h, rate_limited(2));
+    assert!(matches!(
+        h.unavailable(Instant::now()),
+        Some(Unavailable::CoolingDown { .. })
+    ));
+    advance(SEC * 2).await;
+    for _ in 0..5 {
+        fail(&h, ErrorKind::Server);
+    }
+    advance(SEC * 30).await;
+    // Half-open: reading it leaves the probe for the next real caller.
+    assert_eq!(h.unavailable(Instant::now()), None);
+    assert_eq!(h.admit(Instant::now()), Admission::Probe);
+    assert_eq!(h.unavailable(Instant::now()), Some(Unavailable::Probing));
 }

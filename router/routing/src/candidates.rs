@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::health::{Health, HealthSnapshot};
+use super::quality::{self, Basis, Quality};
 use super::score::{self, Inputs, Terms};
 use crate::route::{ModelConfig, RouteConfig, Weights};
 use crate::tokens;
@@ -50,6 +51,11 @@ pub struct Candidate {
     pub in_flight: u32,
     /// Expected time for an attempt to fail, ms (the scorer's T_fail).
     pub time_to_fail_ms: f64,
+    /// Estimated share of good answers, from feedback (`quality.rs`); the prior without any.
+    pub quality: f64,
+    /// Decayed feedback behind `quality`, and which cell it came from.
+    pub quality_evidence: f64,
+    pub quality_basis: Basis,
     /// Score terms; absent for filtered candidates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub terms: Option<Terms>,
@@ -135,6 +141,9 @@ pub struct Decision {
     /// Time spent counting the prompt's tokens.
     #[serde(skip)]
     pub count_time: std::time::Duration,
+    /// The route's canary split, when it placed this request (`split::assign`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<crate::split::SplitChoice>,
 }
 
 impl Decision {
@@ -148,6 +157,13 @@ impl Decision {
 
     /// One sentence on why the first candidate leads.
     pub fn reason(&self) -> String {
+        if let Some(r) = self
+            .split
+            .as_ref()
+            .and_then(|s| crate::split::reason(self, s))
+        {
+            return r;
+        }
         let filtered = self.candidates.len() - self.eligible;
         let Some(best) = self.chosen() else {
             return format!("no eligible model: all {filtered} candidates were filtered");
@@ -169,6 +185,14 @@ impl Decision {
             ),
             _ => format!("{} is the only eligible model", best.model),
         };
+        // Quality is mentioned only when it counts, so explanations without it read as before.
+        let quality = self.weights.quality > 0.0;
+        if quality && self.eligible > 1 {
+            out.push_str(&format!(
+                ", quality {:.3} ({:?} estimate from {:.1} feedback; weight {})",
+                best.quality, best.quality_basis, best.quality_evidence, self.weights.quality
+            ));
+        }
         if let Some(next) = self.eligible().get(1)
             && let (Some(a), Some(b)) = (best.terms, next.terms)
         {
@@ -178,9 +202,13 @@ impl Decision {
                 b.reliability - a.reliability,
             );
             out.push_str(&format!(
-                "; runner-up {} ({:.3}: cost {dc:+.3}, latency {dl:+.3}, reliability {dr:+.3})",
+                "; runner-up {} ({:.3}: cost {dc:+.3}, latency {dl:+.3}, reliability {dr:+.3}",
                 next.model, b.score
             ));
+            if quality {
+                out.push_str(&format!(", quality {:+.3}", b.quality - a.quality));
+            }
+            out.push(')');
         }
         if filtered > 0 {
             out.push_str(&format!("; {filtered} filtered"));
@@ -190,9 +218,14 @@ impl Decision {
 }
 
 /// Rank the route's models for `request`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each input is a different piece of live state or of the request; a struct of them would be built at one call site only"
+)]
 pub fn decide(
     configured: &BTreeMap<ModelId, ModelConfig>,
     health: &Health,
+    quality: &Quality,
     route: &RouteConfig,
     models: &[ModelId],
     request: &ChatRequest,
@@ -213,6 +246,8 @@ pub fn decide(
     });
     // One tokenizer pass per encoding, shared by every candidate of that family.
     let counter = tokens::RequestTokens::new(request);
+    // A malformed tag was refused before routing; here it only falls back to no tag.
+    let task = quality::task_tag(request).ok().flatten();
     let mut eligible = Vec::new();
     let mut filtered = Vec::new();
     for id in models {
@@ -222,6 +257,8 @@ pub fn decide(
         let snapshot = health.get(id.as_str()).map(|h| h.snapshot(now));
         let count = counter.get(model.entry.tokenizer);
         let mut c = estimate(model, snapshot.as_ref(), request, count);
+        let q = quality.estimate(id.as_str(), &route.name, task, now);
+        (c.quality, c.quality_evidence, c.quality_basis) = (q.mean, q.evidence, q.basis);
         c.filtered = hard_filter(model, snapshot.as_ref(), &needs, request, prefs, &c);
         if c.filtered.is_some() {
             filtered.push(c);
@@ -236,6 +273,7 @@ pub fn decide(
             latency_ms: c.latency_ms,
             reliability: c.reliability,
             time_to_fail_ms: c.time_to_fail_ms,
+            quality: c.quality,
         })
         .collect();
     let terms = score::score(&inputs, prefs.weights);
@@ -254,6 +292,7 @@ pub fn decide(
         eligible: count,
         deferred_context: prefs.defer_context,
         count_time: counter.time_spent(),
+        split: None,
     }
 }
 
@@ -293,6 +332,9 @@ fn estimate(
         reliability,
         in_flight,
         time_to_fail_ms: health.map_or(ttft, |h| h.time_to_fail_ms),
+        quality: 0.5,
+        quality_evidence: 0.0,
+        quality_basis: Basis::Prior,
         terms: None,
         filtered: None,
     }

@@ -1,5 +1,6 @@
 //! The model catalog: context windows, output caps, prices, tokenizer family and capabilities;
-//! for embedding models, the vector lengths they can output (`dimensions`).
+//! for embedding models, the vector lengths they can output (`dimensions`); and latency priors
+//! (`ttft_ms`, `tpot_ms`) that health assumes for a model before it has seen any traffic.
 //!
 //! The built-in entries are data (`router/data/catalog.toml`), not code; a user config adds or
 //! overrides entries field by field with `[catalog."name"]` tables of the same shape.
@@ -117,7 +118,15 @@ pub struct CatalogEntry {
     /// model. An embedding model has no output cap (`max_output` 0), output price or
     /// capabilities.
     pub dimensions: Vec<u32>,
+    /// Typical time to first token, ms (for an embedding model: to the answer): the cold-start
+    /// prior of the model's health, replaced by observations as traffic arrives.
+    pub ttft_ms: Option<f64>,
+    /// Typical time per output token, ms, likewise.
+    pub tpot_ms: Option<f64>,
 }
+
+/// The largest latency prior accepted, ms (10 minutes).
+pub const MAX_PRIOR_MS: f64 = 600_000.0;
 
 /// The longest vector an embedding model may declare.
 pub const MAX_DIMENSIONS: u32 = 65_536;
@@ -141,6 +150,8 @@ pub struct CatalogPatch {
     pub deprecated: Option<String>,
     /// Makes the entry an embedding model: the vector lengths it can output, default first.
     pub dimensions: Option<Vec<u32>>,
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
 }
 
 impl CatalogPatch {
@@ -203,6 +214,8 @@ impl CatalogPatch {
                 .unwrap_or_default(),
             deprecated: self.deprecated.or(base.and_then(|b| b.deprecated.clone())),
             dimensions,
+            ttft_ms: self.ttft_ms.or(base.and_then(|b| b.ttft_ms)),
+            tpot_ms: self.tpot_ms.or(base.and_then(|b| b.tpot_ms)),
         };
         let prices = [
             Some(entry.input),
@@ -216,6 +229,8 @@ impl CatalogPatch {
         if entry.context_window == 0 {
             return Err("context_window must be positive".into());
         }
+        check_prior("ttft_ms", entry.ttft_ms, false)?;
+        check_prior("tpot_ms", entry.tpot_ms, true)?;
         if embedding {
             check_embedding(&entry)?;
         } else {
@@ -234,6 +249,22 @@ impl CatalogPatch {
         }
         Ok(entry)
     }
+}
+
+/// A latency prior must be finite and at most `MAX_PRIOR_MS`; positive, or zero where
+/// `zero_ok` (an embedding model streams no tokens).
+pub fn check_prior(name: &str, ms: Option<f64>, zero_ok: bool) -> Result<(), String> {
+    let Some(ms) = ms else {
+        return Ok(());
+    };
+    let low_ok = if zero_ok { ms >= 0.0 } else { ms > 0.0 };
+    if !(ms.is_finite() && low_ok && ms <= MAX_PRIOR_MS) {
+        let low = if zero_ok { "0" } else { "above 0" };
+        return Err(format!(
+            "{name} must be a number of milliseconds from {low} to {MAX_PRIOR_MS}, got {ms}"
+        ));
+    }
+    Ok(())
 }
 
 /// What an embedding model (an entry with `dimensions`) must be: a non-empty list of distinct
@@ -565,6 +596,40 @@ mod tests {
         let e = patch.apply("minilm", None).unwrap();
         assert_eq!(e.dimensions, vec![384]);
         assert!(toml::from_str::<CatalogPatch>("dimensions = [-1]").is_err());
+    }
+
+    #[test]
+    fn every_chat_model_has_latency_priors_and_they_are_checked() {
+        let c = Catalog::builtin().unwrap();
+        for (name, e) in c.iter() {
+            assert!(e.ttft_ms.is_some(), "{name} has no ttft_ms prior");
+            if !e.is_embedding() {
+                assert!(e.tpot_ms.is_some(), "{name} has no tpot_ms prior");
+            }
+        }
+        // Local models are slower to first token than the hosted small models.
+        let flash = c.get("gemini-2.0-flash").unwrap();
+        let llama = c.get("llama3.2").unwrap();
+        assert!(llama.ttft_ms > flash.ttft_ms);
+        let base = c.get("gpt-4o-mini");
+        let patch = |ttft: f64, tpot: f64| CatalogPatch {
+            ttft_ms: Some(ttft),
+            tpot_ms: Some(tpot),
+            ..CatalogPatch::default()
+        };
+        let e = patch(250.0, 0.0).apply("gpt-4o-mini", base).unwrap();
+        assert_eq!((e.ttft_ms, e.tpot_ms), (Some(250.0), Some(0.0)));
+        for (ttft, tpot, want) in [
+            (0.0, 5.0, "ttft_ms"),
+            (-1.0, 5.0, "ttft_ms"),
+            (f64::NAN, 5.0, "ttft_ms"),
+            (700_000.0, 5.0, "ttft_ms"),
+            (100.0, -2.0, "tpot_ms"),
+            (100.0, f64::INFINITY, "tpot_ms"),
+        ] {
+            let err = patch(ttft, tpot).apply("gpt-4o-mini", base).unwrap_err();
+            assert!(err.contains(want), "{ttft}/{tpot}: {err}");
+        }
     }
 
     #[test]

@@ -18,9 +18,10 @@ use tokio::time::Instant;
 use switchyard_types::error::{ErrorKind, ProviderError};
 use switchyard_types::ids::ModelId;
 
+use super::catalog::CatalogEntry;
 use super::{breaker, retry_budget, window};
 
-pub use breaker::{Admission, BreakerState, Unavailable};
+pub use breaker::{Admission, BreakerState, Comeback, Unavailable, comeback};
 pub use retry_budget::{MAX_RETRY_AFTER, RetryBudget, backoff, retry_delay};
 pub use window::{Percentiles, Performance};
 
@@ -32,7 +33,9 @@ const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 /// `last_error` keeps at most this many characters.
 const LAST_ERROR_CHARS: usize = 200;
 
-#[derive(Debug, Clone)]
+/// One model's health settings. Every model has its own (`Health::new`): the defaults, then the
+/// catalog's latency priors for it, then the config's `[health]` and `[models.X.health]`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
     /// PeakEWMA decay for time-to-first-token (Finagle's default decay time).
     pub ttft_tau: Duration,
@@ -62,9 +65,10 @@ pub struct HealthConfig {
     pub probe_lease: Duration,
     /// How long a quota-exhausted model is disabled. Also caps a 429 cool-down.
     pub quota_disable: Duration,
-    /// TTFT assumed before the first observation (tower's PeakEwma default RTT).
+    /// TTFT assumed before the first observation: the model's catalog prior, else tower's
+    /// PeakEwma default RTT (1 s). Also the time-to-fail prior.
     pub default_ttft: Duration,
-    /// Time per output token assumed before the first observation.
+    /// Time per output token assumed before the first observation (catalog prior, else 20 ms).
     pub default_tpot: Duration,
     /// The recent window of `performance` (rounded up to whole 10-second buckets, at most 1 h).
     pub window: Duration,
@@ -92,22 +96,46 @@ impl Default for HealthConfig {
     }
 }
 
+impl HealthConfig {
+    /// With the catalog's published-style latency priors for the model, where it has them, so a
+    /// cold start ranks models by what they are known to do rather than by one shared guess.
+    pub fn with_catalog_priors(mut self, entry: &CatalogEntry) -> HealthConfig {
+        if let Some(ttft) = entry.ttft_ms.and_then(from_millis) {
+            self.default_ttft = ttft;
+        }
+        if let Some(tpot) = entry.tpot_ms.and_then(from_millis) {
+            self.default_tpot = tpot;
+        }
+        self
+    }
+}
+
+/// Milliseconds (validated finite and non-negative upstream) as a `Duration`.
+fn from_millis(ms: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(ms / 1000.0).ok()
+}
+
 /// Health of every configured model; built once at start, then shared (`Arc<Health>`).
 pub struct Health {
     models: BTreeMap<ModelId, Arc<ModelHealth>>,
 }
 
 impl Health {
-    pub fn new(config: HealthConfig, models: impl IntoIterator<Item = ModelId>) -> Health {
-        let config = Arc::new(config);
+    /// Every model with its own settings (breaker, priors, decay).
+    pub fn new(models: impl IntoIterator<Item = (ModelId, HealthConfig)>) -> Health {
         let models = models
             .into_iter()
-            .map(|id| {
-                let health = Arc::new(ModelHealth::new(id.clone(), Arc::clone(&config)));
+            .map(|(id, config)| {
+                let health = Arc::new(ModelHealth::new(id.clone(), Arc::new(config)));
                 (id, health)
             })
             .collect();
         Health { models }
+    }
+
+    /// Every model with the same settings (tests, tools).
+    pub fn uniform(config: &HealthConfig, models: impl IntoIterator<Item = ModelId>) -> Health {
+        Health::new(models.into_iter().map(|id| (id, config.clone())))
     }
 
     pub fn get(&self, model: &str) -> Option<&Arc<ModelHealth>> {
@@ -204,6 +232,17 @@ impl ModelHealth {
         lock(&self.stats).gate.admit(now, &self.policy)
     }
 
+    /// This model's settings.
+    pub fn config(&self) -> &HealthConfig {
+        &self.config
+    }
+
+    /// Why the model may not be tried now (`None`: it may), without taking the probe: what the
+    /// gateway reads to tell a client when to come back.
+    pub fn unavailable(&self, now: Instant) -> Option<Unavailable> {
+        lock(&self.stats).gate.available(now, &self.policy)
+    }
+
     /// Read-only view for scoring and filters; never takes the half-open probe.
     pub fn snapshot(&self, now: Instant) -> HealthSnapshot {
         let cfg = &*self.config;
@@ -276,8 +315,10 @@ impl ModelHealth {
     /// A failed attempt that took `elapsed`. Health failures (`ErrorKind::is_health_failure`)
     /// count toward the breaker and the failure rate; 429 cools the model down until
     /// `now + retry_after` (1 s if none; extended by a later, longer one, never shortened);
-    /// quota exhaustion disables it for `quota_disable`. Other kinds change only `last_error` —
-    /// and, like every non-health outcome, free a half-open probe slot, since they tested nothing.
+    /// quota exhaustion disables it for `quota_disable`. Other kinds (client errors, and a
+    /// request the provider cannot express, `Unsupported`) change only `last_error` and the
+    /// window's count by kind — and, like every non-health outcome, free a half-open probe
+    /// slot, since they tested nothing.
     pub fn record_failure(&self, now: Instant, error: &ProviderError, elapsed: Duration) {
         let cfg = &*self.config;
         let kind = error.kind;
@@ -324,6 +365,12 @@ impl ModelHealth {
     /// The last `window` of traffic, for `GET /ai/performance`.
     pub fn performance(&self, now: Instant) -> Performance {
         lock(&self.window).performance(now)
+    }
+
+    /// The `q` quantile (ms) of this model's recent time to first token (`first_token`) or to
+    /// the whole answer, with the number of successes behind it (`Window::quantile`).
+    pub fn latency_quantile(&self, now: Instant, q: f64, first_token: bool) -> (u64, Option<f64>) {
+        lock(&self.window).quantile(now, q, first_token)
     }
 }
 
@@ -497,8 +544,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn health_holds_every_configured_model() {
-        let health = Health::new(
-            HealthConfig::default(),
+        let health = Health::uniform(
+            &HealthConfig::default(),
             ["b", "a"].into_iter().map(ModelId::new),
         );
         assert!(health.get("a").is_some() && health.get("zzz").is_none());
@@ -515,3 +562,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "priors_tests.rs"]
+mod priors_tests;

@@ -25,7 +25,7 @@ pub enum Optimize {
     Balanced,
 }
 
-/// Weights of the three score terms (each a log-ratio to the best candidate, so unit-free).
+/// Weights of the score terms (each a log-ratio to the best candidate, so unit-free).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Weights {
@@ -35,6 +35,9 @@ pub struct Weights {
     pub latency: f64,
     #[serde(default)]
     pub reliability: f64,
+    /// Quality from feedback (`quality.rs`); 0 by default, so rankings without it are unchanged.
+    #[serde(default)]
+    pub quality: f64,
 }
 
 impl Optimize {
@@ -51,13 +54,14 @@ impl Optimize {
             cost,
             latency,
             reliability,
+            quality: 0.0,
         }
     }
 }
 
 impl Weights {
     pub fn validate(&self) -> Result<(), String> {
-        let all = [self.cost, self.latency, self.reliability];
+        let all = [self.cost, self.latency, self.reliability, self.quality];
         if all.iter().any(|w| !w.is_finite() || *w < 0.0) {
             return Err("weights must be finite and non-negative".into());
         }
@@ -131,6 +135,64 @@ pub struct RouteConfig {
     pub token_budget: Option<u32>,
     /// Cost cap per request in USD, given to policies (a request's `max_cost_usd` overrides it).
     pub cost_budget_usd: Option<f64>,
+    /// Hedged requests: a second attempt when the first is slow (off when `None`).
+    pub hedge: Option<Hedge>,
+    /// A canary split among some of the route's models (`split`, `split_by`).
+    pub split: Option<crate::split::Split>,
+    /// A copy of sampled requests sent to another model once the answer is out (`shadow`).
+    pub shadow: Option<Shadow>,
+}
+
+/// `shadow = { model, sample, log_text, bill }`: after the answer of a sampled request (a
+/// stream: when it ends), the same request, as it was sent upstream, goes to `model`. Its
+/// answer is discarded; its latency, cost, tokens and (with `log_text`) text are logged in a row
+/// of its own that names the original (`shadow_of`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Shadow {
+    pub model: ModelId,
+    /// The share of the route's answered requests that are shadowed, in [0, 1].
+    pub sample: f64,
+    /// Keep the shadow's answer text in its log row (default false: the log holds no text).
+    pub log_text: bool,
+    /// Charge the shadow to the key's budget and spend (default false).
+    pub bill: bool,
+}
+
+/// `hedge = { after_ms = N }` or `hedge = { after = "p90" }`, with `max_share`: when the first
+/// attempt has produced nothing after the wait, start one more on the next candidate; the first to
+/// answer wins and the other is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Hedge {
+    pub after: HedgeAfter,
+    /// At most this share of the route's recent requests (the last 10 s) may hedge.
+    pub max_share: f64,
+}
+
+/// How long the first attempt may take before the hedge starts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HedgeAfter {
+    /// A fixed wait.
+    Fixed(#[serde(serialize_with = "as_ms")] Duration),
+    /// The first model's live quantile (`q` = 0.9 for `"p90"`) of its time to first token (streams)
+    /// or to the answer (complete answers), over its recent successes; `fallback` until it has
+    /// `MIN_HEDGE_SAMPLES` of them; never less than `floor`.
+    Quantile {
+        q: f64,
+        #[serde(serialize_with = "as_ms")]
+        fallback: Duration,
+        #[serde(serialize_with = "as_ms")]
+        floor: Duration,
+    },
+}
+
+/// Successes a model needs in its window before its live quantile is trusted as the hedge wait.
+pub const MIN_HEDGE_SAMPLES: u64 = 20;
+/// Default `max_share`: one request in twenty may hedge.
+pub const DEFAULT_HEDGE_SHARE: f64 = 0.05;
+
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -155,6 +217,9 @@ impl RouteConfig {
             retry: RetryPolicy::default(),
             token_budget: None,
             cost_budget_usd: None,
+            hedge: None,
+            split: None,
+            shadow: None,
         }
     }
 

@@ -7,7 +7,9 @@
 //! - latency L = (TTFT + E[out]·TPOT) × load, where load grows with requests in flight;
 //! - reliability R (decayed success rate with an optimistic prior);
 //! - E_cost = C / R (a geometric number of tries until one succeeds);
-//! - E_lat = L + (1 − R)·(T_fail + L_next) (a failure costs its time, then the next candidate).
+//! - E_lat = L + (1 − R)·(T_fail + L_next) (a failure costs its time, then the next candidate);
+//! - quality Q (posterior mean of feedback, `quality.rs`): its term is the log-ratio of the
+//!   share of bad answers, `ln((1 − Q + floor) / (best + floor))`, like reliability's.
 //!
 //! Terms are `ln(x / best)`, so a 2× dearer and a 2× slower candidate weigh the same at equal
 //! weights, and the terms of the best candidate are 0. Lower score is better.
@@ -21,6 +23,8 @@ use crate::route::Weights;
 pub const COST_FLOOR_USD: f64 = 1e-6;
 /// Added to failure rates before ratios: a 0.1% failure rate is "perfect" for ranking.
 pub const FAILURE_FLOOR: f64 = 1e-3;
+/// Added to shares of bad answers before ratios: quality 0.99 and 1.0 rank about the same.
+pub const QUALITY_FLOOR: f64 = 1e-2;
 /// Latencies below 1 ms are treated as 1 ms.
 pub const LATENCY_FLOOR_MS: f64 = 1.0;
 
@@ -35,6 +39,8 @@ pub struct Inputs {
     pub reliability: f64,
     /// Expected time an attempt takes to fail, ms.
     pub time_to_fail_ms: f64,
+    /// Estimated probability the answer is good (feedback), in [0, 1].
+    pub quality: f64,
 }
 
 /// The weighted terms of one candidate's score.
@@ -48,6 +54,8 @@ pub struct Terms {
     pub latency: f64,
     /// `ln(failure rate / best failure rate)`, ≥ 0.
     pub reliability: f64,
+    /// `ln(bad-answer share / best bad-answer share)`, ≥ 0 (0 for all without feedback).
+    pub quality: f64,
     /// `w·terms`; lower is better.
     pub score: f64,
 }
@@ -87,6 +95,8 @@ pub fn score(inputs: &[Inputs], weights: Weights) -> Vec<Terms> {
         .iter()
         .map(|i| 1.0 - i.reliability.clamp(0.0, 1.0))
         .fold(f64::INFINITY, f64::min);
+    let bad = |i: &Inputs| 1.0 - i.quality.clamp(0.0, 1.0);
+    let best_bad = inputs.iter().map(bad).fold(f64::INFINITY, f64::min);
     inputs
         .iter()
         .zip(&expected)
@@ -95,15 +105,18 @@ pub fn score(inputs: &[Inputs], weights: Weights) -> Vec<Terms> {
             let latency = (e_lat / best_lat).ln();
             let fail = 1.0 - i.reliability.clamp(0.0, 1.0);
             let reliability = ((fail + FAILURE_FLOOR) / (best_fail + FAILURE_FLOOR)).ln();
+            let quality = ((bad(i) + QUALITY_FLOOR) / (best_bad + QUALITY_FLOOR)).ln();
             Terms {
                 expected_cost_usd: e_cost,
                 expected_latency_ms: e_lat,
                 cost,
                 latency,
                 reliability,
+                quality,
                 score: weights.cost * cost
                     + weights.latency * latency
-                    + weights.reliability * reliability,
+                    + weights.reliability * reliability
+                    + weights.quality * quality,
             }
         })
         .collect()
@@ -155,7 +168,13 @@ mod tests {
             latency_ms: latency,
             reliability,
             time_to_fail_ms: 500.0,
+            quality: 0.5,
         }
+    }
+
+    fn q(mut i: Inputs, quality: f64) -> Inputs {
+        i.quality = quality;
+        i
     }
 
     fn winner(inputs: &[Inputs], w: Weights) -> usize {
@@ -214,28 +233,36 @@ mod tests {
         for _ in 0..2000 {
             let n = 2 + (rnd() * 5.0) as usize;
             let inputs: Vec<Inputs> = (0..n)
-                .map(|_| c(rnd() * 0.01, 50.0 + rnd() * 5000.0, 0.3 + rnd() * 0.7))
+                .map(|_| {
+                    q(
+                        c(rnd() * 0.01, 50.0 + rnd() * 5000.0, 0.3 + rnd() * 0.7),
+                        rnd(),
+                    )
+                })
                 .collect();
             let base = Weights {
                 cost: rnd() * 2.0,
                 latency: rnd() * 2.0,
                 reliability: rnd() * 2.0,
+                quality: rnd() * 2.0,
             };
             let before = score(&inputs, base);
             let w0 = rank(&before)[0];
-            for term in 0..3 {
+            for term in 0..4 {
                 let mut up = base;
                 match term {
                     0 => up.cost += 0.5 + rnd() * 3.0,
                     1 => up.latency += 0.5 + rnd() * 3.0,
-                    _ => up.reliability += 0.5 + rnd() * 3.0,
+                    2 => up.reliability += 0.5 + rnd() * 3.0,
+                    _ => up.quality += 0.5 + rnd() * 3.0,
                 }
                 let after = score(&inputs, up);
                 let w1 = rank(&after)[0];
                 let pick = |t: &Terms| match term {
                     0 => t.cost,
                     1 => t.latency,
-                    _ => t.reliability,
+                    2 => t.reliability,
+                    _ => t.quality,
                 };
                 assert!(
                     pick(&after[w1]) <= pick(&after[w0]) + 1e-12,
@@ -245,6 +272,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn quality_changes_the_ranking_only_with_its_weight() {
+        // 0: cheaper, faster, judged poorly; 1: dearer, judged well.
+        let inputs = [
+            q(c(0.001, 500.0, 0.95), 0.2),
+            q(c(0.0015, 600.0, 0.95), 0.9),
+        ];
+        let balanced = Optimize::Balanced.weights();
+        assert_eq!(balanced.quality, 0.0);
+        let t = score(&inputs, balanced);
+        assert_eq!(winner(&inputs, balanced), 0);
+        // The term is computed (and shown) even at weight 0, and does not count.
+        assert_eq!(t[1].quality, 0.0);
+        assert!(
+            (t[0].quality - (0.81f64 / 0.11).ln()).abs() < 1e-9,
+            "{}",
+            t[0].quality
+        );
+        let with_quality = Weights {
+            quality: 0.5,
+            ..balanced
+        };
+        assert_eq!(winner(&inputs, with_quality), 1);
+        let t = score(&inputs, with_quality);
+        let expected = t[0].cost + t[0].latency + t[0].reliability + 0.5 * t[0].quality;
+        assert!((t[0].score - expected).abs() < 1e-12);
+        // Equal quality: the term is 0 for everyone, whatever its weight.
+        let same = [q(inputs[0], 0.6), q(inputs[1], 0.6)];
+        assert!(score(&same, with_quality).iter().all(|t| t.quality == 0.0));
+        assert_eq!(winner(&same, with_quality), 0);
     }
 
     #[test]
@@ -258,6 +317,7 @@ mod tests {
             cost: 0.0,
             latency: 1.0,
             reliability: 0.0,
+            quality: 0.0,
         };
         assert_eq!(rank(&score(&inputs, w)), vec![1, 2, 0]);
     }

@@ -127,7 +127,7 @@ const GAMMA: f64 = 1.04;
 const HIST_LEN: usize = 360;
 
 /// Every kind, in `kind_index` order, to label the per-kind failure counters.
-const KINDS: [ErrorKind; 13] = [
+const KINDS: [ErrorKind; 14] = [
     ErrorKind::RateLimited,
     ErrorKind::QuotaExhausted,
     ErrorKind::Overloaded,
@@ -141,6 +141,7 @@ const KINDS: [ErrorKind; 13] = [
     ErrorKind::Auth,
     ErrorKind::PermissionDenied,
     ErrorKind::NotFound,
+    ErrorKind::Unsupported,
 ];
 
 /// Exhaustive on purpose: a new `ErrorKind` must get its own counter here.
@@ -159,6 +160,7 @@ fn kind_index(kind: ErrorKind) -> usize {
         ErrorKind::Auth => 10,
         ErrorKind::PermissionDenied => 11,
         ErrorKind::NotFound => 12,
+        ErrorKind::Unsupported => 13,
     }
 }
 
@@ -397,6 +399,21 @@ impl Window {
             output_tokens,
             cost_usd,
         }
+    }
+
+    /// The `q` quantile (ms) of recent successes' time to first token (`first_token`) or total
+    /// latency, with how many successes it is over: what an adaptive hedge waits for.
+    pub fn quantile(&self, now: Instant, q: f64, first_token: bool) -> (u64, Option<f64>) {
+        let current = self.epoch(now);
+        let mut merged = Histogram::EMPTY;
+        for slot in self
+            .slots
+            .iter()
+            .filter(|s| s.epoch <= current && s.epoch + self.span > current)
+        {
+            merged.merge(if first_token { &slot.ttft } else { &slot.total });
+        }
+        (merged.count, merged.quantile(q))
     }
 
     fn epoch(&self, now: Instant) -> u64 {

@@ -106,13 +106,50 @@ pub struct Profile {
     pub error_fault: Option<String>,
 }
 
-/// Normal distribution truncated at 0, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize, serde::Serialize)]
+/// A latency in milliseconds: normal truncated at 0 (the default) or lognormal with the given
+/// mean and standard deviation, optionally with a slow mode: a share of draws multiplied by a
+/// factor (`{ mean = 200, stddev = 80, dist = "lognormal", slow_share = 0.05, slow_factor = 10 }`
+/// is a heavy-tailed time to first token).
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyDist {
     pub mean: f64,
     #[serde(default)]
     pub stddev: f64,
+    #[serde(default)]
+    pub dist: Dist,
+    /// Share of draws in the slow mode, 0..=1.
+    #[serde(default)]
+    pub slow_share: f64,
+    /// What the slow mode multiplies a draw by (≥ 1; default 10).
+    #[serde(default = "default_slow_factor")]
+    pub slow_factor: f64,
+}
+
+fn default_slow_factor() -> f64 {
+    10.0
+}
+
+impl Default for LatencyDist {
+    fn default() -> Self {
+        LatencyDist {
+            mean: 0.0,
+            stddev: 0.0,
+            dist: Dist::Normal,
+            slow_share: 0.0,
+            slow_factor: default_slow_factor(),
+        }
+    }
+}
+
+/// The shape of a `LatencyDist`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dist {
+    #[default]
+    Normal,
+    /// Lognormal with the given mean and standard deviation (always positive, right-skewed).
+    Lognormal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

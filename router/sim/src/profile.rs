@@ -43,14 +43,38 @@ pub(crate) fn fnv1a(s: &str) -> u64 {
 }
 
 impl LatencyDist {
-    /// Normal(mean, stddev) truncated at 0. Draws from `rng` only when stddev > 0.
+    /// A draw: Normal(mean, stddev) truncated at 0, or the lognormal of that mean and stddev,
+    /// times `slow_factor` for a `slow_share` of draws. Draws from `rng` only when stddev > 0
+    /// (and for the slow mode only when it is set), so adding a profile changes no other sequence.
     pub(crate) fn sample(&self, rng: &mut SplitMix64) -> Duration {
-        let jitter = if self.stddev > 0.0 {
-            self.stddev * rng.normal()
-        } else {
-            0.0
+        let base = match self.dist {
+            _ if self.stddev <= 0.0 => self.mean,
+            super::Dist::Normal => self.mean + self.stddev * rng.normal(),
+            super::Dist::Lognormal if self.mean > 0.0 => {
+                let sigma2 = (1.0 + (self.stddev / self.mean).powi(2)).ln();
+                let mu = self.mean.ln() - sigma2 / 2.0;
+                (mu + sigma2.sqrt() * rng.normal()).exp()
+            }
+            super::Dist::Lognormal => self.mean,
         };
-        millis(self.mean + jitter)
+        let slow = self.slow_share > 0.0 && rng.next_f64() < self.slow_share;
+        millis(if slow { base * self.slow_factor } else { base })
+    }
+
+    fn validate(&self, name: &str) -> Result<(), String> {
+        let finite = [self.mean, self.stddev, self.slow_share, self.slow_factor]
+            .iter()
+            .all(|v| v.is_finite());
+        if !(finite && self.mean >= 0.0 && self.stddev >= 0.0) {
+            return Err(format!("{name}: mean and stddev must be finite and >= 0"));
+        }
+        if !(0.0..=1.0).contains(&self.slow_share) {
+            return Err(format!("{name}: slow_share must be within 0..=1"));
+        }
+        if self.slow_share > 0.0 && self.slow_factor < 1.0 {
+            return Err(format!("{name}: slow_factor must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -82,11 +106,8 @@ impl Resolved {
         };
         let ttft = pick(|p| p.ttft_ms);
         let tpot = pick(|p| p.tpot_ms);
-        for (name, d) in [("ttft_ms", ttft), ("tpot_ms", tpot)] {
-            if !(d.mean.is_finite() && d.stddev.is_finite() && d.mean >= 0.0 && d.stddev >= 0.0) {
-                return Err(format!("{name}: mean and stddev must be finite and >= 0"));
-            }
-        }
+        ttft.validate("ttft_ms")?;
+        tpot.validate("tpot_ms")?;
         let error_rate = model
             .and_then(|p| p.error_rate)
             .or(defaults.error_rate)
@@ -415,11 +436,13 @@ mod tests {
         let d = LatencyDist {
             mean: -5.0,
             stddev: 0.0,
+            ..Default::default()
         };
         assert_eq!(d.sample(&mut a), Duration::ZERO);
         let d = LatencyDist {
             mean: 10.0,
             stddev: 3.0,
+            ..Default::default()
         };
         let total: f64 = (0..2000)
             .map(|_| d.sample(&mut a).as_secs_f64() * 1000.0)

@@ -381,10 +381,12 @@ async fn latency_follows_the_profile() {
         ttft_ms: Some(LatencyDist {
             mean: 100.0,
             stddev: 0.0,
+            ..Default::default()
         }),
         tpot_ms: Some(LatencyDist {
             mean: 10.0,
             stddev: 0.0,
+            ..Default::default()
         }),
         output_tokens: Some(4),
         ..Profile::default()

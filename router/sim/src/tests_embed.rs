@@ -295,6 +295,7 @@ async fn embeddings_take_faults_and_latency_and_are_remembered() {
         ttft_ms: Some(LatencyDist {
             mean: 80.0,
             stddev: 0.0,
+            ..Default::default()
         }),
         ..Profile::default()
     };

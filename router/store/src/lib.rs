@@ -11,6 +11,8 @@
 //!   (indexed, not unique). Its upstream `attempts` (fallbacks, in order) and
 //!   the WASM `policy_annotations` live in child tables keyed by
 //!   `(request_id, idx)` and are deleted with it.
+//! * `feedback`: at most one per request ([`FeedbackRecord`], [`FeedbackLog`]),
+//!   deleted with it; the request's model, route and task tag are copied in.
 //! * `api_keys`: virtual keys ([`KeyRecord`]). Only the hex SHA-256 of a secret
 //!   and a short display prefix are stored, never the secret itself.
 //! * `spend`: running totals per `(key_id, period_start_ms)` ([`SpendTotals`]),
@@ -117,6 +119,8 @@ pub struct RequestRecord {
     /// `/v1/chat/completions`, `/ai/route`, ...
     pub endpoint: String,
     pub route: String,
+    /// The request's task tag (`metadata.task`), for quality from feedback.
+    pub task: Option<String>,
     /// The model that answered (`None` on failure before any answer).
     pub model: Option<String>,
     pub provider: Option<String>,
@@ -137,6 +141,13 @@ pub struct RequestRecord {
     pub latency_ms: f64,
     pub ttft_ms: Option<f64>,
     pub overhead_ms: f64,
+    /// A shadow request's row (a route's `shadow`): the id of the request it copies. Its
+    /// status, latency, tokens and cost are the shadow's own.
+    #[serde(default)]
+    pub shadow_of: Option<String>,
+    /// The answer's text: kept only for a shadow whose route sets `log_text`.
+    #[serde(default)]
+    pub response_text: Option<String>,
     /// Upstream attempts, in order.
     pub attempts: Vec<AttemptRecord>,
     /// Policy outcomes, in order.
@@ -160,6 +171,24 @@ pub struct PolicyRecord {
     pub policy: String,
     pub outcome: String,
     pub annotations: Vec<String>,
+}
+
+/// Feedback on one answered request (`POST /ai/feedback`): at most one per request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct FeedbackRecord {
+    /// The server's id of the request (`req_…`).
+    pub request_id: String,
+    /// Unix epoch milliseconds when the feedback was given.
+    pub ts_ms: i64,
+    /// The key that gave it (the request's own); `None` in `open` mode without a key.
+    pub key_id: Option<String>,
+    /// Copied from the request: who answered, over which route, for which task.
+    pub model: String,
+    pub route: String,
+    pub task: Option<String>,
+    /// In [0, 1]: thumbs up is 1, down is 0.
+    pub score: f64,
+    pub comment: Option<String>,
 }
 
 /// A virtual API key.
@@ -267,6 +296,13 @@ pub trait RequestLog {
         client_request_id: &str,
     ) -> impl Future<Output = Result<Vec<RequestRecord>, StoreError>> + Send;
 
+    /// The shadow rows of request `id` (`shadow_of = id`, with attempts and policies), oldest
+    /// first.
+    fn shadows_of(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Vec<RequestRecord>, StoreError>> + Send;
+
     /// Per-model aggregates of requests with `ts_ms >= since_ms` and a model,
     /// ordered by model.
     fn model_history(
@@ -278,6 +314,30 @@ pub trait RequestLog {
     /// rows), in chunks so a large purge never holds a long write lock.
     /// Returns the number of requests deleted. Spend is kept.
     fn purge_before(&self, ts_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Feedback on answered requests.
+pub trait FeedbackLog {
+    /// Stores feedback for its request. `Ok(false)` when that request already has feedback
+    /// (it is kept, not replaced); [`StoreError::Conflict`] never; the request row must exist.
+    fn add_feedback(
+        &self,
+        feedback: &FeedbackRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The feedback given on one request.
+    fn get_feedback(
+        &self,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<FeedbackRecord>, StoreError>> + Send;
+
+    /// Feedback with `ts_ms >= since_ms`, newest first, at most `limit` rows (comments left
+    /// out: a rebuild of the estimates needs only the scores).
+    fn recent_feedback(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<FeedbackRecord>, StoreError>> + Send;
 }
 
 /// Virtual API keys.
@@ -438,6 +498,13 @@ impl RequestLog for Store {
         }
     }
 
+    async fn shadows_of(&self, id: &str) -> Result<Vec<RequestRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.shadows_of(id).await,
+            Store::Postgres(s) => s.shadows_of(id).await,
+        }
+    }
+
     async fn model_history(&self, since_ms: i64) -> Result<Vec<ModelHistory>, StoreError> {
         match self {
             Store::Sqlite(s) => s.model_history(since_ms).await,
@@ -449,6 +516,33 @@ impl RequestLog for Store {
         match self {
             Store::Sqlite(s) => s.purge_before(ts_ms).await,
             Store::Postgres(s) => s.purge_before(ts_ms).await,
+        }
+    }
+}
+
+impl FeedbackLog for Store {
+    async fn add_feedback(&self, feedback: &FeedbackRecord) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.add_feedback(feedback).await,
+            Store::Postgres(s) => s.add_feedback(feedback).await,
+        }
+    }
+
+    async fn get_feedback(&self, request_id: &str) -> Result<Option<FeedbackRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get_feedback(request_id).await,
+            Store::Postgres(s) => s.get_feedback(request_id).await,
+        }
+    }
+
+    async fn recent_feedback(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<FeedbackRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.recent_feedback(since_ms, limit).await,
+            Store::Postgres(s) => s.recent_feedback(since_ms, limit).await,
         }
     }
 }

@@ -9,10 +9,10 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::{
-    AttemptRow, KeyRecord, KeyRow, KeyStore, ModelHistory, PURGE_CHUNK, PolicyRow, RequestLog,
-    RequestRecord, RequestRow, SpendDelta, SpendRow, SpendStore, SpendTotals, StoreError,
-    StoreOptions, assemble, clamp_client_id, conflict_or_query, connect_error, idx, json_list,
-    merge_deltas,
+    AttemptRow, FeedbackLog, FeedbackRecord, KeyRecord, KeyRow, KeyStore, ModelHistory,
+    PURGE_CHUNK, PolicyRow, RequestLog, RequestRecord, RequestRow, SpendDelta, SpendRow,
+    SpendStore, SpendTotals, StoreError, StoreOptions, assemble, clamp_client_id,
+    conflict_or_query, connect_error, idx, json_list, merge_deltas,
 };
 
 const BACKEND: &str = "postgres";
@@ -111,12 +111,19 @@ impl PgStore {
 
 const REQUEST_BY_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
-     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests WHERE id = $1";
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, \
+     shadow_of, response_text FROM requests WHERE id = $1";
 
 const REQUESTS_BY_CLIENT_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
-     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests \
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, \
+     shadow_of, response_text FROM requests \
      WHERE client_request_id = $1 ORDER BY ts_ms, id";
+
+const SHADOWS_OF: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
+     error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, shadow_of, \
+     response_text FROM requests WHERE shadow_of = $1 ORDER BY ts_ms, id";
 
 const KEY_BY_ID: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
      budget_period, rpm, tpm FROM api_keys WHERE id = $1";
@@ -148,6 +155,9 @@ struct RequestColumns {
     ttft_ms: Vec<Option<f64>>,
     overhead_ms: Vec<f64>,
     client_request_id: Vec<Option<String>>,
+    task: Vec<Option<String>>,
+    shadow_of: Vec<Option<String>>,
+    response_text: Vec<Option<String>>,
 }
 
 impl RequestColumns {
@@ -177,6 +187,10 @@ impl RequestColumns {
                 .as_deref()
                 .map(|c| owned(clamp_client_id(c))),
         );
+        self.task.push(r.task.as_deref().map(owned));
+        self.shadow_of.push(r.shadow_of.as_deref().map(owned));
+        self.response_text
+            .push(r.response_text.as_deref().map(owned));
     }
 }
 
@@ -226,12 +240,12 @@ impl RequestLog for PgStore {
             "INSERT INTO requests (id, ts_ms, key_id, endpoint, route, model, provider, status, \
              error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, \
              reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, \
-             client_request_id) \
+             client_request_id, task, shadow_of, response_text) \
              SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
              $6::TEXT[], $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::BOOLEAN[], $11::TEXT[], \
              $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BOOLEAN[], \
              $17::BIGINT[], $18::DOUBLE PRECISION[], $19::DOUBLE PRECISION[], \
-             $20::DOUBLE PRECISION[], $21::TEXT[]) \
+             $20::DOUBLE PRECISION[], $21::TEXT[], $22::TEXT[], $23::TEXT[], $24::TEXT[]) \
              ON CONFLICT (id) DO NOTHING RETURNING id",
         )
         .bind(&req.id)
@@ -255,6 +269,9 @@ impl RequestLog for PgStore {
         .bind(&req.ttft_ms)
         .bind(&req.overhead_ms)
         .bind(&req.client_request_id)
+        .bind(&req.task)
+        .bind(&req.shadow_of)
+        .bind(&req.response_text)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
@@ -401,6 +418,36 @@ impl RequestLog for PgStore {
         assemble(requests, attempts, policies)
     }
 
+    async fn shadows_of(&self, id: &str) -> Result<Vec<RequestRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let requests = sqlx::query_as::<_, RequestRow>(SHADOWS_OF)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        if requests.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let attempts = sqlx::query_as::<_, AttemptRow>(
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+             WHERE request_id IN (SELECT id FROM requests WHERE shadow_of = $1) \
+             ORDER BY request_id, idx",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let policies = sqlx::query_as::<_, PolicyRow>(
+            "SELECT request_id, policy, outcome, annotations FROM policy_annotations \
+             WHERE request_id IN (SELECT id FROM requests WHERE shadow_of = $1) \
+             ORDER BY request_id, idx",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        assemble(requests, attempts, policies)
+    }
+
     async fn model_history(&self, since_ms: i64) -> Result<Vec<ModelHistory>, StoreError> {
         // SUM(BIGINT) is NUMERIC on Postgres: cast back to BIGINT.
         Ok(sqlx::query_as::<_, ModelHistory>(
@@ -439,6 +486,52 @@ impl RequestLog for PgStore {
                 return Ok(total);
             }
         }
+    }
+}
+
+impl FeedbackLog for PgStore {
+    async fn add_feedback(&self, f: &FeedbackRecord) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO feedback (request_id, ts_ms, key_id, model, route, task, score, comment) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(text(&f.request_id))
+        .bind(f.ts_ms)
+        .bind(f.key_id.as_deref().map(text))
+        .bind(text(&f.model))
+        .bind(text(&f.route))
+        .bind(f.task.as_deref().map(text))
+        .bind(f.score)
+        .bind(f.comment.as_deref().map(text))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn get_feedback(&self, request_id: &str) -> Result<Option<FeedbackRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, FeedbackRecord>(
+            "SELECT request_id, ts_ms, key_id, model, route, task, score, comment FROM feedback \
+             WHERE request_id = $1",
+        )
+        .bind(text(request_id))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn recent_feedback(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<FeedbackRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, FeedbackRecord>(
+            "SELECT request_id, ts_ms, key_id, model, route, task, score, NULL::TEXT AS comment \
+             FROM feedback WHERE ts_ms >= $1 ORDER BY ts_ms DESC, request_id LIMIT $2",
+        )
+        .bind(since_ms)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) struct RequestRow {
     pub(crate) key_id: Option<String>,
     pub(crate) endpoint: String,
     pub(crate) route: String,
+    pub(crate) task: Option<String>,
     pub(crate) model: Option<String>,
     pub(crate) provider: Option<String>,
     pub(crate) status: i64,
@@ -79,6 +80,8 @@ pub(crate) struct RequestRow {
     pub(crate) latency_ms: f64,
     pub(crate) ttft_ms: Option<f64>,
     pub(crate) overhead_ms: f64,
+    pub(crate) shadow_of: Option<String>,
+    pub(crate) response_text: Option<String>,
 }
 
 impl RequestRow {
@@ -94,6 +97,7 @@ impl RequestRow {
             key_id: self.key_id,
             endpoint: self.endpoint,
             route: self.route,
+            task: self.task,
             model: self.model,
             provider: self.provider,
             status: narrow(self.status, "requests.status")?,
@@ -109,6 +113,8 @@ impl RequestRow {
             latency_ms: self.latency_ms,
             ttft_ms: self.ttft_ms,
             overhead_ms: self.overhead_ms,
+            shadow_of: self.shadow_of,
+            response_text: self.response_text,
             attempts: attempts
                 .into_iter()
                 .map(AttemptRow::into_record)

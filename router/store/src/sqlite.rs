@@ -9,10 +9,10 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    AttemptRow, KeyRecord, KeyRow, KeyStore, ModelHistory, PURGE_CHUNK, PolicyRow, RequestLog,
-    RequestRecord, RequestRow, SpendDelta, SpendRow, SpendStore, SpendTotals, StoreError,
-    StoreOptions, assemble, clamp_client_id, conflict_or_query, connect_error, idx, json_list,
-    merge_deltas,
+    AttemptRow, FeedbackLog, FeedbackRecord, KeyRecord, KeyRow, KeyStore, ModelHistory,
+    PURGE_CHUNK, PolicyRow, RequestLog, RequestRecord, RequestRow, SpendDelta, SpendRow,
+    SpendStore, SpendTotals, StoreError, StoreOptions, assemble, clamp_client_id,
+    conflict_or_query, connect_error, idx, json_list, merge_deltas,
 };
 
 const BACKEND: &str = "sqlite";
@@ -95,12 +95,19 @@ impl SqliteStore {
 
 const REQUEST_BY_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
-     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests WHERE id = ?";
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, \
+     shadow_of, response_text FROM requests WHERE id = ?";
 
 const REQUESTS_BY_CLIENT_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
-     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms FROM requests \
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, \
+     shadow_of, response_text FROM requests \
      WHERE client_request_id = ? ORDER BY ts_ms, id";
+
+const SHADOWS_OF: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
+     error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
+     usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, shadow_of, \
+     response_text FROM requests WHERE shadow_of = ? ORDER BY ts_ms, id";
 
 const KEY_BY_ID: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
      budget_period, rpm, tpm FROM api_keys WHERE id = ?";
@@ -166,6 +173,9 @@ impl RequestLog for SqliteStore {
                 r.client_request_id
                     .as_deref()
                     .map(|c| text(clamp_client_id(c))),
+                r.task.as_deref().map(text),
+                r.shadow_of.as_deref().map(text),
+                r.response_text.as_deref().map(text),
             ]));
             for (i, a) in r.attempts.iter().enumerate() {
                 attempts.push(serde_json::json!([
@@ -193,11 +203,12 @@ impl RequestLog for SqliteStore {
             "INSERT INTO requests (id, ts_ms, key_id, endpoint, route, model, provider, status, \
              error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, \
              reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, \
-             client_request_id) \
+             client_request_id, task, shadow_of, response_text) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
              value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
              value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17, \
-             value ->> 18, value ->> 19, value ->> 20 FROM json_each(?)",
+             value ->> 18, value ->> 19, value ->> 20, value ->> 21, value ->> 22, \
+             value ->> 23 FROM json_each(?)",
         )
         .bind(to_json(&requests)?)
         .execute(&mut *tx)
@@ -295,6 +306,36 @@ impl RequestLog for SqliteStore {
         assemble(requests, attempts, policies)
     }
 
+    async fn shadows_of(&self, id: &str) -> Result<Vec<RequestRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let requests = sqlx::query_as::<_, RequestRow>(SHADOWS_OF)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        if requests.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let attempts = sqlx::query_as::<_, AttemptRow>(
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+             WHERE request_id IN (SELECT id FROM requests WHERE shadow_of = ?) \
+             ORDER BY request_id, idx",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let policies = sqlx::query_as::<_, PolicyRow>(
+            "SELECT request_id, policy, outcome, annotations FROM policy_annotations \
+             WHERE request_id IN (SELECT id FROM requests WHERE shadow_of = ?) \
+             ORDER BY request_id, idx",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        assemble(requests, attempts, policies)
+    }
+
     async fn model_history(&self, since_ms: i64) -> Result<Vec<ModelHistory>, StoreError> {
         Ok(sqlx::query_as::<_, ModelHistory>(
             "SELECT model, \
@@ -332,6 +373,52 @@ impl RequestLog for SqliteStore {
                 return Ok(total);
             }
         }
+    }
+}
+
+impl FeedbackLog for SqliteStore {
+    async fn add_feedback(&self, f: &FeedbackRecord) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO feedback (request_id, ts_ms, key_id, model, route, task, score, comment) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(text(&f.request_id))
+        .bind(f.ts_ms)
+        .bind(f.key_id.as_deref().map(text))
+        .bind(text(&f.model))
+        .bind(text(&f.route))
+        .bind(f.task.as_deref().map(text))
+        .bind(f.score)
+        .bind(f.comment.as_deref().map(text))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn get_feedback(&self, request_id: &str) -> Result<Option<FeedbackRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, FeedbackRecord>(
+            "SELECT request_id, ts_ms, key_id, model, route, task, score, comment FROM feedback \
+             WHERE request_id = ?",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn recent_feedback(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<FeedbackRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, FeedbackRecord>(
+            "SELECT request_id, ts_ms, key_id, model, route, task, score, NULL AS comment \
+             FROM feedback WHERE ts_ms >= ? ORDER BY ts_ms DESC, request_id LIMIT ?",
+        )
+        .bind(since_ms)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 

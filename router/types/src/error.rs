@@ -35,6 +35,11 @@ pub enum ErrorKind {
     PermissionDenied,
     /// 404: the model does not exist at this provider.
     NotFound,
+    /// This provider cannot express something the request carries (audio input for
+    /// Anthropic, a file by id for Anthropic or Gemini): refused before any call. Another
+    /// model may take it, so it allows fallback; the same model would refuse it again, so it is
+    /// not retried; and it says nothing about the model's health.
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -53,7 +58,8 @@ impl ErrorKind {
     }
 
     /// May another model answer where this one could not? Only a request that is wrong in
-    /// itself (`InvalidRequest`) fails the whole call.
+    /// itself (`InvalidRequest`) fails the whole call; one this provider cannot express
+    /// (`Unsupported`) goes to the next candidate.
     pub fn allows_fallback(self) -> bool {
         !matches!(self, ErrorKind::InvalidRequest)
     }
@@ -88,6 +94,7 @@ impl ErrorKind {
             ErrorKind::Auth => "auth_error",
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::Unsupported => "unsupported",
         }
     }
 }
@@ -104,6 +111,9 @@ pub struct ProviderError {
     pub status: Option<u16>,
     /// The upstream's own message (for logs; the client sees a gateway-worded summary).
     pub message: String,
+    /// The request field a refusal of the request names (`messages[1].content[0]`), when the
+    /// refusal is the gateway's own (`Unsupported`); the client is told which field to change.
+    pub param: Option<String>,
 }
 
 impl ProviderError {
@@ -114,7 +124,15 @@ impl ProviderError {
             retry_after: None,
             status: None,
             message: message.into(),
+            param: None,
         }
+    }
+
+    /// A request this provider cannot express, naming the field that carries it.
+    pub fn unsupported(param: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = ProviderError::new(ErrorKind::Unsupported, message);
+        e.param = Some(param.into());
+        e
     }
 
     pub fn with_status(mut self, status: u16) -> Self {

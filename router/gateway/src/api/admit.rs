@@ -45,6 +45,10 @@ enum Class {
     Read,
     /// Model-calling endpoints: a key in `keys` mode, its RPM window, and an exchange.
     Model(&'static str),
+    /// Writes about the caller's own requests (`/ai/feedback`): a JSON body and, in `keys`
+    /// mode, a virtual key, handed to the handler as `Auth`. Not a model call: no exchange,
+    /// no RPM (at most one write per request the key made).
+    Keyed,
 }
 
 fn classify(method: &Method, path: &str) -> Class {
@@ -59,6 +63,7 @@ fn classify(method: &Method, path: &str) -> Class {
         (&Method::POST, "/v1/messages/count_tokens") => Class::Model("/v1/messages/count_tokens"),
         (&Method::POST, "/v1/responses") => Class::Model("/v1/responses"),
         (&Method::POST, "/v1/embeddings") => Class::Model("/v1/embeddings"),
+        (&Method::POST, "/ai/feedback") => Class::Keyed,
         (&Method::POST, "/ai/route") => Class::Model("/ai/route"),
         (&Method::POST, "/ai/route/batch") => Class::Model("/ai/route/batch"),
         (&Method::POST, "/ai/analyze/market") => Class::Model("/ai/analyze/market"),
@@ -177,6 +182,22 @@ pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next)
             match presented(req.headers()).and_then(|key| gw.keys.check_admin(key, peer)) {
                 Ok(()) => next.run(req).await,
                 Err(e) => ApiError::from(e).into_response(),
+            }
+        }
+        (Class::Keyed, Ok(())) => {
+            let auth = match guard::json_body(req.headers()) {
+                Ok(()) => match presented(req.headers()) {
+                    Ok(key) => gw.keys.authenticate(key).await.map_err(ApiError::from),
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(e),
+            };
+            match auth {
+                Ok(auth) => {
+                    req.extensions_mut().insert(auth);
+                    next.run(req).await
+                }
+                Err(e) => e.into_response(),
             }
         }
         (Class::Read, Ok(())) => {

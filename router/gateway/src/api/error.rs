@@ -174,6 +174,12 @@ impl From<Error> for ApiError {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "api_error", message)
                     .code("no_model_available")
             }
+            // The same answer as an upstream 429 passed on: SDKs raise their rate-limit error
+            // and wait `retry-after`.
+            Error::CoolingDown { .. } => {
+                ApiError::new(S::TOO_MANY_REQUESTS, "rate_limit_error", message)
+                    .code("rate_limit_exceeded")
+            }
             Error::NoEligibleModel { .. } => ApiError::new(S::BAD_REQUEST, invalid, message)
                 .code("no_eligible_model")
                 .param("model"),
@@ -216,7 +222,12 @@ impl From<Error> for ApiError {
             }
             Error::Upstream { error, .. } => {
                 let (status, kind, code) = upstream_status(error.kind);
-                ApiError::new(status, kind, message).code(code)
+                let mut api = ApiError::new(status, kind, message).code(code);
+                // Only the gateway's own refusals name a field; an upstream's do not.
+                if error.kind == ErrorKind::Unsupported {
+                    api.param = Some(error.param.unwrap_or_else(|| "model".to_owned()));
+                }
+                api
             }
             Error::LimitsUnavailable(_) => {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "api_error", message)
@@ -258,6 +269,8 @@ fn upstream_status(kind: ErrorKind) -> (StatusCode, &'static str, &'static str) 
         ),
         K::Auth | K::PermissionDenied => (S::BAD_GATEWAY, "api_error", "upstream_auth_error"),
         K::NotFound => (S::BAD_GATEWAY, "api_error", "upstream_model_not_found"),
+        // No candidate could express the request: the client's to change, named by `param`.
+        K::Unsupported => (S::BAD_REQUEST, "invalid_request_error", "unsupported_value"),
         K::Server | K::Connect | K::StreamCut | K::MalformedResponse => {
             (S::BAD_GATEWAY, "api_error", "upstream_error")
         }

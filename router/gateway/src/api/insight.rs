@@ -98,6 +98,8 @@ pub async fn performance(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let mut history = history(&gw).await;
     let now = Instant::now();
     let mut out = BTreeMap::new();
+    let cells = gw.quality.cells(now);
+    let prior = gw.quality.estimate("", "", None, now).mean;
     for (id, h) in gw.health.iter() {
         let snapshot = h.snapshot(now);
         let mut perf = json!(h.performance(now));
@@ -105,12 +107,56 @@ pub async fn performance(State(gw): State<Arc<Gateway>>) -> Json<Value> {
         perf["reliability"] = json!(snapshot.reliability);
         perf["in_flight"] = json!(snapshot.in_flight);
         perf["history"] = history.remove(id.as_str()).unwrap_or(Value::Null);
+        perf["quality"] = super::feedback::performance(id.as_str(), &cells, prior);
         out.insert(id.to_string(), perf);
     }
     Json(json!({
         "models": out,
+        "splits": splits(&gw),
         "store": gw.store.as_ref().map(switchyard_store::Store::backend),
     }))
+}
+
+/// Each split route's arms since start (this process): the configured share next to the share
+/// of the route's placed requests the arm got, and how its requests went. An arm's `successes`
+/// are answers by its own model (`fallbacks`: by another after it failed), `avg_latency_ms` is
+/// over those (to the first token for streams), `cost_usd` over all its requests. The model's
+/// own live figures are under `models`.
+fn splits(gw: &Gateway) -> Value {
+    let mut out = serde_json::Map::new();
+    for (route, arms) in gw.arms.snapshot() {
+        let Some(split) = gw.config.routes.get(route).and_then(|r| r.split.as_ref()) else {
+            continue;
+        };
+        let total: u64 = arms.values().map(|c| c.requests).sum();
+        let ratio = |n: u64, of: u64| (of > 0).then(|| n as f64 / of as f64);
+        let arms: serde_json::Map<String, Value> = arms
+            .into_iter()
+            .map(|(model, c)| {
+                let answered = c.successes + c.fallbacks;
+                let cost = switchyard_types::money::pico_to_usd(c.cost_picousd);
+                let v = json!({
+                    "share": split.share_of(model),
+                    "observed_share": ratio(c.requests, total),
+                    "requests": c.requests,
+                    "successes": c.successes,
+                    "fallbacks": c.fallbacks,
+                    "failures": c.failures,
+                    "success_rate": ratio(c.successes, c.requests),
+                    "avg_latency_ms": (c.successes > 0)
+                        .then(|| c.latency_ms_sum / c.successes as f64),
+                    "cost_usd": cost,
+                    "avg_cost_usd": (answered > 0).then(|| cost / answered as f64),
+                });
+                (model.to_string(), v)
+            })
+            .collect();
+        out.insert(
+            route.to_owned(),
+            json!({"split_by": split.by, "requests": total, "arms": arms}),
+        );
+    }
+    Value::Object(out)
 }
 
 pub async fn detailed(

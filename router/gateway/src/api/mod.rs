@@ -8,6 +8,7 @@ mod anthropic;
 mod chat;
 mod embeddings;
 mod error;
+pub(crate) mod feedback;
 mod guard;
 mod health;
 mod insight;
@@ -66,6 +67,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         e("/v1/models/{model}", GET, get(models::get_one)),
         e("/ai/route", POST, post(route::route)),
         e("/ai/route/batch", POST, post(route::batch)),
+        e("/ai/feedback", POST, post(feedback::give)),
         e("/ai/analyze/market", POST, post(analyst::market)),
         e("/ai/sentiment/news", POST, post(analyst::sentiment)),
         e("/ai/optimize/portfolio", POST, post(analyst::portfolio)),

@@ -241,6 +241,9 @@ pub fn routing_json<T>(decision: &Decision, routed: &Routed<T>) -> Value {
     let mut v = decision_json(decision);
     v["chosen"] = json!(routed.model);
     v["attempts"] = json!(routed.attempts);
+    if let Some(hedge) = &routed.hedge {
+        v["hedge"] = json!(hedge);
+    }
     if !routed.policies.is_empty() {
         v["policies"] = json!(routed.policies);
     }
@@ -248,13 +251,17 @@ pub fn routing_json<T>(decision: &Decision, routed: &Routed<T>) -> Value {
 }
 
 pub fn decision_json(decision: &Decision) -> Value {
-    json!({
+    let mut v = json!({
         "route": decision.route,
         "weights": decision.weights,
         "candidates": decision.candidates.iter().map(candidate_json).collect::<Vec<_>>(),
         "chosen": decision.chosen().map(|c| &c.model),
         "reason": decision.reason(),
-    })
+    });
+    if let Some(split) = &decision.split {
+        v["split"] = json!(split);
+    }
+    v
 }
 
 fn candidate_json(c: &Candidate) -> Value {
@@ -269,11 +276,19 @@ fn candidate_json(c: &Candidate) -> Value {
         "prompt_tokens_exact": c.prompt_tokens_exact,
         "expected_output_tokens": c.expected_output_tokens,
         "in_flight": c.in_flight,
+        "quality": c.quality,
+        "quality_evidence": c.quality_evidence,
+        "quality_basis": c.quality_basis,
     });
     if let Some(t) = c.terms {
         v["expected_cost_usd"] = json!(t.expected_cost_usd);
         v["expected_latency_ms"] = json!(t.expected_latency_ms);
-        v["terms"] = json!({"cost": t.cost, "latency": t.latency, "reliability": t.reliability});
+        v["terms"] = json!({
+            "cost": t.cost,
+            "latency": t.latency,
+            "reliability": t.reliability,
+            "quality": t.quality,
+        });
     }
     if let Some(f) = &c.filtered {
         v["filtered"] = json!(f.detail);

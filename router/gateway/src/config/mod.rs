@@ -5,6 +5,7 @@
 //! checks values. Every error is collected with its path and reported together; secret values
 //! never appear in an error or in `Debug` output.
 
+mod health;
 mod interpolate;
 mod routes;
 mod sections;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use health::{HealthSection, HealthSettings};
 pub use interpolate::{Vars, interpolate};
 pub use sections::{
     AuthConfig, AuthMode, MetricsConfig, OnFailure, OnFailureSpec, PerUse, PoliciesConfig,
@@ -54,6 +56,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[redis]`: shared budgets, rate limits, cache and key events; `None` = per replica.
     pub redis: Option<RedisConfig>,
+    /// `[quality]`: the feedback estimator's prior, decay and bounds.
+    pub quality: switchyard_routing::quality::QualityConfig,
+    /// `[health]` and `[models.X.health]`: breaker, priors and decay, per model.
+    pub health: HealthSettings,
 }
 
 /// One problem in the config, at a dotted path (`providers.openai.api_key`).
@@ -123,6 +129,8 @@ struct RawModel {
     catalog: Option<String>,
     /// Override the upstream id from the catalog.
     upstream: Option<String>,
+    /// `[models.X.health]`: this model's health settings over `[health]`.
+    health: Option<HealthSection>,
 }
 
 const SECTIONS: &[&str] = &[
@@ -139,6 +147,8 @@ const SECTIONS: &[&str] = &[
     "auth",
     "metrics",
     "redis",
+    "quality",
+    "health",
 ];
 
 /// Collects errors while loading.
@@ -269,8 +279,16 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
     };
     let raw_providers: BTreeMap<String, RawProvider> =
         errors.parse_entries(doc.remove("providers"), "providers");
-    let raw_models: BTreeMap<String, RawModel> =
+    let mut raw_models: BTreeMap<String, RawModel> =
         errors.parse_entries(doc.remove("models"), "models");
+    let model_health: BTreeMap<String, HealthSection> = raw_models
+        .iter_mut()
+        .filter_map(|(name, m)| m.health.take().map(|h| (name.clone(), h)))
+        .collect();
+    let global_health: HealthSection = match doc.remove("health") {
+        Some(v) => errors.parse(v, "health").unwrap_or_default(),
+        None => HealthSection::default(),
+    };
     let raw_routes: BTreeMap<String, routes::RawRoute> =
         errors.parse_entries(doc.remove("routes"), "routes");
     let patches: BTreeMap<String, CatalogPatch> =
@@ -375,6 +393,13 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
     {
         errors.push("metrics.token", "must be at least 16 characters");
     }
+    let quality: switchyard_routing::quality::QualityConfig = match doc.remove("quality") {
+        Some(v) => errors.parse(v, "quality").unwrap_or_default(),
+        None => Default::default(),
+    };
+    for (field, message) in quality.validate() {
+        errors.push(format!("quality.{field}"), message);
+    }
     let redis: Option<RedisConfig> = doc.remove("redis").and_then(|v| errors.parse(v, "redis"));
     if let Some(r) = &redis {
         for (path, message) in r.validate() {
@@ -397,6 +422,7 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
     }
     let providers = resolve_providers(raw_providers, &mut errors);
     let models = resolve_models(raw_models, &providers, &catalog, &mut errors);
+    let health = health::resolve(global_health, model_health, &models, &mut errors);
     let mut route_errors = Vec::new();
     let routes = routes::resolve(raw_routes, &models, &mut route_errors);
     for (path, message) in route_errors {
@@ -429,6 +455,8 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
         auth,
         metrics,
         redis,
+        quality,
+        health,
     })
 }
 
@@ -670,8 +698,13 @@ impl Config {
             .values()
             .map(|r| format!("{} ({} models)", r.name, r.models.len()))
             .collect();
+        let health = self
+            .health
+            .summary()
+            .map(|h| format!("\nhealth: {h}"))
+            .unwrap_or_default();
         format!(
-            "listen {}\nauth: {}\n{} provider(s): {}\n{} model(s): {}\n{} route(s): {}\ncatalog: {} entries",
+            "listen {}\nauth: {}\n{} provider(s): {}\n{} model(s): {}\n{} route(s): {}\ncatalog: {} entries{health}",
             self.server.listen,
             self.auth_summary(),
             providers.len(),

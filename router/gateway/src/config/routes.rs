@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use switchyard_routing::route::{
-    DEFAULT_ATTEMPT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTE, DEFAULT_TOTAL_MS, DEFAULT_TTFT_MS,
-    ModelConfig, Optimize, RetryPolicy, RouteConfig, Weights,
+    DEFAULT_ATTEMPT_MS, DEFAULT_HEDGE_SHARE, DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTE,
+    DEFAULT_TOTAL_MS, DEFAULT_TTFT_MS, Hedge, HedgeAfter, ModelConfig, Optimize, RetryPolicy,
+    RouteConfig, Weights,
 };
 use switchyard_types::ids::ModelId;
+
+mod traffic;
 
 /// `[routes.NAME]` as written.
 #[derive(Debug, Deserialize)]
@@ -25,6 +28,78 @@ pub(super) struct RawRoute {
     pub retry: Option<RetryPolicy>,
     pub token_budget: Option<u32>,
     pub cost_budget_usd: Option<f64>,
+    pub hedge: Option<RawHedge>,
+    pub split: Option<BTreeMap<String, f64>>,
+    pub split_by: Option<String>,
+    pub shadow: Option<traffic::RawShadow>,
+}
+
+/// `hedge = { … }` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHedge {
+    /// A fixed wait.
+    pub after_ms: Option<u64>,
+    /// `"p50"` … `"p99"`: the first model's live quantile.
+    pub after: Option<String>,
+    /// With `after`: the wait before the model has enough history (default: the route's
+    /// `ttft_ms` / 10 for streams, the same for complete answers), and the shortest wait.
+    pub fallback_ms: Option<u64>,
+    pub min_ms: Option<u64>,
+    pub max_share: Option<f64>,
+}
+
+/// Validate `hedge`; errors as `(path, message)`.
+fn resolve_hedge(raw: &RawHedge, path: &str, ttft_ms: u64, errors: &mut Vec<(String, String)>) -> Option<Hedge> {
+    let max_share = raw.max_share.unwrap_or(DEFAULT_HEDGE_SHARE);
+    if !(max_share.is_finite() && max_share > 0.0 && max_share <= 1.0) {
+        errors.push((format!("{path}.max_share"), "must be within (0, 1]".into()));
+    }
+    let positive = |v: Option<u64>, name: &str, errors: &mut Vec<(String, String)>| {
+        if v == Some(0) {
+            errors.push((format!("{path}.{name}"), "must be positive".into()));
+        }
+    };
+    positive(raw.after_ms, "after_ms", errors);
+    positive(raw.fallback_ms, "fallback_ms", errors);
+    let after = match (raw.after_ms, raw.after.as_deref()) {
+        (Some(ms), None) => {
+            if raw.fallback_ms.is_some() || raw.min_ms.is_some() {
+                errors.push((
+                    path.to_owned(),
+                    "fallback_ms and min_ms go with `after = \"pNN\"`, not with after_ms".into(),
+                ));
+            }
+            HedgeAfter::Fixed(Duration::from_millis(ms))
+        }
+        (None, Some(text)) => {
+            let q = text
+                .strip_prefix('p')
+                .and_then(|n| n.parse::<u8>().ok())
+                .filter(|n| (50..=99).contains(n));
+            let Some(q) = q else {
+                errors.push((
+                    format!("{path}.after"),
+                    format!("'{text}' is not a percentile from \"p50\" to \"p99\""),
+                ));
+                return None;
+            };
+            let fallback = raw.fallback_ms.unwrap_or((ttft_ms / 10).max(1));
+            HedgeAfter::Quantile {
+                q: f64::from(q) / 100.0,
+                fallback: Duration::from_millis(fallback),
+                floor: Duration::from_millis(raw.min_ms.unwrap_or(1)),
+            }
+        }
+        _ => {
+            errors.push((
+                path.to_owned(),
+                "set exactly one of after_ms (a fixed wait) and after (\"p90\": the model's live percentile)".into(),
+            ));
+            return None;
+        }
+    };
+    Some(Hedge { after, max_share })
 }
 
 /// Validate raw routes against the configured models; errors as `(path, message)`.
@@ -127,6 +202,13 @@ pub(super) fn resolve(
                 "must be a positive number of dollars".into(),
             ));
         }
+        let hedge = r
+            .hedge
+            .as_ref()
+            .and_then(|h| resolve_hedge(h, &format!("{path}.hedge"), ttft_ms, errors));
+        let split =
+            traffic::resolve_split(r.split.as_ref(), r.split_by.as_deref(), &path, &ids, errors);
+        let shadow = traffic::resolve_shadow(r.shadow.as_ref(), &path, &ids, models, errors);
         if errors.len() > before {
             continue;
         }
@@ -150,6 +232,9 @@ pub(super) fn resolve(
                 retry,
                 token_budget: r.token_budget,
                 cost_budget_usd: r.cost_budget_usd,
+                hedge,
+                split,
+                shadow,
             },
         );
     }

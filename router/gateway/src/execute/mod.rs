@@ -13,6 +13,7 @@
 //! stream by its first token (`ttft`) and the gaps between chunks (`idle`), and in all only
 //! when the route sets `total_ms` (`RouteConfig::total_for`).
 
+mod hedge;
 mod pump;
 mod stream;
 
@@ -23,12 +24,13 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+pub use hedge::HedgeReport;
 pub use pump::{CHANNEL_EVENTS, Ended, Observer, PumpLimits, pump};
 pub use stream::{Primed, prime};
 
 use crate::config::{ModelConfig, RouteConfig};
 use switchyard_providers::{Call, ErrorKind, Provider, ProviderError};
-use switchyard_routing::candidates::Decision;
+use switchyard_routing::candidates::{Candidate, Decision};
 use switchyard_routing::catalog::CatalogEntry;
 use switchyard_routing::health::{Admission, Health, ModelHealth, RetryBudget, retry_delay};
 use switchyard_types::clock::ms;
@@ -79,9 +81,13 @@ impl Attempt {
     }
 }
 
-/// How many of `attempts` called an upstream (skipped candidates did not).
+/// How many of `attempts` called an upstream: skipped candidates did not, nor did those whose
+/// provider cannot express the request (`unsupported` is refused before anything is sent).
 pub fn upstream_calls(attempts: &[Attempt]) -> usize {
-    attempts.iter().filter(|a| a.outcome != "skipped").count()
+    attempts
+        .iter()
+        .filter(|a| !matches!(a.outcome, "skipped" | "unsupported"))
+        .count()
 }
 
 /// What a successful run produced.
@@ -92,6 +98,8 @@ pub struct Success<T> {
     pub attempts: Vec<Attempt>,
     /// Time to the answer (non-streaming) or to its first token (streaming).
     pub latency: Duration,
+    /// Whether a hedge was considered, fired and won, and why (hedged routes only).
+    pub hedge: Option<HedgeReport>,
 }
 
 /// Why a run failed: the last upstream error (if any attempt was made) and every attempt.
@@ -224,6 +232,8 @@ pub struct Upstreams<'a> {
     pub health: &'a Health,
     pub providers: &'a HashMap<ProviderId, Provider>,
     pub retry_budget: &'a RetryBudget,
+    /// Per hedged route, its hedge budget.
+    pub hedge_budgets: &'a HashMap<String, RetryBudget>,
 }
 
 /// Run a complete (non-streaming) request over the decision's candidates.
@@ -257,35 +267,37 @@ async fn run<M: Mode>(
     let deadline = route.total_for(M::STREAM).map(|t| start + t);
     let budget = up.retry_budget;
     budget.deposit(start);
-    let mut queue: Vec<&switchyard_routing::candidates::Candidate> =
-        decision.eligible().iter().collect();
+    let hedging = route.hedge.zip(up.hedge_budgets.get(&route.name));
+    if let Some((_, hedge_budget)) = hedging {
+        hedge_budget.deposit(start);
+    }
+    let mut hedge_report: Option<HedgeReport> = None;
+    let mut queue: Vec<&Candidate> = decision.eligible().iter().collect();
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut last: Option<(ModelId, ProviderError)> = None;
     let mut avoid: Option<ProviderId> = None;
     // Backoff jitter: a sequence seeded from the clock (no RNG state shared between requests).
     let mut jitter = SplitMix64::new(switchyard_types::unix_nanos());
+    // Skipped candidates (breaker open, cooling down) are not attempts: only upstream calls count.
+    let room = |attempts: &[Attempt]| upstream_calls(attempts) < route.max_attempts as usize;
 
-    while !queue.is_empty() && attempts.len() < route.max_attempts as usize {
+    while !queue.is_empty() && room(&attempts) {
         // Prefer a provider other than the one that just failed: its outage is often shared.
         let next = avoid
             .as_ref()
             .and_then(|p| queue.iter().position(|c| &c.provider != p))
             .unwrap_or(0);
         let candidate = queue.remove(next);
-        let (Some(model), Some(health)) = (
-            up.models.get(&candidate.model),
-            up.health.get(candidate.model.as_str()),
-        ) else {
+        let Some(first) = Contender::of(up, candidate) else {
             continue;
         };
-        let Some(provider) = up.providers.get(&model.provider) else {
-            continue;
-        };
+        let model = first.model;
+        let health = first.health;
         let mut retries_here = 0;
         loop {
             let now = Instant::now();
             let past = deadline.is_some_and(|d| now >= d);
-            if past || attempts.len() >= route.max_attempts as usize {
+            if past || !room(&attempts) {
                 break;
             }
             if let Admission::Rejected(why) = health.admit(now) {
@@ -294,16 +306,58 @@ async fn run<M: Mode>(
                 attempts.push(skipped);
                 break;
             }
-            let call = Call {
-                request,
-                upstream_model: &model.upstream,
-                default_max_tokens: model.entry.max_output,
-            };
             let began = Instant::now();
-            match mode
-                .attempt(provider, &model.entry, call, health, route, deadline)
-                .await
-            {
+            // The request's first upstream call on a hedged route may race a second one.
+            let hedge_now = hedging.filter(|_| {
+                hedge_report.is_none()
+                    && upstream_calls(&attempts) == 0
+                    && route.max_attempts >= 2
+            });
+            let result = match hedge_now {
+                Some((h, hedge_budget)) => {
+                    let race = hedge::Race {
+                        up,
+                        mode,
+                        route,
+                        request,
+                        deadline,
+                        hedge: h,
+                        budget: hedge_budget,
+                    };
+                    match race.run(&first, &mut queue, &mut attempts).await {
+                        hedge::Raced::Single(result, report) => {
+                            hedge_report = report;
+                            result
+                        }
+                        hedge::Raced::Won(won, report) => {
+                            return Ok(Success {
+                                value: won.value,
+                                model: won.model,
+                                provider: won.provider,
+                                attempts,
+                                latency: start.elapsed(),
+                                hedge: Some(report),
+                            });
+                        }
+                        hedge::Raced::Failed(report, failed) => {
+                            hedge_report = Some(report);
+                            let fail_fast = failed.fail_fast;
+                            last = Some(failed.last);
+                            if fail_fast {
+                                return Err(Failure {
+                                    last,
+                                    attempts,
+                                    fail_fast: true,
+                                });
+                            }
+                            avoid = Some(model.provider.clone());
+                            break;
+                        }
+                    }
+                }
+                None => first.attempt(mode, request, route, deadline).await,
+            };
+            match result {
                 Ok((value, latency)) => {
                     attempts.push(Attempt::of(model, "ok", None, latency));
                     return Ok(Success {
@@ -312,25 +366,11 @@ async fn run<M: Mode>(
                         provider: model.provider.clone(),
                         attempts,
                         latency: start.elapsed(),
+                        hedge: hedge_report,
                     });
                 }
                 Err(err) => {
-                    let elapsed = began.elapsed();
-                    health.record_failure(Instant::now(), &err, elapsed);
-                    tracing::info!(
-                        model = %model.id,
-                        provider = %model.provider,
-                        kind = err.kind.label(),
-                        status = err.status,
-                        upstream_message = %err.message,
-                        "attempt failed"
-                    );
-                    let mut failed = Attempt::of(model, err.kind.label(), err.status, elapsed);
-                    if may_be_billed(&err) {
-                        let usage = Usage::new(candidate.prompt_tokens, 0);
-                        failed.charged = Some((usage, model.entry.usage_cost_pico(&usage)));
-                    }
-                    attempts.push(failed);
+                    attempts.push(first.failed(&err, began.elapsed()));
                     if !err.kind.allows_fallback() {
                         return Err(Failure {
                             last: Some((model.id.clone(), err)),
@@ -372,4 +412,69 @@ async fn run<M: Mode>(
         attempts,
         fail_fast: false,
     })
+}
+
+/// One candidate ready to be called: its config, live health and provider.
+pub(crate) struct Contender<'a> {
+    pub candidate: &'a Candidate,
+    pub model: &'a ModelConfig,
+    pub health: &'a Arc<ModelHealth>,
+    pub provider: &'a Provider,
+}
+
+impl<'a> Contender<'a> {
+    /// `None` when the candidate is not (or no longer) configured.
+    fn of(up: Upstreams<'a>, candidate: &'a Candidate) -> Option<Contender<'a>> {
+        let model = up.models.get(&candidate.model)?;
+        Some(Contender {
+            candidate,
+            model,
+            health: up.health.get(candidate.model.as_str())?,
+            provider: up.providers.get(&model.provider)?,
+        })
+    }
+
+    async fn attempt<M: Mode>(
+        &self,
+        mode: &M,
+        request: &ChatRequest,
+        route: &RouteConfig,
+        deadline: Option<Instant>,
+    ) -> Result<(M::Output, Duration), ProviderError> {
+        let call = Call {
+            request,
+            upstream_model: &self.model.upstream,
+            default_max_tokens: self.model.entry.max_output,
+        };
+        mode.attempt(
+            self.provider,
+            &self.model.entry,
+            call,
+            self.health,
+            route,
+            deadline,
+        )
+        .await
+    }
+
+    /// Record a failed attempt in the model's health and the logs; the attempt, with what the
+    /// provider may have billed for it.
+    fn failed(&self, err: &ProviderError, elapsed: Duration) -> Attempt {
+        let model = self.model;
+        self.health.record_failure(Instant::now(), err, elapsed);
+        tracing::info!(
+            model = %model.id,
+            provider = %model.provider,
+            kind = err.kind.label(),
+            status = err.status,
+            upstream_message = %err.message,
+            "attempt failed"
+        );
+        let mut failed = Attempt::of(model, err.kind.label(), err.status, elapsed);
+        if may_be_billed(err) {
+            let usage = Usage::new(self.candidate.prompt_tokens, 0);
+            failed.charged = Some((usage, model.entry.usage_cost_pico(&usage)));
+        }
+        failed
+    }
 }

@@ -31,6 +31,7 @@ pub(super) fn from_cache<T>(
         headers: p.applied.headers,
         cache: Outcome::Hit,
         cost_picousd: 0,
+        hedge: None,
     }
 }
 

@@ -1,15 +1,20 @@
 //! THE ORDER OF STEPS for one chat request. Only this file knows it:
 //!
 //! admit (api/: key, RPM, parse) → target (route or model, within the key's allow-lists) →
-//! count + candidates + score (routing/) → policies (policy/ → plugins/host: edits, vetoes,
-//! context fit re-checked) → cache (hit: answer now; miss: lead, or wait for an identical
-//! request in flight) → reserve (the key's budget and TPM) → execute (attempt loop with retries
-//! and fallback; health recorded there) → record (settle the reservation with the real cost,
-//! fill the cache, fill the exchange; the log row is written when the answer ends) → respond.
+//! count + candidates + score (routing/), the route's split arm first (split.rs) → policies
+//! (policy/ → plugins/host: edits, vetoes, context fit re-checked) → cache (hit: answer now;
+//! miss: lead, or wait for an identical request in flight) → reserve (the key's budget and
+//! TPM) → execute (attempt loop with retries and fallback; health recorded there) → record
+//! (settle the reservation with the real cost, fill the cache, fill the exchange; the log row
+//! is written when the answer ends) → respond; once the answer is complete (a stream: ended),
+//! the split arm's counters and the route's shadow copy (after.rs → shadow.rs).
 
+mod after;
 mod cache_step;
 mod charge;
 mod outcome;
+mod shadow;
+mod split;
 mod tap;
 
 use std::borrow::Cow;
@@ -36,6 +41,8 @@ use switchyard_store::{AttemptRecord, PolicyRecord};
 use switchyard_types::ids::{ModelId, ProviderId};
 use switchyard_types::{ChatRequest, ChatResponse, StreamAccumulator, StreamEvent, Usage, new_id};
 use tap::Tap;
+
+pub use shadow::Shadows;
 
 /// What to route over: a route name or a model name, optionally narrowed to some models, with
 /// the request's own preferences.
@@ -80,6 +87,8 @@ pub struct Routed<T> {
     pub cache: Outcome,
     /// What the answer cost (from the provider's usage), picodollars; 0 until a stream ends.
     pub cost_picousd: i64,
+    /// The hedge, on a hedged route whose first attempt was slow.
+    pub hedge: Option<execute::HedgeReport>,
 }
 
 impl<T> Routed<T> {
@@ -151,6 +160,8 @@ pub fn plan<'g>(
         Some(key) => allowed_models(key, name, &route, target.models, models)?,
         None => models,
     };
+    let task = switchyard_routing::quality::task_tag(request)
+        .map_err(|m| Error::invalid_param("metadata.task", m))?;
     let p = target.preferences.unwrap_or_default();
     let prefs = Preferences {
         weights: p.weights.unwrap_or(route.weights),
@@ -165,6 +176,7 @@ pub fn plan<'g>(
     let decision = candidates::decide(
         &gw.config.models,
         &gw.health,
+        &gw.quality,
         &route,
         &models,
         request,
@@ -178,10 +190,12 @@ pub fn plan<'g>(
             started.elapsed().saturating_sub(decision.count_time),
         );
         ex.set_route(&route.name, request.stream);
+        ex.set_task(task);
     }
     if decision.eligible().is_empty() {
-        return Err(no_candidate(&decision));
+        return Err(no_candidate(&decision, &gw.health));
     }
+    let decision = split::assign(&route, request, key, decision);
     Ok((route, decision))
 }
 
@@ -287,7 +301,7 @@ pub fn plan_with_policies<'g, 'r>(
             }
             let applied = applied?;
             if decision.eligible().is_empty() {
-                return Err(no_candidate(&decision));
+                return Err(no_candidate(&decision, &gw.health));
             }
             applied
         }
@@ -328,6 +342,7 @@ pub async fn complete(
     let est = estimate(gw, &p.decision, &p.request);
     let reservation = reserve(gw, &est).await?;
     let in_flight = InFlight::new(reservation, exchange.clone(), est.cost, est.usage);
+    let after = after::After::new(gw, &p, exchange.as_ref());
     let result = execute::complete(gw.upstreams(), &p.route, &p.decision, &p.request).await;
     let mut reservation = in_flight.done();
     if let Err(f) = &result {
@@ -355,6 +370,7 @@ pub async fn complete(
                 );
                 ex.answered(&s.value.usage, cost, false);
             }
+            after.answered(&s.model, s.latency, cost + billed);
             let ttl = step.ttl();
             step.store(gw, ex, || {
                 let mut r = s.value.clone();
@@ -370,7 +386,7 @@ pub async fn complete(
                 cost,
             ))
         }
-        Err(f) => Err(failed(f, ex)),
+        Err(f) => Err(failed(f, ex, &gw.health)),
     }
 }
 
@@ -401,6 +417,7 @@ pub async fn stream(
         est.prompt_cost,
         est.prompt_usage,
     );
+    let after = after::After::new(gw, &p, exchange.as_ref());
     let result = execute::streamed(gw.upstreams(), &p.route, &p.decision, &p.request).await;
     let mut reservation = in_flight.done();
     if let Err(f) = &result {
@@ -431,6 +448,7 @@ pub async fn stream(
                 finished: false,
                 cut: None,
                 billed,
+                after: Some(after.primed(&s.model, s.latency)),
             };
             let limits = execute::PumpLimits {
                 write_stall: gw.config.server.write_stall,
@@ -447,7 +465,7 @@ pub async fn stream(
                 0,
             ))
         }
-        Err(f) => Err(failed(f, ex)),
+        Err(f) => Err(failed(f, ex, &gw.health)),
     }
 }
 

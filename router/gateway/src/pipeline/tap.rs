@@ -25,6 +25,8 @@ pub(super) struct Tap {
     /// What failed attempts before this stream may have been billed (already on the exchange),
     /// settled with the stream's own cost.
     pub(super) billed: i64,
+    /// What follows the stream's end: the split arm's counters and the shadow (`after.rs`).
+    pub(super) after: Option<super::after::After>,
 }
 
 impl Tap {
@@ -69,6 +71,9 @@ impl Tap {
             if !clean {
                 ex.set_error(Some(self.cut.unwrap_or("client_closed")));
             }
+        }
+        if let Some(a) = self.after.take() {
+            a.ended(cost + self.billed);
         }
         if let Some(w) = self.store.take()
             && clean

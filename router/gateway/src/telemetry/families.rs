@@ -118,6 +118,8 @@ pub struct Metrics {
     pub shed: Counter,
     /// Requests being served now (`api/shed.rs`): what a custom-metric autoscaler reads.
     pub in_flight: Gauge,
+    /// Shadow copies sent, and dropped (`pipeline/shadow.rs`).
+    pub shadow: super::ShadowMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -189,6 +191,7 @@ impl Metrics {
             "Requests being served now (those under server.max_in_flight; health and metrics excluded)",
             in_flight.clone(),
         );
+        let shadow = super::ShadowMetrics::register(&mut registry);
         registry.register_collector(Box::new(Collected::new(sources)));
 
         let mut metrics = Metrics {
@@ -205,6 +208,7 @@ impl Metrics {
             none: Name(Arc::from("")),
             shed,
             in_flight,
+            shadow,
         };
         metrics.routes.insert("".into(), metrics.none.clone());
         let models: Vec<&str> = models.into_iter().collect();

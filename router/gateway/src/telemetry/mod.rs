@@ -5,9 +5,11 @@
 
 mod collect;
 mod families;
+mod shadow;
 
 pub use collect::Sources;
 pub use families::{CONTENT_TYPE, Metrics};
+pub use shadow::ShadowMetrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,7 +1,7 @@
 //! Anthropic request translation: hub `ChatRequest` → wire body.
 
 use super::JSON_OBJECT_TOOL;
-use crate::{Call, ErrorKind, ProviderError, arguments_object, unused_tool_name};
+use crate::{Call, ErrorKind, ProviderError, arguments_object, in_message, unused_tool_name};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -246,16 +246,17 @@ fn tool_choice(
 fn messages(messages: &[Message]) -> Result<(Option<String>, Vec<WireMessage>), ProviderError> {
     let mut system = Vec::new();
     let mut out: Vec<WireMessage> = Vec::new();
-    for m in messages {
-        let (role, blocks) = match m.role {
+    for (i, m) in messages.iter().enumerate() {
+        let translated = match m.role {
             Role::System | Role::Developer => {
                 system.push(m.text());
                 continue;
             }
-            Role::User => ("user", content_blocks(m.content.as_ref())?),
-            Role::Assistant => ("assistant", assistant_blocks(m)?),
-            Role::Tool => ("user", vec![tool_result(m)?]),
+            Role::User => content_blocks(m.content.as_ref()).map(|b| ("user", b)),
+            Role::Assistant => assistant_blocks(m).map(|b| ("assistant", b)),
+            Role::Tool => tool_result(m).map(|b| ("user", vec![b])),
         };
+        let (role, blocks) = translated.map_err(in_message(i))?;
         if blocks.is_empty() {
             continue;
         }
@@ -274,7 +275,12 @@ fn messages(messages: &[Message]) -> Result<(Option<String>, Vec<WireMessage>), 
 
 fn content_blocks(content: Option<&Content>) -> Result<Vec<Block>, ProviderError> {
     let mut blocks = Vec::new();
-    for part in content.map(Content::parts).unwrap_or_default() {
+    for (j, part) in content
+        .map(Content::parts)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let block = match part {
             ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
                 if text.is_empty() {
@@ -294,11 +300,19 @@ fn content_blocks(content: Option<&Content>) -> Result<Vec<Block>, ProviderError
                             data: data.to_owned(),
                         },
                     },
-                    None => return Err(invalid("Anthropic takes files only as file_data URIs")),
+                    None => {
+                        return Err(ProviderError::unsupported(
+                            format!("content[{j}]"),
+                            "Anthropic takes files only as file_data URIs",
+                        ));
+                    }
                 }
             }
             ContentPart::InputAudio { .. } => {
-                return Err(invalid("Anthropic does not accept audio input"));
+                return Err(ProviderError::unsupported(
+                    format!("content[{j}]"),
+                    "Anthropic does not accept audio input",
+                ));
             }
         };
         blocks.push(block);

@@ -317,3 +317,41 @@ fn a_native_requests_beta_header_goes_upstream() {
     request.native = None;
     assert!(!headers(&request).contains_key("anthropic-beta"));
 }
+
+#[test]
+fn content_anthropic_cannot_express_is_unsupported_and_named() {
+    let request: ChatRequest = serde_json::from_value(json!({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "first"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is said here?"},
+                {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+            ]}
+        ]
+    }))
+    .unwrap();
+    let err = to_wire(call(&request), false).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+    assert!(err.kind.allows_fallback() && !err.retryable);
+    assert_eq!(err.param.as_deref(), Some("messages[2].content[1]"));
+    assert!(err.message.contains("audio"), "{err}");
+    // A file by id (OpenAI's Files API) has no Anthropic form either.
+    let request: ChatRequest = serde_json::from_value(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]
+    }))
+    .unwrap();
+    let err = to_wire(call(&request), false).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+    assert_eq!(err.param.as_deref(), Some("messages[0].content[0]"));
+    // An image that is no URL at all is wrong everywhere: still invalid, no fallback.
+    let request: ChatRequest = serde_json::from_value(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]
+    }))
+    .unwrap();
+    let err = to_wire(call(&request), false).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidRequest);
+}

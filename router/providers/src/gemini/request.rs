@@ -1,6 +1,6 @@
 //! Gemini request translation: hub `ChatRequest` → wire body.
 
-use crate::{Call, ErrorKind, ProviderError, arguments_object, unused_tool_name};
+use crate::{Call, ErrorKind, ProviderError, arguments_object, in_message, unused_tool_name};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -195,8 +195,8 @@ fn contents(
                 system.extend(Some(m.text()).filter(|t| !t.is_empty()).map(Part::Text));
                 continue;
             }
-            Role::User => ("user", parts(m.content.as_ref())?),
-            Role::Assistant => ("model", model_parts(m)?),
+            Role::User => ("user", parts(m.content.as_ref()).map_err(in_message(i))?),
+            Role::Assistant => ("model", model_parts(m).map_err(in_message(i))?),
             Role::Tool => ("user", vec![function_response(&messages[..i], m)?]),
         };
         if parts.is_empty() {
@@ -219,7 +219,12 @@ fn contents(
 
 fn parts(content: Option<&Content>) -> Result<Vec<Part>, ProviderError> {
     let mut out = Vec::new();
-    for part in content.map(Content::parts).unwrap_or_default() {
+    for (j, part) in content
+        .map(Content::parts)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         out.push(match part {
             ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
                 if text.is_empty() {
@@ -230,7 +235,12 @@ fn parts(content: Option<&Content>) -> Result<Vec<Part>, ProviderError> {
             ContentPart::ImageUrl { image_url } => media(&image_url.url)?,
             ContentPart::File { file } => match file.get("file_data").and_then(Value::as_str) {
                 Some(uri) if data_uri(uri).is_some() => media(uri)?,
-                _ => return Err(invalid("Gemini takes files only as file_data URIs")),
+                _ => {
+                    return Err(ProviderError::unsupported(
+                        format!("content[{j}]"),
+                        "Gemini takes files only as file_data URIs",
+                    ));
+                }
             },
             ContentPart::InputAudio { input_audio } => {
                 let data = input_audio.get("data").and_then(Value::as_str);

@@ -246,3 +246,22 @@ fn cost_golden_bills_thoughts_as_output_and_cache_at_its_price() {
         25 * 300_000 + 6 * 2_500_000
     );
 }
+
+#[test]
+fn a_file_by_id_is_unsupported_and_named() {
+    let request: ChatRequest = serde_json::from_value(json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Summarise"},
+                {"type": "file", "file": {"file_id": "file-1"}}
+            ]}
+        ]
+    }))
+    .unwrap();
+    let err = to_wire(call(&request)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+    assert_eq!(err.param.as_deref(), Some("messages[2].content[1]"));
+}

@@ -12,13 +12,17 @@ use sqlx::postgres::PgConnection;
 use super::*;
 
 mod connect;
+mod feedback;
 mod ledger;
 mod records;
+mod shadow;
 mod spend;
 mod writer;
 
+use feedback::*;
 use ledger::*;
 use records::*;
+use shadow::*;
 use spend::*;
 use writer::*;
 
@@ -192,6 +196,9 @@ suite! {
     #[tokio::test] purge_before;
     #[tokio::test] nul_bytes_do_not_poison_a_batch;
     #[tokio::test] keys;
+    #[tokio::test] feedback_round_trip_and_once_per_request;
+    #[tokio::test] shadow_rows_name_their_original_and_keep_their_text;
+    #[tokio::test] recent_feedback_is_newest_first_bounded_and_purged_with_its_request;
     #[tokio::test] retention_purges_old_rows;
     #[tokio::test] spend_upsert_adds_exactly;
     #[tokio::test] spend_periods_are_separate;
@@ -222,6 +229,7 @@ fn row(id: &str, ts_ms: i64) -> RequestRecord {
         key_id: None,
         endpoint: "/v1/chat/completions".to_owned(),
         route: "default".to_owned(),
+        task: None,
         model: Some("gpt-4o-mini".to_owned()),
         provider: Some("openai".to_owned()),
         status: 200,
@@ -237,6 +245,8 @@ fn row(id: &str, ts_ms: i64) -> RequestRecord {
         latency_ms: 1.0,
         ttft_ms: None,
         overhead_ms: 0.5,
+        shadow_of: None,
+        response_text: None,
         attempts: Vec::new(),
         policies: Vec::new(),
     }
@@ -250,6 +260,7 @@ fn full_row() -> RequestRecord {
         key_id: Some("key_abc".to_owned()),
         endpoint: "/ai/route".to_owned(),
         route: "smart".to_owned(),
+        task: Some("code/sql".to_owned()),
         model: Some("claude-sonnet-4".to_owned()),
         provider: Some("anthropic".to_owned()),
         status: 200,
@@ -265,6 +276,8 @@ fn full_row() -> RequestRecord {
         latency_ms: 1234.5678,
         ttft_ms: Some(87.25),
         overhead_ms: 0.125,
+        shadow_of: None,
+        response_text: None,
         attempts: vec![
             AttemptRecord {
                 model: "gpt-4o".to_owned(),
