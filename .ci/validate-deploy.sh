@@ -8,6 +8,8 @@
 #     (vendor.compose-spec);
 #   - the HAProxy configs with `haproxy -c` (deploy/haproxy/*.cfg, and the one cluster.sh
 #     generates);
+#   - the Prometheus rule files with `promtool check rules` and their unit tests
+#     (`promtool test rules`), and the Grafana dashboard as JSON;
 #   - the shell scripts with `bash -n` (and shellcheck when it is installed);
 #   - the gateway configs with `switchyard check`, when a binary is there (SWITCHYARD_BIN or
 #     target/debug/switchyard).
@@ -224,6 +226,21 @@ trap 'rm -f "$out"; rm -rf "$scratch"' EXIT
   write_haproxy_config 18081 18082 || true
   haproxy -c -f "$STATE/haproxy.cfg"
 ) || fail "the HAProxy config cluster.sh generates is invalid"
+
+step "prometheus rules (promtool)"
+if ! command -v promtool >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "installing prometheus (for promtool)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+    </dev/null >/dev/null 2>&1 || fail "installing prometheus failed"
+fi
+if command -v promtool >/dev/null; then
+  promtool check rules "$DEPLOY"/prometheus/{alerts,recording}.yml || fail "deploy/prometheus rules"
+  promtool test rules "$DEPLOY"/prometheus/rules_test.yml || fail "deploy/prometheus/rules_test.yml"
+else
+  echo "promtool not installed: rule files not checked (apt-get install prometheus)"
+fi
+"$VENV/bin/python" -c 'import json, sys; json.load(open(sys.argv[1]))' "$DEPLOY/grafana/switchyard.json" \
+  || fail "deploy/grafana/switchyard.json is not JSON"
 
 step "shell scripts"
 # Syntax of every script; shellcheck on those of the deployment (the others predate it).

@@ -26,7 +26,10 @@ RULES = [
      r"covariance(\[\d+\])?|assets\[\d+\]\.(symbol|prices)|target_return|constraints(\..*)?|objective",
      None, "covariance n×n and positive definite, unique symbols, equal price series, feasible bounds"),
     (r"POST /ai/analyze/market", r"(symbols|csv|params).*", None, "bars in time order, OHLC, aligned series"),
+    (r"GET /ai/spend", r"from|to|period", None,
+     "a real instant (1970 to 9999), from <= to, at most 366 days (31 with period=hour)"),
     # Rules that need the configuration.
+    (r"GET /ai/spend", r"tag", None, "tag goes with group_by=tag, and names one of [log] tags"),
     (r"POST /v1/messages(/count_tokens)?", r".*", r".*only Anthropic models take.*", "Anthropic models only"),
     (r"POST /admin/keys", r"(routes|models)\[\d+\]", None, "names a configured route or model"),
     (r"POST /v1/embeddings", r"dimensions", r".*outputs vectors of .*", "a length the named models can output"),

@@ -9,6 +9,7 @@
 //! the handler's future was dropped) finishes itself in `Drop`, as `499` with the code
 //! `cancelled`, so every request gets exactly one row and its spend is kept.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +47,10 @@ struct Data {
     unbilled: bool,
     /// The answer's text, kept for a shadow with `log_text`.
     response_text: Option<String>,
+    /// Set when the request's routing decision goes to the live feed (sampled, watched).
+    decision: Option<crate::live::decisions::Mark>,
+    /// Metadata tags `[log] tags` allows (`crate::tags`), for the spend report.
+    tags: BTreeMap<String, String>,
 }
 
 /// The status of a request whose client left before its answer was complete (nginx's).
@@ -56,6 +61,10 @@ pub struct Sinks {
     pub metrics: Metrics,
     pub writer: Option<Writer>,
     pub ledger: Option<Ledger>,
+    /// The live feed: a marked exchange publishes its decision there.
+    pub live: Arc<crate::live::Live>,
+    /// OpenTelemetry traces (`[telemetry.traces]`): a traced exchange's spans go there.
+    pub traces: Option<Arc<crate::telemetry::otel::Traces>>,
 }
 
 /// See the module docs.
@@ -71,6 +80,8 @@ pub struct Exchange {
     sinks: Arc<Sinks>,
     data: Mutex<Data>,
     finished: AtomicBool,
+    /// The request's trace context and span marks, when traces are on (`telemetry::otel`).
+    trace: Option<Box<crate::telemetry::otel::Trace>>,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -100,7 +111,18 @@ impl Exchange {
             sinks,
             data: Mutex::default(),
             finished: AtomicBool::new(false),
+            trace: None,
         }
+    }
+
+    /// This exchange with its trace (`Traces::begin`; `None` when traces are off).
+    pub fn traced(mut self, trace: Option<Box<crate::telemetry::otel::Trace>>) -> Exchange {
+        self.trace = trace;
+        self
+    }
+
+    pub fn trace(&self) -> Option<&crate::telemetry::otel::Trace> {
+        self.trace.as_deref()
     }
 
     /// The id the client knows the request by (`x-request-id`): its own, or the row's.
@@ -155,8 +177,29 @@ impl Exchange {
         });
     }
 
+    /// Adds the request's tags. A name already set to another value (the header and the body
+    /// disagree) is refused: `Err` names it, and nothing is added.
+    pub fn add_tags(&self, tags: BTreeMap<String, String>) -> Result<(), String> {
+        self.with(|d| {
+            if let Some((name, _)) = tags
+                .iter()
+                .find(|(k, v)| d.tags.get(*k).is_some_and(|old| old != *v))
+            {
+                return Err(name.clone());
+            }
+            d.tags.extend(tags);
+            Ok(())
+        })
+        .unwrap_or(Ok(()))
+    }
+
     pub fn set_response_text(&self, text: String) {
         self.with(|d| d.response_text = Some(text));
+    }
+
+    /// The request's routing decision is to be sent to the live feed when it finishes.
+    pub fn decided(&self, mark: crate::live::decisions::Mark) {
+        self.with(|d| d.decision = Some(mark));
     }
 
     pub fn set_cache(&self, outcome: Outcome) {
@@ -223,6 +266,7 @@ impl Exchange {
         let mut stages = d.stages;
         let details = d.usage.prompt_tokens_details.unwrap_or_default();
         let (shadow, unbilled) = (d.shadow_of.is_some(), d.unbilled);
+        let decision = d.decision;
         let row = RequestRecord {
             id: self.id.clone(),
             client_request_id: self.client_id.clone(),
@@ -251,6 +295,8 @@ impl Exchange {
             overhead_ms: ms(stages.iter().sum()),
             shadow_of: d.shadow_of,
             response_text: d.response_text,
+            tags: d.tags,
+            billed: !unbilled,
             attempts: d.attempts,
             policies: d.policies,
         };
@@ -270,6 +316,16 @@ impl Exchange {
                     completion_tokens: i64::from(row.completion_tokens),
                 },
             );
+        }
+        if let Some(mark) = decision
+            && !shadow
+            && sinks.live.has_subscribers()
+        {
+            let event = crate::live::Event::Decision(mark.event(&row));
+            sinks.live.publish(event);
+        }
+        if let (Some(trace), Some(traces)) = (&self.trace, &sinks.traces) {
+            traces.export(trace, &row);
         }
         if let Some(w) = &sinks.writer {
             w.record(row);
@@ -304,6 +360,11 @@ tokio::task_local! {
 /// The current request's exchange, if the code runs inside a handler.
 pub fn current() -> Option<Arc<Exchange>> {
     CURRENT.try_with(Arc::clone).ok()
+}
+
+/// `f` on the current request's exchange, without taking a reference to it.
+pub fn with_current<R>(f: impl FnOnce(&Exchange) -> R) -> Option<R> {
+    CURRENT.try_with(|ex| f(ex)).ok()
 }
 
 /// Run `f` with `ex` as the current exchange.

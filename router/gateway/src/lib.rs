@@ -15,6 +15,7 @@ pub mod error;
 pub mod exchange;
 pub mod execute;
 pub mod keys;
+pub mod live;
 pub mod pipeline;
 pub mod policy;
 pub mod server;

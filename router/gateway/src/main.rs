@@ -88,6 +88,94 @@ enum Command {
         #[command(subcommand)]
         action: PolicyCommand,
     },
+    /// Back up or restore the SQLite store (use pg_dump / pg_restore for Postgres).
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
+}
+
+/// The store to work on: `--url`, or the `[store] url` of `--config`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct StoreTarget {
+    /// A config file whose `[store] url` names the store.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The store URL (`sqlite://PATH`).
+    #[arg(long)]
+    url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy the SQLite store into FILE with `VACUUM INTO`: a consistent snapshot, safe while
+    /// the gateway runs. FILE must not exist.
+    Backup {
+        file: PathBuf,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Put the backup FILE back as the SQLite store. Refuses a file that is not a Switchyard
+    /// store, an existing store without --force, and a store a gateway has open.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        target: StoreTarget,
+        /// Replace an existing store.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// The store URL a `store` command works on.
+fn store_url(target: StoreTarget) -> Result<String, String> {
+    match (target.url, target.config) {
+        (Some(url), _) => Ok(url),
+        (None, Some(path)) => Ok(config::load_file(&path, &Vars::from_env())
+            .map_err(|e| format!("invalid config {}:\n{e}", path.display()))?
+            .store
+            .url),
+        (None, None) => Err("give --config or --url".to_owned()),
+    }
+}
+
+async fn store_command(action: StoreCommand) -> Result<(), String> {
+    let (done, summary) = match action {
+        StoreCommand::Backup { file, target } => {
+            let url = store_url(target)?;
+            let summary = switchyard_store::backup_sqlite(&url, &file)
+                .await
+                .map_err(|e| format!("backup refused: {e}"))?;
+            (format!("backed up to {}", file.display()), summary)
+        }
+        StoreCommand::Restore {
+            file,
+            target,
+            force,
+        } => {
+            let url = store_url(target)?;
+            let summary = switchyard_store::restore_sqlite(&file, &url, force)
+                .await
+                .map_err(|e| format!("restore refused: {e}"))?;
+            (
+                format!(
+                    "restored {} into {}",
+                    file.display(),
+                    switchyard_store::redacted_url(&url)
+                ),
+                summary,
+            )
+        }
+    };
+    #[expect(clippy::print_stdout, reason = "the outcome is this command's output")]
+    {
+        println!(
+            "{done}: {} requests, {} keys, migration {}",
+            summary.requests, summary.keys, summary.version
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +286,7 @@ async fn run(command: Command) -> Result<(), String> {
                 Err("some cases failed".to_owned())
             }
         }
+        Command::Store { action } => store_command(action).await,
         Command::Demo { listen, config } => {
             let overrides = match &config {
                 Some(path) => Some(

@@ -49,6 +49,10 @@ pub struct Gateway {
     pub shadows: Arc<crate::pipeline::Shadows>,
     /// Each split route's per-arm counters (`/ai/performance`).
     pub arms: Arc<switchyard_routing::split::ArmStats>,
+    /// The live event feed (`GET /ai/stream`, the dashboard).
+    pub live: Arc<crate::live::Live>,
+    /// The alert engine's active and recent alerts (`GET /ai/alerts`, `[alerts]`).
+    pub alerts: Arc<crate::live::alerts::Alerts>,
     pub started_at: Instant,
     /// Cancelled when shutdown's drain time (`server.drain_ms`) is over: what is still in
     /// flight ends at once, streams with an explicit error event.
@@ -198,6 +202,7 @@ impl Gateway {
             },
         );
         let hedge_budgets = hedge_budgets(&config);
+        let live = Arc::new(crate::live::Live::new());
         let quality = Arc::new(Quality::new(config.quality));
         let shadows = Arc::new(crate::pipeline::Shadows::new(config.server.max_in_flight));
         let arms = Arc::new(switchyard_routing::split::ArmStats::new(
@@ -206,6 +211,20 @@ impl Gateway {
                 .values()
                 .filter_map(|r| r.split.as_ref().map(|s| (r.name.as_str(), s))),
         ));
+        let alerts = Arc::new(crate::live::alerts::Alerts::new(
+            config.alerts.clone(),
+            crate::live::alerts::AlertSources {
+                health: health.clone(),
+                signals: metrics.model_signals(),
+                keys: keys.clone(),
+                cache: cache.clone(),
+                policies: policies.clone(),
+                shared: keys.shared().cloned(),
+            },
+            live.clone(),
+            metrics.alerts.clone(),
+        ));
+        let traces = crate::telemetry::otel::Traces::start(&config)?;
         let gw = Arc::new(Gateway {
             cache,
             config: Arc::new(config),
@@ -222,11 +241,24 @@ impl Gateway {
                 metrics,
                 writer,
                 ledger,
+                live: live.clone(),
+                traces,
             }),
             shadows,
             arms,
+            live,
+            alerts,
             started_at: Instant::now(),
             abort: tokio_util::sync::CancellationToken::new(),
+        });
+        gw.alerts.start();
+        crate::live::snapshot::spawn(crate::live::snapshot::Sources {
+            live: Arc::downgrade(&gw.live),
+            health: gw.health.clone(),
+            keys: gw.keys.clone(),
+            cache: gw.cache.clone(),
+            policies: gw.policies.clone(),
+            models: crate::live::snapshot::providers_of(&gw.config),
         });
         Ok(gw)
     }
@@ -250,6 +282,9 @@ impl Gateway {
                 lost_picousd = stats.lost_picousd,
                 "spend ledger flushed"
             );
+        }
+        if let Some(traces) = &self.sinks.traces {
+            traces.shutdown().await;
         }
         if let Some(store) = &self.store {
             store.close().await;
@@ -284,7 +319,10 @@ fn hedge_budgets(config: &Config) -> HashMap<String, RetryBudget> {
         .values()
         .filter_map(|r| {
             let h = r.hedge?;
-            Some((r.name.clone(), RetryBudget::new(h.max_share, 0, Duration::from_secs(10))))
+            Some((
+                r.name.clone(),
+                RetryBudget::new(h.max_share, 0, Duration::from_secs(10)),
+            ))
         })
         .collect()
 }

@@ -136,6 +136,7 @@ async fn embed(
         request: r,
         upstream_model: model,
         default_max_tokens: 0,
+        traceparent: None,
     })
     .await
 }
@@ -457,6 +458,7 @@ async fn anthropic_and_streams_have_no_embeddings() {
         request: &r,
         upstream_model: "m",
         default_max_tokens: 0,
+        traceparent: None,
     };
     let Err(err) = openai(&url).chat_stream(call).await else {
         panic!("an embeddings stream was opened");

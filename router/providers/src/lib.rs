@@ -113,11 +113,46 @@ pub struct Call<'a> {
     /// The output cap to send when the request has none and the provider requires one
     /// (Anthropic's `max_tokens` is mandatory): the model's catalog max output.
     pub default_max_tokens: u32,
+    /// The W3C trace context to send upstream (`traceparent`), naming this attempt's span;
+    /// `None` when the gateway does not trace.
+    pub traceparent: Option<TraceParent>,
 }
 
 impl Call<'_> {
     pub fn max_tokens(&self) -> u32 {
         self.request.max_tokens.unwrap_or(self.default_max_tokens)
+    }
+
+    /// `request` with this call's `traceparent` header, if it has one.
+    pub(crate) fn traced(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.traceparent {
+            Some(t) => request.header("traceparent", t.to_string()),
+            None => request,
+        }
+    }
+}
+
+/// A W3C trace context (`traceparent`, version `00`): the trace, the span the upstream's work
+/// is a child of, and whether the trace is sampled. Rendered from these bytes, never copied
+/// from a client's header, so nothing a client sent reaches an upstream through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub sampled: bool,
+}
+
+impl std::fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("00-")?;
+        for b in self.trace_id {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("-")?;
+        for b in self.span_id {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(if self.sampled { "-01" } else { "-00" })
     }
 }
 

@@ -111,7 +111,7 @@ impl OpenAiProvider {
 
     pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
         let body = to_wire(call, self.quirks, false);
-        let response = post_json(self.post(), &body, map_error).await?;
+        let response = post_json(call.traced(self.post()), &body, map_error).await?;
         let limit = self.settings.limits.max_response_bytes;
         let answer: ChatResponse = read_json(response, "chat completion JSON", limit).await?;
         from_wire(answer)
@@ -122,7 +122,7 @@ impl OpenAiProvider {
         let request = self
             .post()
             .header(http::header::ACCEPT, "text/event-stream");
-        let response = post_json(request, &body, map_error).await?;
+        let response = post_json(call.traced(request), &body, map_error).await?;
         Ok(sse_stream(
             response,
             ChunkParser::default(),
@@ -136,7 +136,7 @@ impl OpenAiProvider {
     pub async fn embed(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
         let inputs = embed::inputs(call.request)?;
         let body = embed_to_wire(call, self.quirks, &inputs);
-        let response = post_json(self.post_to("embeddings"), &body, map_error).await?;
+        let response = post_json(call.traced(self.post_to("embeddings")), &body, map_error).await?;
         let limit = self.settings.limits.max_response_bytes;
         let answer: WireEmbeddings = read_json(response, "embeddings list JSON", limit).await?;
         embed_from_wire(answer, call, inputs.len())

@@ -19,6 +19,7 @@ fn call<'a>(request: &'a ChatRequest, model: &'static str) -> Call<'a> {
         request,
         upstream_model: model,
         default_max_tokens: 1024,
+        traceparent: None,
     }
 }
 

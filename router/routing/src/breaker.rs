@@ -48,6 +48,10 @@ pub enum Unavailable {
         until: Instant,
         retry_in_ms: u64,
     },
+    /// Drained by an operator: no new requests until it is brought back.
+    Drained,
+    /// An operator forced the breaker open.
+    ForcedOpen,
 }
 
 impl Unavailable {
@@ -57,7 +61,8 @@ impl Unavailable {
             Unavailable::Open { until, .. }
             | Unavailable::CoolingDown { until, .. }
             | Unavailable::Disabled { until, .. } => Some(until),
-            Unavailable::Probing => None,
+            // A probe may answer any moment; an operator may undo an override any moment.
+            Unavailable::Probing | Unavailable::Drained | Unavailable::ForcedOpen => None,
         }
     }
 
@@ -75,6 +80,8 @@ impl Unavailable {
             Unavailable::Disabled { retry_in_ms, .. } => {
                 format!("quota exhausted, {}", retry_in(retry_in_ms))
             }
+            Unavailable::Drained => "drained by an operator".to_owned(),
+            Unavailable::ForcedOpen => "breaker forced open by an operator".to_owned(),
         }
     }
 
@@ -85,6 +92,8 @@ impl Unavailable {
             Unavailable::Probing => "breaker_probing",
             Unavailable::CoolingDown { .. } => "rate_limited",
             Unavailable::Disabled { .. } => "quota_exhausted",
+            Unavailable::Drained => "drained",
+            Unavailable::ForcedOpen => "breaker_forced_open",
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::health::{Health, HealthSnapshot};
-use super::quality::{self, Basis, Quality};
+use super::quality::{Basis, Lookup};
 use super::score::{self, Inputs, Terms};
 use crate::route::{ModelConfig, RouteConfig, Weights};
 use crate::tokens;
@@ -222,16 +222,17 @@ impl Decision {
     clippy::too_many_arguments,
     reason = "each input is a different piece of live state or of the request; a struct of them would be built at one call site only"
 )]
-pub fn decide(
+pub fn decide<'q>(
     configured: &BTreeMap<ModelId, ModelConfig>,
     health: &Health,
-    quality: &Quality,
+    quality: impl Into<Lookup<'q>>,
     route: &RouteConfig,
     models: &[ModelId],
     request: &ChatRequest,
     prefs: &Preferences,
     now: Instant,
 ) -> Decision {
+    let quality = quality.into();
     let mut needs = Needs::of(request);
     needs.dimensions = request.embed.map(|e| {
         // Vectors of different lengths are not interchangeable: the request's length, or the
@@ -246,8 +247,6 @@ pub fn decide(
     });
     // One tokenizer pass per encoding, shared by every candidate of that family.
     let counter = tokens::RequestTokens::new(request);
-    // A malformed tag was refused before routing; here it only falls back to no tag.
-    let task = quality::task_tag(request).ok().flatten();
     let mut eligible = Vec::new();
     let mut filtered = Vec::new();
     for id in models {
@@ -257,7 +256,9 @@ pub fn decide(
         let snapshot = health.get(id.as_str()).map(|h| h.snapshot(now));
         let count = counter.get(model.entry.tokenizer);
         let mut c = estimate(model, snapshot.as_ref(), request, count);
-        let q = quality.estimate(id.as_str(), &route.name, task, now);
+        let q = quality
+            .quality
+            .estimate(id.as_str(), &route.name, quality.task, now);
         (c.quality, c.quality_evidence, c.quality_basis) = (q.mean, q.evidence, q.basis);
         c.filtered = hard_filter(model, snapshot.as_ref(), &needs, request, prefs, &c);
         if c.filtered.is_some() {

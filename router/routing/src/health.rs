@@ -8,7 +8,7 @@
 //! `std::sync::Mutex` section with no `.await` inside; never hold one across an await point.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ pub use breaker::{Admission, BreakerState, Comeback, Unavailable, comeback};
 pub use retry_budget::{MAX_RETRY_AFTER, RetryBudget, backoff, retry_delay};
 pub use window::{Percentiles, Performance};
 
-use breaker::{BreakerPolicy, Gatekeeper, deadline};
+use breaker::{Breaker, BreakerPolicy, Gatekeeper, deadline};
 use window::{DecayedCounts, DecayedMean, PeakEwma, Window, millis};
 
 /// Cool-down after a 429 that named no wait.
@@ -169,6 +169,69 @@ pub struct HealthSnapshot {
     /// `"kind: message"`, at most 200 characters.
     pub last_error: Option<String>,
     pub last_error_age_s: Option<f64>,
+    /// An operator drained the model: it takes no new requests (`available` says `drained`).
+    pub drained: bool,
+    /// An operator's override of the breaker; `breaker` is still what the breaker observed.
+    pub forced: Option<Forced>,
+}
+
+/// An operator's override of a model's breaker (`POST /admin/models/{model}/breaker`).
+/// `Open` refuses every request; `Closed` lets requests through an open or half-open breaker
+/// (a 429 cool-down or a quota disable still applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forced {
+    Open,
+    Closed,
+}
+
+impl Forced {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forced::Open => "open",
+            Forced::Closed => "closed",
+        }
+    }
+}
+
+/// What an operator set on a model (drain, forced breaker). Checked before the breaker.
+#[derive(Debug, Clone, Copy, Default)]
+struct Operator {
+    drained: bool,
+    forced: Option<Forced>,
+}
+
+impl Operator {
+    /// The breaker's verdict as the operator's settings change it.
+    fn apply(self, why: Option<Unavailable>) -> Option<Unavailable> {
+        if self.drained {
+            return Some(Unavailable::Drained);
+        }
+        match (self.forced, why) {
+            (Some(Forced::Open), _) => Some(Unavailable::ForcedOpen),
+            (Some(Forced::Closed), Some(Unavailable::Open { .. } | Unavailable::Probing)) => None,
+            (_, why) => why,
+        }
+    }
+}
+
+/// Counts since start, never decayed: the live feed turns their differences into rates
+/// (`live/snapshot.rs` keeps the last minute of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub successes: u64,
+    pub failures: u64,
+    pub output_tokens: u64,
+    /// Cost of attempts with usage, in picodollars (rounded from the dollars reported).
+    pub cost_picousd: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    successes: AtomicU64,
+    failures: AtomicU64,
+    output_tokens: AtomicU64,
+    cost_picousd: AtomicU64,
 }
 
 /// One model's health. Shared as `Arc<ModelHealth>`; every method takes `&self`.
@@ -179,6 +242,8 @@ pub struct ModelHealth {
     stats: Mutex<Stats>,
     window: Mutex<Window>,
     in_flight: AtomicU32,
+    operator: Mutex<Operator>,
+    counters: Counters,
 }
 
 struct Stats {
@@ -217,6 +282,8 @@ impl ModelHealth {
             }),
             window: Mutex::new(window),
             in_flight: AtomicU32::new(0),
+            operator: Mutex::new(Operator::default()),
+            counters: Counters::default(),
         }
     }
 
@@ -228,8 +295,58 @@ impl ModelHealth {
     /// `Rejected(Open)`; after it exactly one caller gets `Probe` and the others
     /// `Rejected(Probing)` until that probe reports; 429 → `Rejected(CoolingDown)`;
     /// quota → `Rejected(Disabled)`.
+    /// A drained model or a breaker forced open refuses first (the probe is not taken); a
+    /// breaker forced closed lets the request through.
     pub fn admit(&self, now: Instant) -> Admission {
-        lock(&self.stats).gate.admit(now, &self.policy)
+        let operator = *lock(&self.operator);
+        if let Some(why) = operator.apply(None) {
+            return Admission::Rejected(why);
+        }
+        match lock(&self.stats).gate.admit(now, &self.policy) {
+            Admission::Rejected(why) => match operator.apply(Some(why)) {
+                Some(why) => Admission::Rejected(why),
+                None => Admission::Allowed,
+            },
+            other => other,
+        }
+    }
+
+    /// Drain the model (`true`: no new requests; those in flight finish) or bring it back.
+    /// Returns whether it was drained before.
+    pub fn set_drained(&self, drained: bool) -> bool {
+        std::mem::replace(&mut lock(&self.operator).drained, drained)
+    }
+
+    pub fn drained(&self) -> bool {
+        lock(&self.operator).drained
+    }
+
+    /// Force the breaker open or closed, or (`None`) leave it to what it observes. Returns
+    /// the override before.
+    pub fn force(&self, forced: Option<Forced>) -> Option<Forced> {
+        std::mem::replace(&mut lock(&self.operator).forced, forced)
+    }
+
+    pub fn forced(&self) -> Option<Forced> {
+        lock(&self.operator).forced
+    }
+
+    /// Close the breaker with a fresh record (no failures, no growth of its open period) and
+    /// drop a forced override. Cool-downs, quota disables and a drain stay.
+    pub fn reset_breaker(&self) {
+        lock(&self.operator).forced = None;
+        lock(&self.stats).gate.breaker = Breaker::default();
+    }
+
+    /// Counts since start (successes, failures, output tokens, cost).
+    pub fn totals(&self) -> Totals {
+        let c = &self.counters;
+        Totals {
+            successes: c.successes.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            output_tokens: c.output_tokens.load(Ordering::Relaxed),
+            cost_picousd: c.cost_picousd.load(Ordering::Relaxed),
+        }
     }
 
     /// This model's settings.
@@ -240,13 +357,15 @@ impl ModelHealth {
     /// Why the model may not be tried now (`None`: it may), without taking the probe: what the
     /// gateway reads to tell a client when to come back.
     pub fn unavailable(&self, now: Instant) -> Option<Unavailable> {
-        lock(&self.stats).gate.available(now, &self.policy)
+        let operator = *lock(&self.operator);
+        operator.apply(lock(&self.stats).gate.available(now, &self.policy))
     }
 
     /// Read-only view for scoring and filters; never takes the half-open probe.
     pub fn snapshot(&self, now: Instant) -> HealthSnapshot {
         let cfg = &*self.config;
         let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let operator = *lock(&self.operator);
         let stats = lock(&self.stats);
         let (successes, failures) = stats.outcomes.at(now, cfg.success_tau);
         let (a0, b0) = (cfg.prior_success.max(0.0), cfg.prior_failure.max(0.0));
@@ -263,7 +382,7 @@ impl ModelHealth {
             reliability,
             breaker: stats.gate.breaker.state(now),
             consecutive_failures: stats.gate.breaker.consecutive_failures(),
-            available: stats.gate.available(now, &self.policy),
+            available: operator.apply(stats.gate.available(now, &self.policy)),
             time_to_fail_ms: stats.time_to_fail.get().unwrap_or(millis(cfg.default_ttft)),
             output_tokens_ewma: stats.output_tokens.get().unwrap_or(0.0),
             last_error: stats.last_error.as_ref().map(|(e, _)| e.clone()),
@@ -271,6 +390,8 @@ impl ModelHealth {
                 .last_error
                 .as_ref()
                 .map(|(_, at)| now.saturating_duration_since(*at).as_secs_f64()),
+            drained: operator.drained,
+            forced: operator.forced,
         }
     }
 
@@ -310,6 +431,7 @@ impl ModelHealth {
             stats.gate.breaker.on_success(now, &self.policy);
         }
         lock(&self.window).success(now, total, ttft);
+        self.counters.successes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A failed attempt that took `elapsed`. Health failures (`ErrorKind::is_health_failure`)
@@ -348,6 +470,7 @@ impl ModelHealth {
             }
         }
         lock(&self.window).failure(now, kind);
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The caller gave up for a reason that says nothing about the model (client disconnect):
@@ -360,6 +483,14 @@ impl ModelHealth {
     /// window's sums.
     pub fn record_usage(&self, now: Instant, input_tokens: u32, output_tokens: u32, cost_usd: f64) {
         lock(&self.window).usage(now, input_tokens, output_tokens, cost_usd);
+        let c = &self.counters;
+        c.output_tokens
+            .fetch_add(u64::from(output_tokens), Ordering::Relaxed);
+        if cost_usd.is_finite() && cost_usd > 0.0 {
+            // `as` saturates: an absurd cost cannot wrap the counter.
+            let pico = (cost_usd * 1e12).round() as u64;
+            c.cost_picousd.fetch_add(pico, Ordering::Relaxed);
+        }
     }
 
     /// The last `window` of traffic, for `GET /ai/performance`.
@@ -540,6 +671,43 @@ mod tests {
         assert_eq!(json["breaker"], "closed");
         assert_eq!(json["available"], serde_json::Value::Null);
         assert_eq!(json["consecutive_failures"], 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operator_drains_forces_and_resets() {
+        let h = model();
+        let now = Instant::now();
+        assert!(!h.set_drained(true));
+        assert_eq!(h.admit(now), Admission::Rejected(Unavailable::Drained));
+        let s = h.snapshot(now);
+        assert_eq!((s.available, s.drained), (Some(Unavailable::Drained), true));
+        assert!(h.set_drained(false));
+        assert_eq!(h.admit(now), Admission::Allowed);
+        assert_eq!(h.force(Some(Forced::Open)), None);
+        assert_eq!(h.unavailable(now), Some(Unavailable::ForcedOpen));
+        assert_eq!(h.admit(now), Admission::Rejected(Unavailable::ForcedOpen));
+        // Forced closed: a breaker that opened still lets requests through.
+        h.force(Some(Forced::Closed));
+        for _ in 0..5 {
+            h.record_failure(now, &err(ErrorKind::Server), ms(1));
+        }
+        assert!(matches!(h.snapshot(now).breaker, BreakerState::Open { .. }));
+        assert_eq!(h.admit(now), Admission::Allowed);
+        assert_eq!(h.snapshot(now).available, None);
+        h.force(None);
+        assert!(matches!(
+            h.admit(now),
+            Admission::Rejected(Unavailable::Open { .. })
+        ));
+        h.force(Some(Forced::Open));
+        h.reset_breaker();
+        let s = h.snapshot(now);
+        assert_eq!(
+            (s.breaker, s.forced, s.consecutive_failures),
+            (BreakerState::Closed, None, 0)
+        );
+        assert_eq!(h.admit(now), Admission::Allowed);
+        assert_eq!(h.totals().failures, 5);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 //! path, and time is always passed in (`tokio::time::Instant`), so tests run on paused time.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod anomaly;
 mod breaker;
 pub mod candidates;
 pub mod catalog;

@@ -138,6 +138,29 @@ pub fn valid_task(text: &str) -> Result<&str, String> {
     Ok(text)
 }
 
+/// What the scorer reads for one request: the estimator and the request's task tag.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    pub quality: &'a Quality,
+    pub task: Option<&'a str>,
+}
+
+/// The estimator alone: no task tag.
+impl<'a> From<&'a Quality> for Lookup<'a> {
+    fn from(quality: &'a Quality) -> Lookup<'a> {
+        Lookup {
+            quality,
+            task: None,
+        }
+    }
+}
+
+impl<'a> From<&'a std::sync::Arc<Quality>> for Lookup<'a> {
+    fn from(quality: &'a std::sync::Arc<Quality>) -> Lookup<'a> {
+        Lookup::from(&**quality)
+    }
+}
+
 /// One feedback, as the estimator takes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Feedback<'a> {
@@ -235,6 +258,11 @@ impl Quality {
 
     pub fn config(&self) -> &QualityConfig {
         &self.cfg
+    }
+
+    /// The prior mean: every model's quality before any feedback.
+    pub fn prior(&self) -> f64 {
+        posterior_mean(self.cfg.prior_alpha, self.cfg.prior_beta, 0.0, 0.0)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Cell>> {

@@ -32,7 +32,11 @@ pub(super) async fn remember(
             );
         }
     };
-    sim.remember(parts.uri.path(), &bytes);
+    let traceparent = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    sim.remember(parts.uri.path(), &bytes, traceparent);
     next.run(axum::extract::Request::from_parts(
         parts,
         axum::body::Body::from(bytes),

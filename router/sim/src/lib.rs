@@ -284,6 +284,9 @@ pub const RECENT_REQUESTS: usize = 64;
 pub struct RecentRequest {
     pub path: String,
     pub body: String,
+    /// The request's W3C `traceparent` header, when it had one (the gateway's trace tests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Sim {
@@ -368,7 +371,7 @@ impl Sim {
         recent.iter().cloned().collect()
     }
 
-    fn remember(&self, path: &str, body: &[u8]) {
+    fn remember(&self, path: &str, body: &[u8], traceparent: Option<&str>) {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() == RECENT_REQUESTS {
             recent.pop_front();
@@ -376,6 +379,7 @@ impl Sim {
         recent.push_back(RecentRequest {
             path: path.to_owned(),
             body: String::from_utf8_lossy(body).into_owned(),
+            traceparent: traceparent.map(str::to_owned),
         });
     }
 

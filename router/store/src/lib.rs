@@ -11,6 +11,10 @@
 //!   (indexed, not unique). Its upstream `attempts` (fallbacks, in order) and
 //!   the WASM `policy_annotations` live in child tables keyed by
 //!   `(request_id, idx)` and are deleted with it.
+//!   Its `tags` (a JSON object, migration 0006) are the metadata tags the gateway's `[log]
+//!   tags` allows, and `billed` is false on a shadow its route does not bill; the
+//!   [`SpendReport`] sums the billed rows per key, model, route, provider or tag through one
+//!   covering index, to the same picodollars as the ledger.
 //! * `feedback`: at most one per request ([`FeedbackRecord`], [`FeedbackLog`]),
 //!   deleted with it; the request's model, route and task tag are copied in.
 //! * `api_keys`: virtual keys ([`KeyRecord`]). Only the hex SHA-256 of a secret
@@ -80,19 +84,23 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod backup;
 mod error;
 mod ledger;
 mod postgres;
+mod report;
 mod rows;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+pub use backup::{BackupError, StoreSummary, backup_sqlite, inspect_sqlite, restore_sqlite};
 pub use error::{StoreError, redacted_url};
 use error::{conflict_or_query, connect_error, scheme_of};
 pub use ledger::{Ledger, LedgerConfig, LedgerStats};
 pub use postgres::PgStore;
+pub use report::{GroupBy, Period, ReportQuery, ReportRow, SpendReport, sqlite_plan};
 pub use rows::CLIENT_REQUEST_ID_MAX_CHARS;
 use rows::*;
 pub use sqlite::SqliteStore;
@@ -148,10 +156,22 @@ pub struct RequestRecord {
     /// The answer's text: kept only for a shadow whose route sets `log_text`.
     #[serde(default)]
     pub response_text: Option<String>,
+    /// The request's metadata tags that `[log] tags` allows (name → value), checked by the
+    /// gateway; empty when it has none (stored as NULL). The spend report groups by them.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// False only on a shadow's row whose route does not bill it (`shadow.bill = false`): its
+    /// cost went to no key's spend, so the spend report leaves it out, as the ledger did.
+    #[serde(default = "billed_by_default")]
+    pub billed: bool,
     /// Upstream attempts, in order.
     pub attempts: Vec<AttemptRecord>,
     /// Policy outcomes, in order.
     pub policies: Vec<PolicyRecord>,
+}
+
+fn billed_by_default() -> bool {
+    true
 }
 
 /// One upstream attempt of a request.
@@ -212,6 +232,9 @@ pub struct KeyRecord {
     pub budget_period: String,
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
+    /// What the key may do beyond the defaults; empty = an ordinary key. `dashboard`: the
+    /// live feed and read endpoints (migration 0005).
+    pub scopes: Vec<String>,
 }
 
 /// Spend of one key in one period.
@@ -319,7 +342,7 @@ pub trait RequestLog {
 /// Feedback on answered requests.
 pub trait FeedbackLog {
     /// Stores feedback for its request. `Ok(false)` when that request already has feedback
-    /// (it is kept, not replaced); [`StoreError::Conflict`] never; the request row must exist.
+    /// (the first is kept, not replaced). The request's row must exist (a foreign key).
     fn add_feedback(
         &self,
         feedback: &FeedbackRecord,

@@ -12,7 +12,7 @@ use super::{
     AttemptRow, FeedbackLog, FeedbackRecord, KeyRecord, KeyRow, KeyStore, ModelHistory,
     PURGE_CHUNK, PolicyRow, RequestLog, RequestRecord, RequestRow, SpendDelta, SpendRow,
     SpendStore, SpendTotals, StoreError, StoreOptions, assemble, clamp_client_id,
-    conflict_or_query, connect_error, idx, json_list, merge_deltas,
+    conflict_or_query, connect_error, idx, json_list, json_tags, merge_deltas,
 };
 
 const BACKEND: &str = "postgres";
@@ -112,24 +112,25 @@ impl PgStore {
 const REQUEST_BY_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
      usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, \
-     shadow_of, response_text FROM requests WHERE id = $1";
+     shadow_of, response_text, CAST(tags AS TEXT) AS tags, billed FROM requests WHERE id = $1";
 
 const REQUESTS_BY_CLIENT_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
      usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, \
-     shadow_of, response_text FROM requests \
+     shadow_of, response_text, CAST(tags AS TEXT) AS tags, billed FROM requests \
      WHERE client_request_id = $1 ORDER BY ts_ms, id";
 
 const SHADOWS_OF: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
      usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, shadow_of, \
-     response_text FROM requests WHERE shadow_of = $1 ORDER BY ts_ms, id";
+     response_text, CAST(tags AS TEXT) AS tags, billed FROM requests WHERE shadow_of = $1 \
+     ORDER BY ts_ms, id";
 
 const KEY_BY_ID: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
-     budget_period, rpm, tpm FROM api_keys WHERE id = $1";
+     budget_period, rpm, tpm, scopes FROM api_keys WHERE id = $1";
 
 const KEY_BY_HASH: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
-     budget_period, rpm, tpm FROM api_keys WHERE hash = $1";
+     budget_period, rpm, tpm, scopes FROM api_keys WHERE hash = $1";
 
 /// Column arrays for one `UNNEST` insert into `requests`.
 #[derive(Default)]
@@ -158,10 +159,12 @@ struct RequestColumns {
     task: Vec<Option<String>>,
     shadow_of: Vec<Option<String>>,
     response_text: Vec<Option<String>>,
+    tags: Vec<Option<String>>,
+    billed: Vec<bool>,
 }
 
 impl RequestColumns {
-    fn push(&mut self, r: &RequestRecord) {
+    fn push(&mut self, r: &RequestRecord) -> Result<(), StoreError> {
         self.id.push(owned(&r.id));
         self.ts_ms.push(r.ts_ms);
         self.key_id.push(r.key_id.as_deref().map(owned));
@@ -191,6 +194,9 @@ impl RequestColumns {
         self.shadow_of.push(r.shadow_of.as_deref().map(owned));
         self.response_text
             .push(r.response_text.as_deref().map(owned));
+        self.tags.push(json_tags(&r.tags)?.as_deref().map(owned));
+        self.billed.push(r.billed);
+        Ok(())
     }
 }
 
@@ -233,19 +239,20 @@ impl RequestLog for PgStore {
         // One statement per table: rows travel as arrays and are UNNESTed server-side.
         let mut req = RequestColumns::default();
         for r in rows {
-            req.push(r);
+            req.push(r)?;
         }
         let mut tx = self.pool.begin().await?;
         let mut new_ids: HashSet<String> = sqlx::query_scalar::<_, String>(
             "INSERT INTO requests (id, ts_ms, key_id, endpoint, route, model, provider, status, \
              error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, \
              reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, \
-             client_request_id, task, shadow_of, response_text) \
+             client_request_id, task, shadow_of, response_text, tags, billed) \
              SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
              $6::TEXT[], $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::BOOLEAN[], $11::TEXT[], \
              $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BOOLEAN[], \
              $17::BIGINT[], $18::DOUBLE PRECISION[], $19::DOUBLE PRECISION[], \
-             $20::DOUBLE PRECISION[], $21::TEXT[], $22::TEXT[], $23::TEXT[], $24::TEXT[]) \
+             $20::DOUBLE PRECISION[], $21::TEXT[], $22::TEXT[], $23::TEXT[], $24::TEXT[], \
+             $25::TEXT[]::JSONB[], $26::BOOLEAN[]) \
              ON CONFLICT (id) DO NOTHING RETURNING id",
         )
         .bind(&req.id)
@@ -272,6 +279,8 @@ impl RequestLog for PgStore {
         .bind(&req.task)
         .bind(&req.shadow_of)
         .bind(&req.response_text)
+        .bind(&req.tags)
+        .bind(&req.billed)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
@@ -539,8 +548,8 @@ impl KeyStore for PgStore {
     async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, name, hash, prefix, created_ms, revoked_ms, routes, models, \
-             budget_picousd, budget_period, rpm, tpm) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             budget_picousd, budget_period, rpm, tpm, scopes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(text(&key.id).as_ref())
         .bind(text(&key.name).as_ref())
@@ -554,6 +563,7 @@ impl KeyStore for PgStore {
         .bind(text(&key.budget_period).as_ref())
         .bind(key.rpm.map(i64::from))
         .bind(key.tpm.map(i64::from))
+        .bind(json_list(&key.scopes)?)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict_or_query(e, "an api key with this id or hash"))?;
@@ -563,7 +573,7 @@ impl KeyStore for PgStore {
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         sqlx::query_as::<_, KeyRow>(
             "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
-             budget_period, rpm, tpm FROM api_keys ORDER BY created_ms, id",
+             budget_period, rpm, tpm, scopes FROM api_keys ORDER BY created_ms, id",
         )
         .fetch_all(&self.pool)
         .await?

@@ -45,6 +45,30 @@ pub(crate) fn parse_list(s: &str, column: &str) -> Result<Vec<String>, StoreErro
         .map_err(|e| StoreError::Decode(format!("{column} is not a JSON list of strings: {e}")))
 }
 
+/// `tags` as stored: a JSON object of strings, NULL when there are none (so untagged rows cost
+/// the report's index nothing).
+pub(crate) fn json_tags(tags: &BTreeMap<String, String>) -> Result<Option<String>, StoreError> {
+    if tags.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(tags)
+        .map(Some)
+        .map_err(|e| StoreError::Decode(format!("cannot encode tags: {e}")))
+}
+
+pub(crate) fn parse_tags(s: Option<&str>) -> Result<BTreeMap<String, String>, StoreError> {
+    s.map_or_else(
+        || Ok(BTreeMap::new()),
+        |s| {
+            serde_json::from_str(s).map_err(|e| {
+                StoreError::Decode(format!(
+                    "requests.tags is not a JSON object of strings: {e}"
+                ))
+            })
+        },
+    )
+}
+
 pub(crate) fn narrow<T: TryFrom<i64>>(v: i64, column: &str) -> Result<T, StoreError> {
     T::try_from(v).map_err(|_| StoreError::Decode(format!("{column} = {v} is out of range")))
 }
@@ -82,6 +106,9 @@ pub(crate) struct RequestRow {
     pub(crate) overhead_ms: f64,
     pub(crate) shadow_of: Option<String>,
     pub(crate) response_text: Option<String>,
+    /// JSON object of strings, or NULL (migration 0006).
+    pub(crate) tags: Option<String>,
+    pub(crate) billed: bool,
 }
 
 impl RequestRow {
@@ -115,6 +142,8 @@ impl RequestRow {
             overhead_ms: self.overhead_ms,
             shadow_of: self.shadow_of,
             response_text: self.response_text,
+            tags: parse_tags(self.tags.as_deref())?,
+            billed: self.billed,
             attempts: attempts
                 .into_iter()
                 .map(AttemptRow::into_record)
@@ -208,6 +237,7 @@ pub(crate) struct KeyRow {
     pub(crate) budget_period: String,
     pub(crate) rpm: Option<i64>,
     pub(crate) tpm: Option<i64>,
+    pub(crate) scopes: String,
 }
 
 impl KeyRow {
@@ -215,6 +245,7 @@ impl KeyRow {
         Ok(KeyRecord {
             routes: parse_list(&self.routes, "api_keys.routes")?,
             models: parse_list(&self.models, "api_keys.models")?,
+            scopes: parse_list(&self.scopes, "api_keys.scopes")?,
             rpm: narrow_opt(self.rpm, "api_keys.rpm")?,
             tpm: narrow_opt(self.tpm, "api_keys.tpm")?,
             id: self.id,

@@ -12,7 +12,7 @@ use super::{
     AttemptRow, FeedbackLog, FeedbackRecord, KeyRecord, KeyRow, KeyStore, ModelHistory,
     PURGE_CHUNK, PolicyRow, RequestLog, RequestRecord, RequestRow, SpendDelta, SpendRow,
     SpendStore, SpendTotals, StoreError, StoreOptions, assemble, clamp_client_id,
-    conflict_or_query, connect_error, idx, json_list, merge_deltas,
+    conflict_or_query, connect_error, idx, json_list, json_tags, merge_deltas,
 };
 
 const BACKEND: &str = "sqlite";
@@ -96,24 +96,24 @@ impl SqliteStore {
 const REQUEST_BY_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
      usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, \
-     shadow_of, response_text FROM requests WHERE id = ?";
+     shadow_of, response_text, tags, billed FROM requests WHERE id = ?";
 
 const REQUESTS_BY_CLIENT_ID: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
      usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, \
-     shadow_of, response_text FROM requests \
+     shadow_of, response_text, tags, billed FROM requests \
      WHERE client_request_id = ? ORDER BY ts_ms, id";
 
 const SHADOWS_OF: &str = "SELECT id, client_request_id, ts_ms, key_id, endpoint, route, model, provider, status, \
      error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
      usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, task, shadow_of, \
-     response_text FROM requests WHERE shadow_of = ? ORDER BY ts_ms, id";
+     response_text, tags, billed FROM requests WHERE shadow_of = ? ORDER BY ts_ms, id";
 
 const KEY_BY_ID: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
-     budget_period, rpm, tpm FROM api_keys WHERE id = ?";
+     budget_period, rpm, tpm, scopes FROM api_keys WHERE id = ?";
 
 const KEY_BY_HASH: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
-     budget_period, rpm, tpm FROM api_keys WHERE hash = ?";
+     budget_period, rpm, tpm, scopes FROM api_keys WHERE hash = ?";
 
 impl RequestLog for SqliteStore {
     /// The whole batch in a handful of statements, whatever its size: the rows travel as one
@@ -176,6 +176,8 @@ impl RequestLog for SqliteStore {
                 r.task.as_deref().map(text),
                 r.shadow_of.as_deref().map(text),
                 r.response_text.as_deref().map(text),
+                json_tags(&r.tags)?.as_deref().map(text),
+                r.billed,
             ]));
             for (i, a) in r.attempts.iter().enumerate() {
                 attempts.push(serde_json::json!([
@@ -203,12 +205,12 @@ impl RequestLog for SqliteStore {
             "INSERT INTO requests (id, ts_ms, key_id, endpoint, route, model, provider, status, \
              error_code, stream, cache, prompt_tokens, completion_tokens, cached_tokens, \
              reasoning_tokens, usage_estimated, cost_picousd, latency_ms, ttft_ms, overhead_ms, \
-             client_request_id, task, shadow_of, response_text) \
+             client_request_id, task, shadow_of, response_text, tags, billed) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
              value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
              value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16, value ->> 17, \
              value ->> 18, value ->> 19, value ->> 20, value ->> 21, value ->> 22, \
-             value ->> 23 FROM json_each(?)",
+             value ->> 23, value ->> 24, value ->> 25 FROM json_each(?)",
         )
         .bind(to_json(&requests)?)
         .execute(&mut *tx)
@@ -426,7 +428,7 @@ impl KeyStore for SqliteStore {
     async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, name, hash, prefix, created_ms, revoked_ms, routes, models, \
-             budget_picousd, budget_period, rpm, tpm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             budget_picousd, budget_period, rpm, tpm, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&key.id)
         .bind(&key.name)
@@ -440,6 +442,7 @@ impl KeyStore for SqliteStore {
         .bind(&key.budget_period)
         .bind(key.rpm.map(i64::from))
         .bind(key.tpm.map(i64::from))
+        .bind(json_list(&key.scopes)?)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict_or_query(e, "an api key with this id or hash"))?;
@@ -449,7 +452,7 @@ impl KeyStore for SqliteStore {
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         sqlx::query_as::<_, KeyRow>(
             "SELECT id, name, hash, prefix, created_ms, revoked_ms, routes, models, budget_picousd, \
-             budget_period, rpm, tpm FROM api_keys ORDER BY created_ms, id",
+             budget_period, rpm, tpm, scopes FROM api_keys ORDER BY created_ms, id",
         )
         .fetch_all(&self.pool)
         .await?

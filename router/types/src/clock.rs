@@ -55,6 +55,20 @@ pub fn rfc3339(secs: u64) -> String {
         .map_or_else(|| "1970-01-01T00:00:00Z".to_owned(), |ts| ts.to_string())
 }
 
+/// Unix ms as RFC 3339 UTC with milliseconds when there are any (`2025-08-21T12:40:59Z`,
+/// `…59.250Z`); instants outside the calendar's range are clamped to the epoch.
+pub fn rfc3339_ms(ts_ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ts_ms)
+        .map_or_else(|_| "1970-01-01T00:00:00Z".to_owned(), |ts| ts.to_string())
+}
+
+/// An RFC 3339 instant (`2025-08-21T12:40:59Z`, `…+02:00`) as unix ms; `None` if it is not one.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|ts| ts.as_millisecond())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +82,21 @@ mod tests {
         // 2024-02-29T23:59:59Z → February 1st; leap years handled.
         assert_eq!(utc_month_start_ms(1_709_251_199_000), 1_706_745_600_000);
         assert_eq!(utc_month_start_ms(0), 0);
+    }
+
+    #[test]
+    fn rfc3339_ms_round_trips() {
+        assert_eq!(rfc3339_ms(1_755_780_059_000), "2025-08-21T12:40:59Z");
+        assert_eq!(
+            parse_rfc3339_ms("2025-08-21T12:40:59Z"),
+            Some(1_755_780_059_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2025-08-21T14:40:59.5+02:00"),
+            Some(1_755_780_059_500)
+        );
+        assert_eq!(parse_rfc3339_ms("2025-08-21"), None);
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 
     #[test]

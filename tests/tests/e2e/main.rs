@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod backup;
+mod deploy_kit;
 mod edge;
 mod openai_client;
 mod policies;

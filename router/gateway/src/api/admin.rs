@@ -37,6 +37,7 @@ fn key_json(k: &KeyState) -> Value {
         "budget_period": k.period.as_str(),
         "rpm": r.rpm,
         "tpm": r.tpm,
+        "scopes": r.scopes,
         "usage": k.usage(now_ms()),
     })
 }

@@ -19,14 +19,18 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::{ApiError, guard};
+use crate::config::AuthMode;
 use crate::error::Error;
 use crate::exchange::{self, Exchange};
-use crate::keys::{Auth, Caller, hash_secret};
+use crate::keys::{Auth, Caller, SCOPE_DASHBOARD, hash_secret};
+use crate::live::sessions::{self, Viewer};
 use crate::state::Gateway;
 use crate::telemetry::Stage;
 use switchyard_types::new_id;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The server's request id on every model answer (`req_…`), whatever the client sent.
+pub const SERVER_REQUEST_ID: HeaderName = HeaderName::from_static("x-switchyard-request-id");
 const OVERHEAD: HeaderName = HeaderName::from_static("x-switchyard-overhead-ms");
 
 /// The error code of an error answer, for the log row (set by `ApiError::into_response`).
@@ -49,12 +53,25 @@ enum Class {
     /// mode, a virtual key, handed to the handler as `Auth`. Not a model call: no exchange,
     /// no RPM (at most one write per request the key made).
     Keyed,
+    /// The live feed and the dashboard's session: the admin key or a key with the `dashboard`
+    /// scope (or, with `cookie`, the session cookie), handed to the handler as a `Viewer`;
+    /// anyone in `open` mode.
+    Dashboard { cookie: bool },
+    /// `GET /ai/alerts`: a read (any virtual key, or the admin key), or the dashboard's session
+    /// cookie when no key is presented (the page loads the alerts with it).
+    ReadOrSession,
+    /// `GET /ai/spend`: whoever may watch the live feed sees every key's spend; any other
+    /// virtual key its own only (`spend::Scope`).
+    Spend,
 }
 
 fn classify(method: &Method, path: &str) -> Class {
     // Model-calling endpoints are listed one by one: a new one is a read until it is added.
     match (method, path) {
         (_, "/health" | "/health/ready" | "/openapi.json") => Class::Public,
+        // The dashboard's page and files hold no data (the feed they open is authenticated);
+        // they are GET only, so any other method is a 405 for everyone.
+        (_, p) if super::dashboard::is_public_path(p) => Class::Public,
         (_, "/metrics") => Class::Metrics,
         (_, p) if p.starts_with("/admin/") || p == "/admin" => Class::Admin,
         (&Method::DELETE, "/ai/cache") | (&Method::POST, "/ai/policies/reload") => Class::Admin,
@@ -64,6 +81,10 @@ fn classify(method: &Method, path: &str) -> Class {
         (&Method::POST, "/v1/responses") => Class::Model("/v1/responses"),
         (&Method::POST, "/v1/embeddings") => Class::Model("/v1/embeddings"),
         (&Method::POST, "/ai/feedback") => Class::Keyed,
+        (&Method::GET, "/ai/stream") => Class::Dashboard { cookie: true },
+        (&Method::GET, "/ai/alerts") => Class::ReadOrSession,
+        (&Method::GET, "/ai/spend") => Class::Spend,
+        (&Method::POST, "/dashboard/session") => Class::Dashboard { cookie: false },
         (&Method::POST, "/ai/route") => Class::Model("/ai/route"),
         (&Method::POST, "/ai/route/batch") => Class::Model("/ai/route/batch"),
         (&Method::POST, "/ai/analyze/market") => Class::Model("/ai/analyze/market"),
@@ -150,7 +171,16 @@ fn client_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let class = classify(req.method(), req.uri().path());
+    let class = match classify(req.method(), req.uri().path()) {
+        Class::ReadOrSession
+            if matches!(presented(req.headers()), Ok(None))
+                && sessions::from_cookies(req.headers()).is_some() =>
+        {
+            Class::Dashboard { cookie: true }
+        }
+        Class::ReadOrSession => Class::Read,
+        class => class,
+    };
     let (client, bad_id) = match client_id(req.headers()) {
         Ok(id) => (id, None),
         Err(e) => (None, Some(e)),
@@ -192,6 +222,10 @@ pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next)
                 },
                 Err(e) => Err(e),
             };
+            let auth = match auth {
+                Ok(Auth::Key(k)) if !k.may_call_models() => Err(k.read_only_error().into()),
+                other => other,
+            };
             match auth {
                 Ok(auth) => {
                     req.extensions_mut().insert(auth);
@@ -200,7 +234,21 @@ pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next)
                 Err(e) => e.into_response(),
             }
         }
-        (Class::Read, Ok(())) => {
+        (Class::Dashboard { cookie }, Ok(())) => match viewer(&gw, req.headers(), cookie).await {
+            Ok(viewer) => {
+                req.extensions_mut().insert(viewer);
+                next.run(req).await
+            }
+            Err(e) => ApiError::from(e).into_response(),
+        },
+        (Class::Spend, Ok(())) => match spend_scope(&gw, req.headers()).await {
+            Ok(scope) => {
+                req.extensions_mut().insert(scope);
+                next.run(req).await
+            }
+            Err(e) => ApiError::from(e).into_response(),
+        },
+        (Class::Read | Class::ReadOrSession, Ok(())) => {
             let caller = match presented(req.headers()) {
                 Ok(key) if gw.keys.is_admin(key) => Ok(Caller::Admin),
                 Ok(key) => gw.keys.authenticate(key).await.map(|_| Caller::Other),
@@ -222,6 +270,67 @@ pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next)
         }
     }
     response
+}
+
+/// Who watches the live feed: the admin key, a key with the `dashboard` scope or (`cookie`) a
+/// live session; anyone in `open` mode. A key in a header wins over a cookie.
+async fn viewer(gw: &Gateway, headers: &HeaderMap, cookie: bool) -> Result<Viewer, Error> {
+    if gw.keys.mode() == AuthMode::Open {
+        return Ok(Viewer::Open);
+    }
+    let key = presented(headers)?;
+    if key.is_some() {
+        if gw.keys.is_admin(key) {
+            return Ok(Viewer::Admin);
+        }
+        return match gw.keys.authenticate(key).await? {
+            Auth::Key(k) if k.has_scope(SCOPE_DASHBOARD) => Ok(Viewer::Key(k)),
+            Auth::Key(k) => Err(Error::forbidden(
+                None,
+                format!(
+                    "Key '{}' has no '{SCOPE_DASHBOARD}' scope: the live feed needs the admin key \
+                     or a key made with \"scopes\": [\"{SCOPE_DASHBOARD}\"]",
+                    k.id()
+                ),
+            )),
+            Auth::Open => Ok(Viewer::Open),
+        };
+    }
+    let session = if cookie {
+        sessions::from_cookies(headers)
+    } else {
+        None
+    };
+    match session {
+        Some(id) => gw.live.sessions.check(id, Instant::now()).ok_or_else(|| {
+            Error::unauthorized(
+                "The dashboard session has expired or its key was revoked: sign in again \
+                 (POST /dashboard/session)",
+            )
+        }),
+        None => Err(Error::unauthorized(
+            "The live feed needs the admin key or a key with the dashboard scope \
+             (Authorization: Bearer <key>), or a session cookie from POST /dashboard/session",
+        )),
+    }
+}
+
+/// Whose spend a report may show: a virtual key without the `dashboard` scope sees its own
+/// requests only; every viewer of the live feed (`viewer`) sees all of them.
+async fn spend_scope(gw: &Gateway, headers: &HeaderMap) -> Result<super::spend::Scope, Error> {
+    if gw.keys.mode() != AuthMode::Open {
+        let key = presented(headers)?;
+        if key.is_some()
+            && !gw.keys.is_admin(key)
+            && let Auth::Key(k) = gw.keys.authenticate(key).await?
+            && !k.has_scope(SCOPE_DASHBOARD)
+        {
+            return Ok(super::spend::Scope::Own(k.id().to_owned()));
+        }
+    }
+    viewer(gw, headers, true)
+        .await
+        .map(|_| super::spend::Scope::All)
 }
 
 /// `/metrics` with `[metrics] token` or `require_admin`: the token or the admin key.
@@ -253,7 +362,10 @@ async fn model_call(
     started: Instant,
     guarded: Result<(), ApiError>,
 ) -> Response {
-    let exchange = |key| Exchange::new(client.clone(), endpoint, key, gw.sinks.clone());
+    let mut trace =
+        crate::telemetry::otel::begin(gw.sinks.traces.as_deref(), req.headers(), started);
+    let mut exchange =
+        |key| Exchange::new(client.clone(), endpoint, key, gw.sinks.clone()).traced(trace.take());
     if let Err(e) = guarded.and_then(|()| guard::json_body(req.headers())) {
         return refused(exchange(None), e);
     }
@@ -262,6 +374,10 @@ async fn model_call(
         Err(e) => return refused(exchange(None), e.into()),
     };
     let key = match gw.keys.authenticate(presented).await {
+        Ok(Auth::Key(k)) if !k.may_call_models() => {
+            let e = k.read_only_error();
+            return refused(exchange(Some(k)), e.into());
+        }
         Ok(Auth::Key(k)) => Some(k),
         Ok(Auth::Open) => None,
         Err(e) => return refused(exchange(None), e.into()),
@@ -271,7 +387,11 @@ async fn model_call(
     {
         return refused(exchange(key.clone()), e.into());
     }
-    let ex = Arc::new(exchange(key));
+    let ex = exchange(key);
+    if let Err(e) = header_tags(gw, req.headers(), &ex) {
+        return refused(ex, e);
+    }
+    let ex = Arc::new(ex);
     ex.stage(Stage::Admit, started.elapsed());
     req.extensions_mut().insert(ex.clone());
     let mut response = exchange::scope(ex.clone(), next.run(req)).await;
@@ -281,6 +401,11 @@ async fn model_call(
     }
     if let Ok(v) = HeaderValue::from_str(ex.public_id()) {
         response.headers_mut().insert(REQUEST_ID, v);
+    }
+    // The server's own id (the log row's), also when the client sent its own `x-request-id`:
+    // what `POST /ai/feedback` takes.
+    if let Ok(v) = HeaderValue::from_str(&ex.id) {
+        response.headers_mut().insert(SERVER_REQUEST_ID, v);
     }
     let overhead = ex.overhead().as_secs_f64() * 1000.0;
     if let Ok(v) = HeaderValue::from_str(&format!("{overhead:.3}")) {
@@ -305,6 +430,23 @@ async fn model_call(
     }
 }
 
+/// The tags of `x-switchyard-tags` that `[log] tags` allows, on the exchange; a bad value of
+/// an allowed tag is a 400 naming the header.
+fn header_tags(gw: &Gateway, headers: &HeaderMap, ex: &Exchange) -> Result<(), ApiError> {
+    const TAGS: &str = "x-switchyard-tags";
+    for value in headers.get_all(TAGS) {
+        let tags = gw
+            .config
+            .log
+            .header_tags(value.as_bytes())
+            .map_err(|m| ApiError::invalid_param(TAGS, format!("{TAGS}: {m}")))?;
+        ex.add_tags(tags).map_err(|name| {
+            ApiError::invalid_param(TAGS, format!("{TAGS}: two values for the tag '{name}'"))
+        })?;
+    }
+    Ok(())
+}
+
 /// A request refused at admission still gets its log row.
 fn refused(ex: Exchange, e: ApiError) -> Response {
     ex.set_error(e.code);
@@ -312,6 +454,11 @@ fn refused(ex: Exchange, e: ApiError) -> Response {
     let mut response = e.into_response();
     if let Ok(v) = HeaderValue::from_str(ex.public_id()) {
         response.headers_mut().insert(REQUEST_ID, v);
+    }
+    // The server's own id (the log row's), also when the client sent its own `x-request-id`:
+    // what `POST /ai/feedback` takes.
+    if let Ok(v) = HeaderValue::from_str(&ex.id) {
+        response.headers_mut().insert(SERVER_REQUEST_ID, v);
     }
     response
 }

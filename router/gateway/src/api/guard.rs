@@ -112,6 +112,7 @@ pub fn cors(server: &ServerConfig) -> Option<CorsLayer> {
             ])
             .expose_headers([
                 header::HeaderName::from_static("x-request-id"),
+                header::HeaderName::from_static("x-switchyard-request-id"),
                 header::HeaderName::from_static("x-switchyard-model"),
                 header::HeaderName::from_static("x-switchyard-cost-usd"),
             ]),

@@ -99,7 +99,7 @@ pub async fn performance(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let now = Instant::now();
     let mut out = BTreeMap::new();
     let cells = gw.quality.cells(now);
-    let prior = gw.quality.estimate("", "", None, now).mean;
+    let prior = gw.quality.prior();
     for (id, h) in gw.health.iter() {
         let snapshot = h.snapshot(now);
         let mut perf = json!(h.performance(now));

@@ -3,9 +3,12 @@
 
 mod admin;
 pub(crate) mod admit;
+mod alerts;
 mod analyst;
 mod anthropic;
 mod chat;
+mod controls;
+mod dashboard;
 mod embeddings;
 mod error;
 pub(crate) mod feedback;
@@ -20,7 +23,9 @@ mod redact;
 mod responses;
 mod route;
 mod shed;
+mod spend;
 mod sse;
+mod stream;
 mod text_or;
 
 pub use route::explain;
@@ -73,6 +78,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         e("/ai/optimize/portfolio", POST, post(analyst::portfolio)),
         e("/ai/models", GET, get(insight::models)),
         e("/ai/performance", GET, get(insight::performance)),
+        e("/ai/alerts", GET, get(alerts::list)),
+        e("/ai/spend", GET, get(spend::report)),
         e("/ai/policies", GET, get(policies::list)),
         e("/ai/policies/reload", POST, post(policies::reload)),
         e("/ai/cache/stats", GET, get(admin::cache_stats)),
@@ -88,11 +95,22 @@ pub fn endpoints() -> Vec<Endpoint> {
             get(admin::get_key).delete(admin::revoke_key),
         ),
         e("/admin/keys/{id}/spend", GET, get(admin::key_spend)),
+        e(
+            "/admin/models/{model}/drain",
+            &[Method::POST, Method::DELETE],
+            post(controls::drain).delete(controls::undrain),
+        ),
+        e("/admin/models/{model}/breaker", POST, post(controls::force)),
+        e("/admin/breakers/reset", POST, post(controls::reset)),
+        e("/ai/stream", GET, get(stream::stream)),
+        e("/dashboard/session", POST, post(stream::session)),
         e("/health", GET, get(health::live)),
         e("/health/ready", GET, get(health::ready)),
         e("/health/detailed", GET, get(insight::detailed)),
         e("/metrics", GET, get(admin::metrics)),
         e("/openapi.json", GET, get(openapi::document)),
+        e("/dashboard", GET, get(dashboard::page)),
+        e("/dashboard/{asset}", GET, get(dashboard::asset)),
     ]
 }
 

@@ -156,8 +156,14 @@ impl RouteRequest {
                 }
             }
         };
+        let task = match self.metadata.as_ref().and_then(|m| m.get("task")) {
+            None => None,
+            Some(Value::String(t)) => Some(t.clone()),
+            Some(_) => return Err(ApiError::invalid_param("metadata.task", "must be a string")),
+        };
         Ok(RouteParts {
             request,
+            task,
             prefs,
             route,
             models: self.models,
@@ -168,6 +174,8 @@ impl RouteRequest {
 /// A `/ai/route` request taken apart: what to send, and how to route it.
 struct RouteParts {
     request: ChatRequest,
+    /// `metadata.task`: routed on, never sent upstream (the pipeline validates it).
+    task: Option<String>,
     prefs: RequestPreferences,
     route: Option<String>,
     models: Option<Vec<String>>,
@@ -182,6 +190,7 @@ impl RouteParts {
             headers: Vec::new(),
             cache: self.request.cache,
             cache_control: None,
+            task: self.task.as_deref(),
         }
     }
 }
@@ -201,6 +210,7 @@ async fn handle(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let metadata = req.metadata.clone();
+    super::spend::tag_from_metadata(gw, metadata.as_ref())?;
     let parts = req.into_parts()?;
     let mut target = parts.target();
     target.headers = super::policy_headers(headers);
@@ -314,6 +324,7 @@ pub fn explain(gw: &Gateway, body: &[u8]) -> Result<Value, ApiError> {
         let request = super::chat::parse_request(body)?;
         RouteParts {
             route: Some(request.model.clone()),
+            task: None,
             request,
             prefs: RequestPreferences::default(),
             models: None,

@@ -5,10 +5,13 @@
 //! checks values. Every error is collected with its path and reported together; secret values
 //! never appear in an error or in `Debug` output.
 
+mod alerts;
 mod health;
 mod interpolate;
+mod log;
 mod routes;
 mod sections;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,15 +22,18 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use alerts::{AlertRules, AlertsConfig, SignalConfig};
 pub use health::{HealthSection, HealthSettings};
 pub use interpolate::{Vars, interpolate};
+pub use log::{LogConfig, valid_tag_name};
 pub use sections::{
-    AuthConfig, AuthMode, MetricsConfig, OnFailure, OnFailureSpec, PerUse, PoliciesConfig,
-    RedisConfig, ServerConfig, StoreConfig,
+    AuthConfig, AuthMode, LiveConfig, MetricsConfig, OnFailure, OnFailureSpec, PerUse,
+    PoliciesConfig, RedisConfig, ServerConfig, StoreConfig,
 };
 pub use switchyard_routing::route::{
     DEFAULT_ROUTE, ModelConfig, Optimize, RetryPolicy, RouteConfig, Weights,
 };
+pub use telemetry::{TelemetryConfig, TracesConfig};
 
 pub use switchyard_analyst::AnalystConfig;
 use switchyard_providers::{Dialect, ProviderKind, ProviderSettings};
@@ -54,12 +60,20 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
+    /// `[live]`: the live feed's decision sampling.
+    pub live: LiveConfig,
     /// `[redis]`: shared budgets, rate limits, cache and key events; `None` = per replica.
     pub redis: Option<RedisConfig>,
     /// `[quality]`: the feedback estimator's prior, decay and bounds.
     pub quality: switchyard_routing::quality::QualityConfig,
     /// `[health]` and `[models.X.health]`: breaker, priors and decay, per model.
     pub health: HealthSettings,
+    /// `[alerts]`: the alert engine's detectors, rules and webhook.
+    pub alerts: AlertsConfig,
+    /// `[telemetry.traces]`: OpenTelemetry traces over OTLP/HTTP; off when absent.
+    pub telemetry: TelemetryConfig,
+    /// `[log]`: the metadata tags kept with each request row (none by default).
+    pub log: LogConfig,
 }
 
 /// One problem in the config, at a dotted path (`providers.openai.api_key`).
@@ -146,9 +160,13 @@ const SECTIONS: &[&str] = &[
     "store",
     "auth",
     "metrics",
+    "live",
     "redis",
     "quality",
     "health",
+    "alerts",
+    "telemetry",
+    "log",
 ];
 
 /// Collects errors while loading.
@@ -393,12 +411,29 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
     {
         errors.push("metrics.token", "must be at least 16 characters");
     }
+    let live: LiveConfig = match doc.remove("live") {
+        Some(v) => errors.parse(v, "live").unwrap_or_default(),
+        None => LiveConfig::default(),
+    };
+    if !(0.0..=1.0).contains(&live.decision_sample) {
+        errors.push(
+            "live.decision_sample",
+            format!("must be between 0 and 1 (got {})", live.decision_sample),
+        );
+    }
     let quality: switchyard_routing::quality::QualityConfig = match doc.remove("quality") {
         Some(v) => errors.parse(v, "quality").unwrap_or_default(),
         None => Default::default(),
     };
     for (field, message) in quality.validate() {
         errors.push(format!("quality.{field}"), message);
+    }
+    let log: LogConfig = match doc.remove("log") {
+        Some(v) => errors.parse(v, "log").unwrap_or_default(),
+        None => LogConfig::default(),
+    };
+    for (path, message) in log.validate() {
+        errors.push(path, message);
     }
     let redis: Option<RedisConfig> = doc.remove("redis").and_then(|v| errors.parse(v, "redis"));
     if let Some(r) = &redis {
@@ -423,6 +458,8 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
     let providers = resolve_providers(raw_providers, &mut errors);
     let models = resolve_models(raw_models, &providers, &catalog, &mut errors);
     let health = health::resolve(global_health, model_health, &models, &mut errors);
+    let alerts = alerts::load(doc.remove("alerts"), &mut errors);
+    let telemetry = telemetry::load(doc.remove("telemetry"), &mut errors);
     let mut route_errors = Vec::new();
     let routes = routes::resolve(raw_routes, &models, &mut route_errors);
     for (path, message) in route_errors {
@@ -454,9 +491,13 @@ pub fn load_table(mut doc: toml::Table, vars: &Vars) -> Result<Config, ConfigErr
         store,
         auth,
         metrics,
+        live,
         redis,
         quality,
         health,
+        alerts,
+        telemetry,
+        log,
     })
 }
 
@@ -704,7 +745,7 @@ impl Config {
             .map(|h| format!("\nhealth: {h}"))
             .unwrap_or_default();
         format!(
-            "listen {}\nauth: {}\n{} provider(s): {}\n{} model(s): {}\n{} route(s): {}\ncatalog: {} entries{health}",
+            "listen {}\nauth: {}\n{} provider(s): {}\n{} model(s): {}\n{} route(s): {}\ncatalog: {} entries{health}\n{}",
             self.server.listen,
             self.auth_summary(),
             providers.len(),
@@ -713,7 +754,8 @@ impl Config {
             models.join(", "),
             routes.len(),
             routes.join(", "),
-            self.catalog.len()
+            self.catalog.len(),
+            self.telemetry.summary()
         )
     }
 }

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use switchyard_routing::route::{
-    DEFAULT_ATTEMPT_MS, DEFAULT_HEDGE_SHARE, DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTE,
-    DEFAULT_TOTAL_MS, DEFAULT_TTFT_MS, Hedge, HedgeAfter, ModelConfig, Optimize, RetryPolicy,
-    RouteConfig, Weights,
+    DEFAULT_ATTEMPT_MS, DEFAULT_HEDGE_SHARE, DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTE, DEFAULT_TOTAL_MS,
+    DEFAULT_TTFT_MS, Hedge, HedgeAfter, ModelConfig, Optimize, RetryPolicy, RouteConfig, Weights,
 };
 use switchyard_types::ids::ModelId;
 
@@ -50,7 +49,12 @@ pub(super) struct RawHedge {
 }
 
 /// Validate `hedge`; errors as `(path, message)`.
-fn resolve_hedge(raw: &RawHedge, path: &str, ttft_ms: u64, errors: &mut Vec<(String, String)>) -> Option<Hedge> {
+fn resolve_hedge(
+    raw: &RawHedge,
+    path: &str,
+    ttft_ms: u64,
+    errors: &mut Vec<(String, String)>,
+) -> Option<Hedge> {
     let max_share = raw.max_share.unwrap_or(DEFAULT_HEDGE_SHARE);
     if !(max_share.is_finite() && max_share > 0.0 && max_share <= 1.0) {
         errors.push((format!("{path}.max_share"), "must be within (0, 1]".into()));

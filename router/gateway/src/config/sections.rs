@@ -208,6 +208,29 @@ pub fn default_allowed_hosts(listen: SocketAddr) -> Vec<String> {
     hosts
 }
 
+/// `[live]`: the live feed (`GET /ai/stream`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// The share of requests whose routing decision is sent to the feed, 0 to 1 (default 1).
+    #[serde(default = "LiveConfig::all")]
+    pub decision_sample: f64,
+}
+
+impl LiveConfig {
+    fn all() -> f64 {
+        1.0
+    }
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            decision_sample: 1.0,
+        }
+    }
+}
+
 /// `[metrics]`: who may scrape `/metrics`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

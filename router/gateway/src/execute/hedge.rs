@@ -75,7 +75,8 @@ impl<'a, M: Mode> Race<'a, M> {
         attempts: &mut Vec<Attempt>,
     ) -> Raced<M::Output> {
         let began = Instant::now();
-        let mut primary = std::pin::pin!(first.attempt(self.mode, self.request, self.route, self.deadline));
+        let mut primary =
+            std::pin::pin!(first.attempt(self.mode, self.request, self.route, self.deadline));
         let (wait, why) = self.wait(first, began);
         tokio::select! {
             r = &mut primary => return Raced::Single(r, None),

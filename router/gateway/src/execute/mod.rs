@@ -309,9 +309,7 @@ async fn run<M: Mode>(
             let began = Instant::now();
             // The request's first upstream call on a hedged route may race a second one.
             let hedge_now = hedging.filter(|_| {
-                hedge_report.is_none()
-                    && upstream_calls(&attempts) == 0
-                    && route.max_attempts >= 2
+                hedge_report.is_none() && upstream_calls(&attempts) == 0 && route.max_attempts >= 2
             });
             let result = match hedge_now {
                 Some((h, hedge_budget)) => {
@@ -445,6 +443,7 @@ impl<'a> Contender<'a> {
             request,
             upstream_model: &self.model.upstream,
             default_max_tokens: self.model.entry.max_output,
+            traceparent: crate::telemetry::otel::attempt(self.model),
         };
         mode.attempt(
             self.provider,

@@ -316,4 +316,26 @@ impl KeyState {
     pub fn allows_model(&self, model: &str) -> bool {
         self.record.models.is_empty() || self.record.models.iter().any(|m| m == model)
     }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.record.scopes.iter().any(|s| s == scope)
+    }
+
+    /// A key without scopes calls models; one with scopes only if `models` is among them (a
+    /// `dashboard`-only key is read-only).
+    pub fn may_call_models(&self) -> bool {
+        self.record.scopes.is_empty() || self.has_scope(super::SCOPE_MODELS)
+    }
+
+    /// The refusal of a model call (or a write) by a key that may not make it.
+    pub fn read_only_error(&self) -> Error {
+        Error::forbidden(
+            None,
+            format!(
+                "Key '{}' is read-only (scopes: {}): it cannot call models or change state",
+                self.record.id,
+                self.record.scopes.join(", ")
+            ),
+        )
+    }
 }

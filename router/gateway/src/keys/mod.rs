@@ -118,7 +118,18 @@ pub struct NewKey {
     pub rpm: Option<u32>,
     #[serde(default)]
     pub tpm: Option<u32>,
+    /// `[]`: an ordinary key. `["dashboard"]`: the live feed and read endpoints, no model
+    /// calls; `["dashboard", "models"]`: both.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
+
+/// The scope that lets a key watch the live feed (`GET /ai/stream`) and read.
+pub const SCOPE_DASHBOARD: &str = "dashboard";
+/// The scope that lets a key with other scopes call models too (implied by no scopes).
+pub const SCOPE_MODELS: &str = "models";
+/// Every scope a key may have.
+pub const SCOPES: [&str; 2] = [SCOPE_DASHBOARD, SCOPE_MODELS];
 
 impl NewKey {
     /// A key with a name and no limits.
@@ -231,6 +242,7 @@ impl Keys {
                 .to_owned(),
             rpm: new.rpm,
             tpm: new.tpm,
+            scopes: new.scopes,
         };
         if let Some(store) = &self.store {
             KeyStore::create_key(store, &record)
@@ -369,6 +381,20 @@ fn validate_new(new: &NewKey) -> Result<(), Error> {
     for (name, v) in [("rpm", new.rpm), ("tpm", new.tpm)] {
         if v == Some(0) {
             return Err(Error::invalid_param(name, "must be at least 1"));
+        }
+    }
+    for (i, scope) in new.scopes.iter().enumerate() {
+        if !SCOPES.contains(&scope.as_str()) {
+            return Err(Error::invalid_param(
+                format!("scopes[{i}]"),
+                format!("unknown scope '{scope}': one of {}", SCOPES.join(", ")),
+            ));
+        }
+        if new.scopes[..i].contains(scope) {
+            return Err(Error::invalid_param(
+                format!("scopes[{i}]"),
+                format!("'{scope}' is listed twice"),
+            ));
         }
     }
     Ok(())

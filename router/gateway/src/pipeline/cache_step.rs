@@ -19,6 +19,7 @@ pub(super) fn from_cache<T>(
         );
         ex.first_token(ex.started.elapsed());
     }
+    crate::telemetry::otel::answered(ex, &entry.response);
     Routed {
         value,
         model: entry.model.clone(),
@@ -96,6 +97,7 @@ impl CacheStep {
         if let Some(ex) = ex {
             ex.set_cache(step.outcome);
         }
+        crate::telemetry::otel::cache(ex, started, step.outcome, &p.request);
         step
     }
 

@@ -37,6 +37,7 @@ use charge::{InFlight, estimate, reserve};
 use outcome::{attempt_records, failed, no_candidate, policy_records, routed};
 use switchyard_routing::candidates::{self, Decision, FilterReason, Preferences};
 use switchyard_routing::catalog::CatalogEntry;
+use switchyard_routing::quality;
 use switchyard_store::{AttemptRecord, PolicyRecord};
 use switchyard_types::ids::{ModelId, ProviderId};
 use switchyard_types::{ChatRequest, ChatResponse, StreamAccumulator, StreamEvent, Usage, new_id};
@@ -59,6 +60,9 @@ pub struct Target<'a> {
     pub cache: Option<CacheRequest>,
     /// The request's `Cache-Control` header.
     pub cache_control: Option<String>,
+    /// A task tag given beside the hub request (`/ai/route`'s `metadata.task`); otherwise the
+    /// request's own `metadata.task` is read.
+    pub task: Option<&'a str>,
 }
 
 /// `preferences` in a request: override the route's weights and add limits.
@@ -160,8 +164,17 @@ pub fn plan<'g>(
         Some(key) => allowed_models(key, name, &route, target.models, models)?,
         None => models,
     };
-    let task = switchyard_routing::quality::task_tag(request)
-        .map_err(|m| Error::invalid_param("metadata.task", m))?;
+    let task = match target.task {
+        Some(t) => quality::valid_task(t).map(Some),
+        None => quality::task_tag(request),
+    }
+    .map_err(|m| Error::invalid_param("metadata.task", m))?;
+    // `[log] tags` from the body's `metadata` (Chat Completions passes it through in `extra`).
+    let tags = gw
+        .config
+        .log
+        .metadata_tags(request.extra.get("metadata"))
+        .map_err(|(param, m)| Error::invalid_param(param, m))?;
     let p = target.preferences.unwrap_or_default();
     let prefs = Preferences {
         weights: p.weights.unwrap_or(route.weights),
@@ -176,7 +189,10 @@ pub fn plan<'g>(
     let decision = candidates::decide(
         &gw.config.models,
         &gw.health,
-        &gw.quality,
+        quality::Lookup {
+            quality: &gw.quality,
+            task,
+        },
         &route,
         &models,
         request,
@@ -191,11 +207,19 @@ pub fn plan<'g>(
         );
         ex.set_route(&route.name, request.stream);
         ex.set_task(task);
+        ex.add_tags(tags).map_err(|name| {
+            Error::invalid_param(
+                format!("metadata.{name}"),
+                "differs from the x-switchyard-tags header's value",
+            )
+        })?;
     }
     if decision.eligible().is_empty() {
+        crate::telemetry::otel::routed(exchange.as_deref(), started, &decision, name, request);
         return Err(no_candidate(&decision, &gw.health));
     }
     let decision = split::assign(&route, request, key, decision);
+    crate::telemetry::otel::routed(exchange.as_deref(), started, &decision, name, request);
     Ok((route, decision))
 }
 
@@ -299,6 +323,8 @@ pub fn plan_with_policies<'g, 'r>(
             if let Some(ex) = &exchange {
                 ex.stage(Stage::Policy, started.elapsed());
             }
+            let runs = applied.as_ref().map_or(&[][..], |a| a.runs.as_slice());
+            crate::telemetry::otel::policies(exchange.as_deref(), started, runs);
             let applied = applied?;
             if decision.eligible().is_empty() {
                 return Err(no_candidate(&decision, &gw.health));
@@ -307,6 +333,12 @@ pub fn plan_with_policies<'g, 'r>(
         }
         _ => Applied::default(),
     };
+    if gw.live.has_subscribers()
+        && crate::live::decisions::sampled(gw.config.live.decision_sample)
+        && let Some(ex) = crate::exchange::current()
+    {
+        ex.decided(crate::live::decisions::Mark::of(&decision));
+    }
     Ok(Planned {
         route,
         decision,
@@ -370,6 +402,7 @@ pub async fn complete(
                 );
                 ex.answered(&s.value.usage, cost, false);
             }
+            crate::telemetry::otel::answered(ex, &s.value);
             after.answered(&s.model, s.latency, cost + billed);
             let ttl = step.ttl();
             step.store(gw, ex, || {

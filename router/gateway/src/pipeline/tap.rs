@@ -67,6 +67,7 @@ impl Tap {
             r.settle(cost + self.billed, u64::from(usage.total_tokens));
         }
         if let Some(ex) = &self.exchange {
+            crate::telemetry::otel::streamed(Some(ex), &self.acc);
             ex.answered(&usage, cost, estimated);
             if !clean {
                 ex.set_error(Some(self.cut.unwrap_or("client_closed")));

@@ -55,7 +55,9 @@ pub(super) async fn connection(
     let mut http = hyper::server::conn::http1::Builder::new();
     // The watchdog does header timing (see the module header); hyper's timer stays off.
     http.keep_alive(true).header_read_timeout(None);
-    let mut conn = pin!(http.serve_connection(io, service));
+    // Upgrades: `GET /ai/stream` (WebSocket). The upgraded socket leaves this task (and its
+    // watchdog) and is served by the feed's own task with its own write timeout.
+    let mut conn = pin!(http.serve_connection(io, service).with_upgrades());
     let mut watchdog = pin!(watchdog(&watch));
     let mut graceful = false;
     loop {

@@ -95,6 +95,8 @@ struct ModelHandles {
     /// input, output, cached_input, reasoning.
     tokens: [Counter; 4],
     cost: Counter<f64, AtomicU64>,
+    /// Latency sums of successful requests, for the alert engine.
+    signals: Arc<super::alerts::ModelSignals>,
 }
 
 const DIRECTIONS: [&str; 4] = ["input", "output", "cached_input", "reasoning"];
@@ -120,6 +122,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Shadow copies sent, and dropped (`pipeline/shadow.rs`).
     pub shadow: super::ShadowMetrics,
+    /// Alerts fired and active, webhook deliveries (`live/alerts.rs`).
+    pub alerts: super::AlertMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -192,6 +196,7 @@ impl Metrics {
             in_flight.clone(),
         );
         let shadow = super::ShadowMetrics::register(&mut registry);
+        let alerts = super::AlertMetrics::register(&mut registry);
         registry.register_collector(Box::new(Collected::new(sources)));
 
         let mut metrics = Metrics {
@@ -209,6 +214,7 @@ impl Metrics {
             shed,
             in_flight,
             shadow,
+            alerts,
         };
         metrics.routes.insert("".into(), metrics.none.clone());
         let models: Vec<&str> = models.into_iter().collect();
@@ -251,6 +257,7 @@ impl Metrics {
                         .clone()
                 }),
                 cost: cost.get_or_create(&label).clone(),
+                signals: Arc::default(),
                 name,
             }
         })
@@ -299,6 +306,9 @@ impl Metrics {
         let Some(h) = handles.filter(|_| !model.is_empty()) else {
             return;
         };
+        if row.status < 400 {
+            h.signals.record(latency, ttft);
+        }
         if let Some(t) = ttft {
             h.ttft.observe(t.as_secs_f64());
         }
@@ -317,6 +327,17 @@ impl Metrics {
             h.cost
                 .inc_by(switchyard_types::money::pico_to_usd(row.cost_picousd));
         }
+    }
+
+    /// Each configured model's latency sums (what the alert engine samples).
+    pub fn model_signals(&self) -> Vec<(String, Arc<super::alerts::ModelSignals>)> {
+        let mut v: Vec<_> = self
+            .models
+            .iter()
+            .map(|(name, h)| (name.to_string(), h.signals.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     pub fn stage(&self, stage: Stage, d: Duration) {

@@ -3,10 +3,13 @@
 //! (`prometheus-client`: request-path families in `families.rs`, state read at scrape time in
 //! `collect.rs`).
 
+mod alerts;
 mod collect;
 mod families;
+pub mod otel;
 mod shadow;
 
+pub use alerts::{AlertMetrics, ModelSignals, SignalTotals};
 pub use collect::Sources;
 pub use families::{CONTENT_TYPE, Metrics};
 pub use shadow::ShadowMetrics;

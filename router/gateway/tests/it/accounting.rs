@@ -3,7 +3,6 @@
 //! abandoned by the client, is priced from an estimate of what was generated and flagged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -9,7 +9,6 @@ use switchyard_analyst::narrative;
 use switchyard_analyst::prompts::Endpoint;
 use switchyard_sim::FaultMode;
 
-
 use crate::common::{post_json as post, setup};
 
 fn news() -> Value {

@@ -14,7 +14,6 @@ use switchyard::{Gateway, app, demo};
 use switchyard_sim::FaultMode;
 use tower::ServiceExt;
 
-
 use crate::common::{send, setup, setup_with};
 
 fn post(body: impl Into<Body>) -> Request<Body> {

@@ -7,9 +7,9 @@ use crate::common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::common::{post_json, post_request, send, setup, setup_with};
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use crate::common::{post_json, post_request, send, setup, setup_with};
 use serde_json::{Value, json};
 use switchyard::Gateway;
 use switchyard_sim as sim;

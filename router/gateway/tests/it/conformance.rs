@@ -64,6 +64,7 @@ async fn chat(p: &Provider, model: &str, r: &ChatRequest) -> Result<ChatResponse
         request: r,
         upstream_model: model,
         default_max_tokens: 64,
+        traceparent: None,
     })
     .await
 }
@@ -79,6 +80,7 @@ async fn stream(
             request: r,
             upstream_model: model,
             default_max_tokens: 64,
+            traceparent: None,
         })
         .await?;
     let mut acc = StreamAccumulator::default();
@@ -328,7 +330,7 @@ macro_rules! conformance {
                 let mut r = request("Hi");
                 r.max_tokens = Some(200);
                 let mut s = p
-                    .chat_stream(Call { request: &r, upstream_model: MODEL, default_max_tokens: 64 })
+                    .chat_stream(Call { request: &r, upstream_model: MODEL, default_max_tokens: 64, traceparent: None })
                     .await
                     .unwrap();
                 let first = s.next().await.unwrap().unwrap();

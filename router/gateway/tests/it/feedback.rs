@@ -42,10 +42,11 @@ async fn rated() -> Rated {
         r#"
 [routes.rated]
 models = ["{a}", "{b}"]
+weights = {{ cost = 1, reliability = 1 }}
 
 [routes.rated_q]
 models = ["{a}", "{b}"]
-weights = {{ cost = 1, latency = 1, reliability = 1, quality = 4 }}
+weights = {{ cost = 1, reliability = 1, quality = 4 }}
 "#,
         a = MODELS[0],
         b = MODELS[1]
@@ -155,8 +156,9 @@ async fn feedback_moves_quality_and_a_quality_weight_changes_the_ranking() {
     let gw = &t.gw;
     let alice = new_key(gw, "alice").await;
     let bob = new_key(gw, "bob").await;
-    let balanced = json!({"cost": 1, "latency": 1, "reliability": 1});
-    let with_quality = json!({"cost": 1, "latency": 1, "reliability": 1, "quality": 4});
+    // Latency is left out: its live estimates move with every answer; prices do not.
+    let balanced = json!({"cost": 1, "reliability": 1});
+    let with_quality = json!({"cost": 1, "reliability": 1, "quality": 4});
 
     // Before any feedback: the same winner with or without the quality weight (all at the prior).
     let (_, before) = route(gw, &alice, "rated", None, Some(balanced.clone())).await;
@@ -221,42 +223,75 @@ async fn feedback_moves_quality_and_a_quality_weight_changes_the_ranking() {
     assert_eq!(configured["chosen"], loser.as_str(), "{configured}");
     assert_eq!(candidate(&configured, &winner)["quality_basis"], "model");
 
-    // A task tag travels with the request and its feedback.
-    let (s, id, v) = call(
-        gw,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&alice),
-        Some(json!({
-            "model": "rated",
-            "messages": [{"role": "user", "content": "a query please"}],
-            "metadata": {"task": "sql"},
-        })),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let tagged = id.unwrap();
-    logged(gw, &tagged).await;
-    let (s, v) = feedback(
-        gw,
-        Some(&alice),
-        json!({"request_id": tagged, "score": 0.25, "comment": "wrong dialect"}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    assert_eq!(v["task"], "sql");
-    // One feedback is too little for the task: the route's estimate.
-    assert_eq!(v["quality"]["basis"], "route", "{v}");
+    // A task tag travels with the request and its feedback: three answers for "sql", rated
+    // down; the rated route's prices make the winner answer them.
+    let mut tagged = Vec::new();
+    for i in 0..3 {
+        let (s, id, v) = call(
+            gw,
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&alice),
+            Some(json!({
+                "model": "rated",
+                "messages": [{"role": "user", "content": "a query please"}],
+                "metadata": {"task": "sql"},
+            })),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let id = id.unwrap();
+        logged(gw, &id).await;
+        let (s, v) = feedback(
+            gw,
+            Some(&alice),
+            json!({"request_id": id, "score": 0.25, "comment": "wrong dialect"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["task"], "sql");
+        assert_eq!(v["model"], winner.as_str());
+        // Too little feedback for the task at first: the route's estimate; then the task's.
+        let basis = if i < 2 { "route" } else { "task" };
+        assert_eq!(v["quality"]["basis"], basis, "{v}");
+        tagged.push(id);
+    }
     let stored = gw
         .store
         .as_ref()
         .unwrap()
-        .get_feedback(&tagged)
+        .get_feedback(&tagged[0])
         .await
         .unwrap()
         .unwrap();
     assert_eq!(stored.comment.as_deref(), Some("wrong dialect"));
     assert_eq!(stored.task.as_deref(), Some("sql"));
+    assert_eq!(stored.score, 0.25);
+    // `/ai/route` takes the tag in its `metadata`; a request without one reads the route's cell.
+    let (s, _, v) = call(
+        gw,
+        Method::POST,
+        "/ai/route",
+        Some(&alice),
+        Some(
+            json!({"route": "rated", "prompt": "q", "max_tokens": 8, "metadata": {"task": "sql"}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let w = candidate(&v["routing"], &winner);
+    assert_eq!(w["quality_basis"], "task", "{w}");
+    assert!(
+        (w["quality_evidence"].as_f64().unwrap() - 3.0).abs() < 1e-3,
+        "{w}"
+    );
+    // Beta(2 + 3·0.25, 2 + 3·0.75).
+    assert!(
+        (w["quality"].as_f64().unwrap() - 2.75 / 7.0).abs() < 1e-3,
+        "{w}"
+    );
+    let (_, untagged) = route(gw, &alice, "rated", None, None).await;
+    assert_eq!(candidate(&untagged, &winner)["quality_basis"], "route");
 
     // Another key's request is as unknown as one that does not exist; no key is a 401.
     let (s, v) = feedback(
@@ -290,18 +325,11 @@ async fn feedback_moves_quality_and_a_quality_weight_changes_the_ranking() {
     let (s, _, perf) = call(gw, Method::GET, "/ai/performance", Some(&alice), None).await;
     assert_eq!(s, StatusCode::OK);
     let wq = &perf["models"][winner.as_str()]["quality"];
-    assert_eq!(
-        wq["routes"]["rated"]["negative"],
-        3 + u64::from(stored.model == winner),
-        "{wq}"
-    );
+    assert_eq!(wq["routes"]["rated"]["negative"], 6, "{wq}");
     assert!(wq["quality"].as_f64().unwrap() < 0.5);
     let lq = &perf["models"][loser.as_str()]["quality"];
     assert_eq!(lq["routes"]["rated"]["positive"], 3, "{lq}");
-    assert_eq!(
-        perf["models"][stored.model.as_str()]["quality"]["routes"]["rated"]["tasks"]["sql"]["feedback"],
-        1
-    );
+    assert_eq!(wq["routes"]["rated"]["tasks"]["sql"]["feedback"], 3, "{wq}");
 
     // A restarted gateway learns the estimates back from the store.
     gw.shutdown().await;
@@ -387,5 +415,41 @@ async fn bad_feedback_is_a_400_naming_the_field() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"]["param"], "metadata.task");
+    for task in [json!(5), json!("x".repeat(65)), json!("")] {
+        let body = json!({"route": "rated", "prompt": "q", "metadata": {"task": task}});
+        let (s, _, v) = call(gw, Method::POST, "/ai/route", Some(&key), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"]["param"], "metadata.task", "{v}");
+    }
     gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_with_its_own_request_id_rates_by_the_servers_id() {
+    let t = rated().await;
+    let key = new_key(&t.gw, "own-ids").await;
+    let req = Request::post("/ai/route")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-request-id", "client-trace-42")
+        .body(Body::from(
+            json!({"route": "rated", "prompt": "write a query", "max_tokens": 16}).to_string(),
+        ))
+        .unwrap();
+    let (status, headers, _) = send(&t.gw, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-request-id"], "client-trace-42");
+    let server_id = headers["x-switchyard-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(server_id.starts_with("req_"), "{server_id}");
+    logged(&t.gw, &server_id).await;
+    let (s, v) = feedback(
+        &t.gw,
+        Some(&key),
+        json!({"request_id": server_id, "thumbs": "up"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
 }

@@ -139,7 +139,13 @@ fn ask(stream: bool, id: &str) -> Request<Body> {
 async fn call(gw: &Arc<Gateway>, req: Request<Body>) -> (StatusCode, Vec<u8>) {
     let resp = app(gw.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
-    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     (status, body)
 }
 
@@ -153,7 +159,12 @@ async fn route(gw: &Arc<Gateway>) -> (Value, Duration) {
         .unwrap();
     let (status, bytes) = call(gw, req).await;
     let took = started.elapsed();
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     (serde_json::from_slice(&bytes).unwrap(), took)
 }
 
@@ -164,7 +175,11 @@ fn streamed_text(body: &[u8]) -> String {
         .filter_map(|l| l.strip_prefix("data: "))
         .filter(|d| *d != "[DONE]")
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect()
 }
 
@@ -204,10 +219,13 @@ async fn a_slow_stream_is_hedged_the_hedge_answers_unchanged_and_the_slow_one_is
     let stats = t.sim.sim.stats();
     assert_eq!(stats.model(MINI).requests, 1);
     assert_eq!(stats.model(HAIKU).requests, 1);
-    assert_eq!(stats.model(MINI).streams_cancelled, 1, "the slow attempt was closed");
+    assert_eq!(
+        stats.model(MINI).streams_cancelled,
+        1,
+        "the slow attempt was closed"
+    );
     assert_eq!(stats.model(MINI).in_flight, 0);
     assert_eq!(stats.model(HAIKU).streams_completed, 1);
-
 }
 
 #[tokio::test]
@@ -238,7 +256,10 @@ async fn both_attempts_are_logged_and_the_cancelled_one_is_billed_as_an_estimate
             .collect();
         assert_eq!(
             outcomes,
-            [("gpt-4o-mini", "hedge_cancelled"), ("claude-3-5-haiku", "ok")]
+            [
+                ("gpt-4o-mini", "hedge_cancelled"),
+                ("claude-3-5-haiku", "ok")
+            ]
         );
         // The row's cost is the answer plus the cancelled attempt's estimate (its prompt, and for
         // a complete answer its expected output too), flagged as estimated.
@@ -253,7 +274,11 @@ async fn both_attempts_are_logged_and_the_cancelled_one_is_billed_as_an_estimate
         };
         let (prompt, output) = loser_estimate(&row);
         assert!(prompt > 0);
-        assert_eq!(output == 0, stream, "a stream that lost had produced no token");
+        assert_eq!(
+            output == 0,
+            stream,
+            "a stream that lost had produced no token"
+        );
         let answer = Usage::new(row.prompt_tokens - prompt, row.completion_tokens - output);
         let loser = Usage::new(prompt, output);
         assert_eq!(
@@ -336,7 +361,10 @@ async fn the_hedge_budget_holds_over_a_thousand_requests() {
     // most one window's rounding.
     assert!(started <= 52, "{started} hedges over 1,000 requests");
     assert!(started >= 20, "the budget is used: {started}");
-    assert!(refused > 0, "slow requests beyond the budget were not hedged");
+    assert!(
+        refused > 0,
+        "slow requests beyond the budget were not hedged"
+    );
     let stats = t.sim.sim.stats();
     assert_eq!(stats.model(MINI).requests, 1000);
     assert_eq!(stats.model(HAIKU).requests, started);
@@ -356,14 +384,22 @@ async fn hedging_cuts_the_tail_of_a_heavy_tailed_model() {
     }
     let (off, on) = (tails[0], tails[1]);
     eprintln!("(p50, p99) ms: {off:?} without hedging, {on:?} with");
-    assert!(on.1 * 2.0 <= off.1, "p99 {off:?} without vs {on:?} with hedging");
+    assert!(
+        on.1 * 2.0 <= off.1,
+        "p99 {off:?} without vs {on:?} with hedging"
+    );
     // The median is untouched (only slow requests hedge).
     assert!((on.0 - off.0).abs() < 5.0, "p50 {off:?} vs {on:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_adaptive_wait_uses_the_models_live_p90_after_enough_history() {
-    let t = hedged(0.0, "{ after = \"p90\", fallback_ms = 250, max_share = 1.0 }", false).await;
+    let t = hedged(
+        0.0,
+        "{ after = \"p90\", fallback_ms = 250, max_share = 1.0 }",
+        false,
+    )
+    .await;
     let (v, _) = route(&t.gw).await;
     assert!(v["routing"].get("hedge").is_none());
     for _ in 0..30 {
@@ -380,7 +416,10 @@ async fn an_adaptive_wait_uses_the_models_live_p90_after_enough_history() {
     let wait = hedge["after_ms"].as_f64().unwrap();
     assert!((100.0..250.0).contains(&wait), "p90 wait {wait}: {hedge}");
     assert!(
-        hedge["wait"].as_str().unwrap().starts_with("p90 time to answer of gpt-4o-mini over"),
+        hedge["wait"]
+            .as_str()
+            .unwrap()
+            .starts_with("p90 time to answer of gpt-4o-mini over"),
         "{hedge}"
     );
     assert!(took < Duration::from_millis(500), "{took:?}");
@@ -414,8 +453,14 @@ hedge = {hedge}
         ("{ after_ms = 10, after = \"p90\" }", "routes.r.hedge"),
         ("{ after = \"p100\" }", "routes.r.hedge.after"),
         ("{ after = \"fast\" }", "routes.r.hedge.after"),
-        ("{ after_ms = 10, max_share = 0 }", "routes.r.hedge.max_share"),
-        ("{ after_ms = 10, max_share = 1.5 }", "routes.r.hedge.max_share"),
+        (
+            "{ after_ms = 10, max_share = 0 }",
+            "routes.r.hedge.max_share",
+        ),
+        (
+            "{ after_ms = 10, max_share = 1.5 }",
+            "routes.r.hedge.max_share",
+        ),
         ("{ after_ms = 10, min_ms = 5 }", "routes.r.hedge"),
         ("{ after_ms = 10, sample = 1 }", "routes.r"),
     ] {

@@ -7,9 +7,9 @@ use crate::common;
 
 use std::sync::Arc;
 
+use crate::common::{send, setup, setup_with};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use crate::common::{send, setup, setup_with};
 use serde_json::{Value, json};
 use switchyard::Gateway;
 use switchyard::config::AuthMode;

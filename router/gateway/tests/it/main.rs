@@ -2,20 +2,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
 mod accounting;
 mod admit;
+mod alerts;
 mod analyst;
 mod api;
 mod cache;
+mod common;
 mod conformance;
+mod controls;
 mod doors;
 mod feedback;
 mod health_config;
 mod hedge;
 mod keys;
+mod otel;
 mod policies;
 mod routing;
 mod shadow;
+mod spend;
 mod split;
+mod stream;
 mod streams;

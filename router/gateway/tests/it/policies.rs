@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{Setup, post_json, send, setup_with};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use crate::common::{Setup, post_json, send, setup_with};
 use serde_json::{Value, json};
 use switchyard::config::{RouteConfig, Weights};
 use switchyard_types::ids::ModelId;

@@ -105,7 +105,11 @@ fn request_id(h: &HeaderMap) -> String {
 }
 
 /// Headers that differ between any two requests.
-const PER_REQUEST: [&str; 2] = ["x-request-id", "x-switchyard-overhead-ms"];
+const PER_REQUEST: [&str; 3] = [
+    "x-request-id",
+    "x-switchyard-request-id",
+    "x-switchyard-overhead-ms",
+];
 
 fn assert_same_headers(a: &HeaderMap, b: &HeaderMap) {
     let names = |h: &HeaderMap| {

@@ -82,7 +82,7 @@ impl AnthropicProvider {
 
     pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
         let (wire, json_tool) = WireBody::for_call(call, false)?;
-        let response = post_json(self.post_for(&wire, call), &wire, map_error).await?;
+        let response = post_json(call.traced(self.post_for(&wire, call)), &wire, map_error).await?;
         let raw: Box<RawValue> = read_json(
             response,
             "Anthropic message",
@@ -114,7 +114,7 @@ impl AnthropicProvider {
         let request = self
             .post_for(&wire, call)
             .header(http::header::ACCEPT, "text/event-stream");
-        let response = post_json(request, &wire, map_error).await?;
+        let response = post_json(call.traced(request), &wire, map_error).await?;
         let native = matches!(wire, WireBody::Native(_));
         Ok(sse_stream(
             response,

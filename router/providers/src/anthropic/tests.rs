@@ -13,6 +13,7 @@ fn call(request: &ChatRequest) -> Call<'_> {
         request,
         upstream_model: "claude-sonnet-4-20250514",
         default_max_tokens: 8192,
+        traceparent: None,
     }
 }
 

@@ -98,7 +98,7 @@ impl GeminiProvider {
         let mut vectors = Vec::with_capacity(inputs.len());
         for batch in inputs.chunks(MAX_BATCH) {
             let body = to_wire(&name, batch, dimensions);
-            let request = self.post_method(id, "batchEmbedContents");
+            let request = call.traced(self.post_method(id, "batchEmbedContents"));
             let response = post_json(request, &body, map_error).await?;
             let bytes = read_body(response, left).await.map_err(|e| {
                 let over = e.kind == crate::ErrorKind::MalformedResponse && !e.retryable;

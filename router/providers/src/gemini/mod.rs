@@ -76,7 +76,8 @@ impl GeminiProvider {
 
     pub async fn chat(&self, call: Call<'_>) -> Result<ChatResponse, ProviderError> {
         let body = to_wire(call)?;
-        let response = post_json(self.post(call.upstream_model, false), &body, map_error).await?;
+        let request = call.traced(self.post(call.upstream_model, false));
+        let response = post_json(request, &body, map_error).await?;
         let answer: WireResponse = read_json(
             response,
             "Gemini GenerateContentResponse",
@@ -88,7 +89,7 @@ impl GeminiProvider {
 
     pub async fn chat_stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
         let body = to_wire(call)?;
-        let request = self.post(call.upstream_model, true);
+        let request = call.traced(self.post(call.upstream_model, true));
         let response = post_json(request, &body, map_error).await?;
         Ok(sse_stream(
             response,

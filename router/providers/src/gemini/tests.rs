@@ -10,6 +10,7 @@ fn call(request: &ChatRequest) -> Call<'_> {
         request,
         upstream_model: "gemini-2.5-flash",
         default_max_tokens: 65536,
+        traceparent: None,
     }
 }
 

@@ -15,6 +15,8 @@ mod connect;
 mod feedback;
 mod ledger;
 mod records;
+mod report;
+mod scopes;
 mod shadow;
 mod spend;
 mod writer;
@@ -22,6 +24,8 @@ mod writer;
 use feedback::*;
 use ledger::*;
 use records::*;
+use report::*;
+use scopes::*;
 use shadow::*;
 use spend::*;
 use writer::*;
@@ -196,8 +200,12 @@ suite! {
     #[tokio::test] purge_before;
     #[tokio::test] nul_bytes_do_not_poison_a_batch;
     #[tokio::test] keys;
+    #[tokio::test] key_scopes_round_trip_and_old_rows_have_none;
     #[tokio::test] feedback_round_trip_and_once_per_request;
     #[tokio::test] shadow_rows_name_their_original_and_keep_their_text;
+    #[tokio::test] report_sums_billed_rows_per_group_and_period;
+    #[tokio::test] report_by_tag_and_for_one_key;
+    #[tokio::test] tags_and_billed_round_trip;
     #[tokio::test] recent_feedback_is_newest_first_bounded_and_purged_with_its_request;
     #[tokio::test] retention_purges_old_rows;
     #[tokio::test] spend_upsert_adds_exactly;
@@ -247,6 +255,8 @@ fn row(id: &str, ts_ms: i64) -> RequestRecord {
         overhead_ms: 0.5,
         shadow_of: None,
         response_text: None,
+        tags: BTreeMap::new(),
+        billed: true,
         attempts: Vec::new(),
         policies: Vec::new(),
     }
@@ -278,6 +288,11 @@ fn full_row() -> RequestRecord {
         overhead_ms: 0.125,
         shadow_of: None,
         response_text: None,
+        tags: BTreeMap::from([
+            ("team".to_owned(), "équipe ✓ \"q\"".to_owned()),
+            ("project".to_owned(), "p-1".to_owned()),
+        ]),
+        billed: true,
         attempts: vec![
             AttemptRecord {
                 model: "gpt-4o".to_owned(),
@@ -333,6 +348,7 @@ fn key(id: &str, hash: &str, created_ms: i64) -> KeyRecord {
         budget_period: "total".to_owned(),
         rpm: None,
         tpm: None,
+        scopes: Vec::new(),
     }
 }
 

@@ -28,6 +28,7 @@ pub async fn create(
     let gw = &*gw;
     let bytes = read_body(body, gw.config.server.max_body_bytes).await?;
     let request::Parsed { hub, echo, stream } = request::parse(&bytes)?;
+    super::spend::tag_from_metadata(gw, Some(&echo.metadata))?;
     let target = super::door_target(&hub, &headers);
     if stream {
         let routed = pipeline::stream(gw, &hub, &target).await?;

@@ -1,0 +1,7 @@
+-- Key scopes (issue 15, point 1: the read-only `dashboard` key). Keep equivalent to
+-- migrations/sqlite/0005_key_scopes.sql.
+-- `scopes`: a JSON array of strings. `[]` (every key made before this migration) is an ordinary
+-- key; `["dashboard"]` may watch the live feed and read, but not call models. A constant
+-- default: adding the column rewrites nothing.
+
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]';
