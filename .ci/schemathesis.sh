@@ -15,7 +15,8 @@
 # One operation is excluded: `GET /ai/stream`, a WebSocket upgrade (HTTP tools cannot speak it;
 # tests/python/test_stream.py and the gateway's tests/it/stream.rs test it). Every other one
 # runs, also the ones that change state (create and revoke keys, clear the cache, reload
-# policies, reset breakers). Should a generated call revoke the key in use, the calls
+# policies, reset breakers; a drained model or a breaker forced open is given back at once by
+# the hooks' `after_call`, or every later call to that model would answer 503). Should a generated call revoke the key in use, the calls
 # after it answer 401, which the document allows. Not run: the stateful phase and its checks
 # (the document declares no links), and `ignored_auth` (the document says no key is needed in
 # `open` mode). The rules JSON Schema cannot state (one field naming another, the configured
@@ -118,7 +119,7 @@ fi
 REPORT_DIR=${ST_REPORT_DIR:-$WORK/report}
 status=0
 SCHEMATHESIS_HOOKS=${ST_HOOKS:-hooks} PYTHONPATH="$ROOT/tests/schemathesis${ST_HOOKS_PATH:+:$ST_HOOKS_PATH}" \
-  ST_VIRTUAL_KEY="$VIRTUAL_KEY" ST_ADMIN_KEY="$ADMIN_KEY" \
+  ST_VIRTUAL_KEY="$VIRTUAL_KEY" ST_ADMIN_KEY="$ADMIN_KEY" ST_BASE_URL="$URL" \
   "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" run "${SCHEMA[@]}" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance,missing_required_header,unsupported_method \
   --phases examples,coverage,fuzzing \

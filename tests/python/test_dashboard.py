@@ -308,5 +308,29 @@ def test_a_refused_feed_asks_for_a_key_and_keeps_it_nowhere(keyed):
         for place in kept:
             assert ADMIN_KEY not in place, kept
         _wait(driver, "the model rows", lambda d: d.find_elements(By.CSS_SELECTOR, "#models-body tr"), 5)
+        # Signed in with the admin key, the operator controls show and work: drain a model and
+        # the next snapshots mark it drained; undrain it again.
+        drain = _wait(
+            driver,
+            "the drain control",
+            lambda d: next(
+                (b for b in d.find_elements(By.CSS_SELECTOR, "button[aria-label='Drain gpt-4o-mini']") if b.is_displayed()),
+                None,
+            ),
+            10,
+        )
+        drain.click()
+        _wait(driver, "the drained mark", lambda d: "drained" in _row_text(d, "gpt-4o-mini"), 10)
+        assert "done" in _text(driver, "ops-result"), _text(driver, "ops-result")
+        _wait(driver, "the control to turn into Undrain", lambda d: drain.text == "Undrain", 5)
+        drain.click()
+        _wait(driver, "the drain lifted", lambda d: "drained" not in _row_text(d, "gpt-4o-mini"), 10)
     finally:
         driver.quit()
+
+
+def _row_text(driver, model):
+    for tr in driver.find_elements(By.CSS_SELECTOR, "#models-body tr"):
+        if tr.get_attribute("data-model") == model:
+            return tr.text
+    return ""

@@ -433,3 +433,31 @@ pub const DEMO_MODELS: &[&str] = &[
     "gemini-2.5-flash",
     "llama3.2",
 ];
+
+impl Running {
+    /// A new virtual key named `name`, made with the admin key: its secret and its id.
+    pub async fn create_key(
+        &self,
+        http: &reqwest::Client,
+        admin: &str,
+        name: &str,
+    ) -> (String, String) {
+        let created: serde_json::Value = http
+            .post(format!("{}/admin/keys", self.base_url))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await
+            .expect("POST /admin/keys")
+            .json()
+            .await
+            .expect("the created key as JSON");
+        let field = |f: &str| {
+            created[f]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {f} in {created}"))
+                .to_owned()
+        };
+        (field("key"), field("id"))
+    }
+}

@@ -83,18 +83,7 @@ async fn backup_while_serving_and_restore_round_trip() {
         .env("SWITCHYARD_ADMIN_KEY", &admin)
         .store_url(&url)
         .demo();
-    let created: Value = http
-        .post(format!("{}/admin/keys", first.base_url))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "kept"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap().to_owned();
-    let key_id = created["id"].as_str().unwrap().to_owned();
+    let (key, key_id) = first.create_key(&http, &admin, "kept").await;
     for n in 0..4 {
         chat(&http, &first, &key, n).await;
     }

@@ -53,18 +53,7 @@ async fn history_keys_and_spend_survive_a_restart() {
         .env("SWITCHYARD_ADMIN_KEY", &admin)
         .store_url(&url)
         .demo();
-    let created: Value = http
-        .post(format!("{}/admin/keys", first.base_url))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "survivor"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap().to_owned();
-    let key_id = created["id"].as_str().unwrap().to_owned();
+    let (key, key_id) = first.create_key(&http, &admin, "survivor").await;
     for n in 0..REQUESTS {
         let stream = n % 5 == 4;
         let mut body = json!({

@@ -209,7 +209,13 @@ pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next)
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip());
-            match presented(req.headers()).and_then(|key| gw.keys.check_admin(key, peer)) {
+            let allowed = presented(req.headers()).and_then(|key| match key {
+                // The dashboard's operator controls: a browser session made with the admin key
+                // (SameSite=Strict, so no other site's page can send it; the guard checks Origin).
+                None if admin_session(&gw, req.headers()) => Ok(()),
+                key => gw.keys.check_admin(key, peer),
+            });
+            match allowed {
                 Ok(()) => next.run(req).await,
                 Err(e) => ApiError::from(e).into_response(),
             }
@@ -270,6 +276,15 @@ pub async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next)
         }
     }
     response
+}
+
+/// A live dashboard session that was opened with the admin key (never in `open` mode, where
+/// the admin API follows its own rule).
+fn admin_session(gw: &Gateway, headers: &HeaderMap) -> bool {
+    gw.keys.mode() == AuthMode::Keys
+        && sessions::from_cookies(headers)
+            .and_then(|id| gw.live.sessions.check(id, Instant::now()))
+            .is_some_and(|v| matches!(v, Viewer::Admin))
 }
 
 /// Who watches the live feed: the admin key, a key with the `dashboard` scope or (`cookie`) a

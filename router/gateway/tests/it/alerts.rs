@@ -31,20 +31,10 @@ const QUIET: Duration = Duration::from_secs(3600);
 
 /// Two models at two providers, a route over both, the engine ticking every 100 ms.
 fn pair_config(sim_url: &str) -> String {
+    let providers = crate::common::pair_providers(sim_url);
     format!(
         r#"
-[providers.openai]
-kind = "openai"
-base_url = "{sim_url}/openai/v1"
-api_key = "sim"
-[providers.anthropic]
-kind = "anthropic"
-base_url = "{sim_url}/anthropic/v1"
-api_key = "sim"
-[models."gpt-4o-mini"]
-provider = "openai"
-[models."claude-3-5-haiku"]
-provider = "anthropic"
+{providers}
 [routes.pair]
 models = ["gpt-4o-mini", "claude-3-5-haiku"]
 optimize = "cost"

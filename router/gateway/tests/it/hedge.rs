@@ -84,22 +84,11 @@ async fn hedged(slow: f64, hedge: &str, logged: bool) -> Hedged {
         .as_ref()
         .map(|u| format!("[store]\nurl = \"{u}\"\n"))
         .unwrap_or_default();
+    let providers = crate::common::pair_providers(&base);
     let text = format!(
         r#"
 {store}
-[providers.openai]
-kind = "openai"
-base_url = "{base}/openai/v1"
-api_key = "sim"
-[providers.anthropic]
-kind = "anthropic"
-base_url = "{base}/anthropic/v1"
-api_key = "sim"
-
-[models."gpt-4o-mini"]
-provider = "openai"
-[models."claude-3-5-haiku"]
-provider = "anthropic"
+{providers}
 
 [routes.hedged]
 models = ["gpt-4o-mini", "claude-3-5-haiku"]

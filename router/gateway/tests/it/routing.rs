@@ -27,33 +27,10 @@ const FLASH: &str = "gemini-2.0-flash";
 const LLAMA: &str = "llama3.2";
 
 fn config_text(sim_url: &str, extra: &str) -> String {
+    let providers = crate::common::all_providers(sim_url);
     format!(
         r#"
-[providers.openai]
-kind = "openai"
-base_url = "{sim_url}/openai/v1"
-api_key = "sim"
-[providers.anthropic]
-kind = "anthropic"
-base_url = "{sim_url}/anthropic/v1"
-api_key = "sim"
-[providers.gemini]
-kind = "gemini"
-base_url = "{sim_url}/gemini/v1beta"
-api_key = "sim"
-[providers.ollama]
-kind = "openai-compatible"
-dialect = "ollama"
-base_url = "{sim_url}/ollama/v1"
-
-[models."gpt-4o-mini"]
-provider = "openai"
-[models."claude-3-5-haiku"]
-provider = "anthropic"
-[models."gemini-2.0-flash"]
-provider = "gemini"
-[models."llama3.2"]
-provider = "ollama"
+{providers}
 
 [routes.cheap]
 models = ["gpt-4o-mini", "claude-3-5-haiku", "gemini-2.0-flash", "llama3.2"]

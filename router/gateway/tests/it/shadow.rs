@@ -27,21 +27,10 @@ const HAIKU: &str = "claude-3-5-haiku-20241022";
 const ADMIN: &str = "test-admin-key-0123456789";
 
 fn config_text(sim_url: &str, routes: &str) -> String {
+    let providers = crate::common::pair_providers(sim_url);
     format!(
         r#"
-[providers.openai]
-kind = "openai"
-base_url = "{sim_url}/openai/v1"
-api_key = "sim"
-[providers.anthropic]
-kind = "anthropic"
-base_url = "{sim_url}/anthropic/v1"
-api_key = "sim"
-
-[models."gpt-4o-mini"]
-provider = "openai"
-[models."claude-3-5-haiku"]
-provider = "anthropic"
+{providers}
 {routes}
 "#
     )

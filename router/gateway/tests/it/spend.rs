@@ -456,21 +456,10 @@ async fn shadows_count_in_the_report_exactly_when_the_key_is_billed_for_them() {
     .await
     .unwrap();
     let sim_url = format!("http://{}", sim.addr);
+    let providers = crate::common::pair_providers(&sim_url);
     let text = format!(
         r#"
-[providers.openai]
-kind = "openai"
-base_url = "{sim_url}/openai/v1"
-api_key = "sim"
-[providers.anthropic]
-kind = "anthropic"
-base_url = "{sim_url}/anthropic/v1"
-api_key = "sim"
-
-[models."gpt-4o-mini"]
-provider = "openai"
-[models."claude-3-5-haiku"]
-provider = "anthropic"
+{providers}
 
 [routes.unbilled]
 models = ["gpt-4o-mini"]

@@ -46,33 +46,10 @@ split = { "claude-3-5-haiku" = 1 }
 "#;
 
 fn config_text(sim_url: &str) -> String {
+    let providers = crate::common::all_providers(sim_url);
     format!(
         r#"
-[providers.openai]
-kind = "openai"
-base_url = "{sim_url}/openai/v1"
-api_key = "sim"
-[providers.anthropic]
-kind = "anthropic"
-base_url = "{sim_url}/anthropic/v1"
-api_key = "sim"
-[providers.gemini]
-kind = "gemini"
-base_url = "{sim_url}/gemini/v1beta"
-api_key = "sim"
-[providers.ollama]
-kind = "openai-compatible"
-dialect = "ollama"
-base_url = "{sim_url}/ollama/v1"
-
-[models."gpt-4o-mini"]
-provider = "openai"
-[models."claude-3-5-haiku"]
-provider = "anthropic"
-[models."gemini-2.0-flash"]
-provider = "gemini"
-[models."llama3.2"]
-provider = "ollama"
+{providers}
 {ROUTES}
 "#
     )

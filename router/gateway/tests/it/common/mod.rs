@@ -79,3 +79,48 @@ pub async fn get_json(gw: &Arc<Gateway>, path: &str) -> (StatusCode, Value) {
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
     (status, v)
 }
+
+/// Config text: the simulator's OpenAI and Anthropic wire formats as two providers, with one
+/// model each (`gpt-4o-mini`, `claude-3-5-haiku`).
+pub fn pair_providers(sim_url: &str) -> String {
+    format!(
+        r#"
+[providers.openai]
+kind = "openai"
+base_url = "{sim_url}/openai/v1"
+api_key = "sim"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "{sim_url}/anthropic/v1"
+api_key = "sim"
+
+[models."gpt-4o-mini"]
+provider = "openai"
+[models."claude-3-5-haiku"]
+provider = "anthropic"
+"#
+    )
+}
+
+/// Config text: all four of the simulator's wire formats, one model each (the pair's, then
+/// `gemini-2.0-flash` and `llama3.2`).
+pub fn all_providers(sim_url: &str) -> String {
+    format!(
+        r#"{pair}
+[providers.gemini]
+kind = "gemini"
+base_url = "{sim_url}/gemini/v1beta"
+api_key = "sim"
+[providers.ollama]
+kind = "openai-compatible"
+dialect = "ollama"
+base_url = "{sim_url}/ollama/v1"
+
+[models."gemini-2.0-flash"]
+provider = "gemini"
+[models."llama3.2"]
+provider = "ollama"
+"#,
+        pair = pair_providers(sim_url)
+    )
+}
