@@ -62,8 +62,14 @@ fn config(redis: &RedisServer, cache: Option<&RedisServer>, extra: &str, own: &s
     )
 }
 
-/// Start `n` replicas at once (threads), each with its own config text.
+/// Start `n` replicas at once (threads), each with its own config text. They run without the
+/// demo's policies: these tests are about shared budgets, rates and caches, and a policy's own
+/// 10 ms wall-clock limit can fail a request closed (503) when three replicas, Redis and Postgres
+/// share two loaded cores.
 fn start_replicas(store_url: &str, configs: Vec<String>) -> Vec<Running> {
+    let no_policies = std::env::temp_dir().join("switchyard-scale-no-policies");
+    std::fs::create_dir_all(&no_policies).unwrap();
+    let no_policies = &no_policies;
     std::thread::scope(|s| {
         let handles: Vec<_> = configs
             .into_iter()
@@ -71,6 +77,7 @@ fn start_replicas(store_url: &str, configs: Vec<String>) -> Vec<Running> {
                 s.spawn(move || {
                     Running::builder()
                         .env("SWITCHYARD_ADMIN_KEY", ADMIN)
+                        .env("SWITCHYARD_POLICIES", no_policies.display().to_string())
                         .store_url(store_url)
                         .demo_with(&cfg)
                 })
