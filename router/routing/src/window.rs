@@ -358,16 +358,11 @@ impl Window {
     }
 
     pub fn performance(&self, now: Instant) -> Performance {
-        let current = self.epoch(now);
         let mut total = Histogram::EMPTY;
         let mut ttft = Histogram::EMPTY;
         let mut failures = [0u64; KINDS.len()];
         let (mut successes, mut input_tokens, mut output_tokens, mut cost_usd) = (0, 0, 0, 0.0);
-        let live = self
-            .slots
-            .iter()
-            .filter(|s| s.epoch <= current && s.epoch + self.span > current);
-        for slot in live {
+        for slot in self.live(now) {
             successes += slot.successes;
             for (sum, n) in failures.iter_mut().zip(slot.failures) {
                 *sum += n;
@@ -404,16 +399,19 @@ impl Window {
     /// The `q` quantile (ms) of recent successes' time to first token (`first_token`) or total
     /// latency, with how many successes it is over: what an adaptive hedge waits for.
     pub fn quantile(&self, now: Instant, q: f64, first_token: bool) -> (u64, Option<f64>) {
-        let current = self.epoch(now);
         let mut merged = Histogram::EMPTY;
-        for slot in self
-            .slots
-            .iter()
-            .filter(|s| s.epoch <= current && s.epoch + self.span > current)
-        {
+        for slot in self.live(now) {
             merged.merge(if first_token { &slot.ttft } else { &slot.total });
         }
         (merged.count, merged.quantile(q))
+    }
+
+    /// The slots whose bucket lies within the window ending at `now`.
+    fn live(&self, now: Instant) -> impl Iterator<Item = &Slot> {
+        let current = self.epoch(now);
+        self.slots
+            .iter()
+            .filter(move |s| s.epoch <= current && s.epoch + self.span > current)
     }
 
     fn epoch(&self, now: Instant) -> u64 {

@@ -414,14 +414,7 @@ async fn model_call(
     if let Some(code) = response.extensions().get::<ErrorCode>() {
         ex.set_error(Some(code.0));
     }
-    if let Ok(v) = HeaderValue::from_str(ex.public_id()) {
-        response.headers_mut().insert(REQUEST_ID, v);
-    }
-    // The server's own id (the log row's), also when the client sent its own `x-request-id`:
-    // what `POST /ai/feedback` takes.
-    if let Ok(v) = HeaderValue::from_str(&ex.id) {
-        response.headers_mut().insert(SERVER_REQUEST_ID, v);
-    }
+    request_ids(&mut response, &ex);
     let overhead = ex.overhead().as_secs_f64() * 1000.0;
     if let Ok(v) = HeaderValue::from_str(&format!("{overhead:.3}")) {
         response.headers_mut().insert(OVERHEAD, v);
@@ -462,19 +455,24 @@ fn header_tags(gw: &Gateway, headers: &HeaderMap, ex: &Exchange) -> Result<(), A
     Ok(())
 }
 
+/// The request's ids on its answer: `x-request-id` (the client's own, else the server's) and
+/// the server's own (the log row's, what `POST /ai/feedback` takes), also when the client sent
+/// its own `x-request-id`.
+fn request_ids(response: &mut Response, ex: &Exchange) {
+    if let Ok(v) = HeaderValue::from_str(ex.public_id()) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ex.id) {
+        response.headers_mut().insert(SERVER_REQUEST_ID, v);
+    }
+}
+
 /// A request refused at admission still gets its log row.
 fn refused(ex: Exchange, e: ApiError) -> Response {
     ex.set_error(e.code);
     ex.finish(e.status.as_u16());
     let mut response = e.into_response();
-    if let Ok(v) = HeaderValue::from_str(ex.public_id()) {
-        response.headers_mut().insert(REQUEST_ID, v);
-    }
-    // The server's own id (the log row's), also when the client sent its own `x-request-id`:
-    // what `POST /ai/feedback` takes.
-    if let Ok(v) = HeaderValue::from_str(&ex.id) {
-        response.headers_mut().insert(SERVER_REQUEST_ID, v);
-    }
+    request_ids(&mut response, &ex);
     response
 }
 

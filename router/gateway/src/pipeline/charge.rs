@@ -31,6 +31,15 @@ pub(super) struct Estimate {
 /// The most this request may cost and use: over every eligible candidate (a fallback may land
 /// on any), its prompt plus `max_tokens` (or the model's expected output when unset).
 pub(super) fn estimate(gw: &Gateway, decision: &Decision, request: &ChatRequest) -> Estimate {
+    estimate_with(decision, request, |m| model_entry(gw, m))
+}
+
+/// `estimate`, with the prices from `entry` (a shadow call has no `Gateway`, only the config).
+pub(super) fn estimate_with<'e>(
+    decision: &Decision,
+    request: &ChatRequest,
+    entry: impl Fn(&ModelId) -> Option<&'e CatalogEntry>,
+) -> Estimate {
     let mut e = Estimate::default();
     for c in decision.eligible() {
         let out = if request.embed.is_some() {
@@ -42,7 +51,7 @@ pub(super) fn estimate(gw: &Gateway, decision: &Decision, request: &ChatRequest)
         };
         let usage = Usage::new(c.prompt_tokens, out);
         let prompt = Usage::new(c.prompt_tokens, 0);
-        if let Some(entry) = model_entry(gw, &c.model) {
+        if let Some(entry) = entry(&c.model) {
             let cost = entry.usage_cost_pico(&usage);
             if cost >= e.cost {
                 e.cost = cost;

@@ -382,26 +382,16 @@ pub async fn complete(
     }
     match result {
         Ok(mut s) => {
-            if request.embed.is_some() && s.value.usage.prompt_tokens == 0 {
-                // Gemini's embeddings report no usage: bill the router's own count.
-                let counted = prompt_tokens(&p.decision, &s.model);
-                s.value.usage = Usage::new(counted, 0);
-            }
             let entry = model_entry(gw, &s.model);
-            let cost = entry.map_or(0, |e| e.usage_cost_pico(&s.value.usage));
-            let billed = charge_failed_attempts(ex, &s.attempts);
-            if let Some(r) = reservation {
-                r.settle(cost + billed, u64::from(s.value.usage.total_tokens));
-            }
-            if let Some(ex) = ex {
-                ex.routed(
-                    &s.model,
-                    &s.provider,
-                    attempt_records(&s.attempts),
-                    policy_records(&p.applied.runs),
-                );
-                ex.answered(&s.value.usage, cost, false);
-            }
+            let Settled { cost, billed } = settle_answer(
+                &mut s,
+                request,
+                &p.decision,
+                entry,
+                reservation,
+                ex,
+                policy_records(&p.applied.runs),
+            );
             crate::telemetry::otel::answered(ex, &s.value);
             after.answered(&s.model, s.latency, cost + billed);
             let ttl = step.ttl();
@@ -500,6 +490,45 @@ pub async fn stream(
         }
         Err(f) => Err(failed(f, ex, &gw.health)),
     }
+}
+
+/// What a complete answer cost (picodollars): the answer, and the failed attempts before it
+/// that the provider may have billed.
+struct Settled {
+    cost: i64,
+    billed: i64,
+}
+
+/// A complete answer's accounting: its usage (the router's own prompt count when the provider
+/// reports none, as Gemini's embeddings do), its price, the reservation settled with it and the
+/// failed attempts, and the exchange told which model answered and what it used.
+fn settle_answer(
+    s: &mut Success<ChatResponse>,
+    request: &ChatRequest,
+    decision: &Decision,
+    entry: Option<&CatalogEntry>,
+    reservation: Option<Reservation>,
+    ex: Option<&Exchange>,
+    policies: Vec<PolicyRecord>,
+) -> Settled {
+    if request.embed.is_some() && s.value.usage.prompt_tokens == 0 {
+        s.value.usage = Usage::new(prompt_tokens(decision, &s.model), 0);
+    }
+    let cost = entry.map_or(0, |e| e.usage_cost_pico(&s.value.usage));
+    let billed = charge_failed_attempts(ex, &s.attempts);
+    if let Some(r) = reservation {
+        r.settle(cost + billed, u64::from(s.value.usage.total_tokens));
+    }
+    if let Some(ex) = ex {
+        ex.routed(
+            &s.model,
+            &s.provider,
+            attempt_records(&s.attempts),
+            policies,
+        );
+        ex.answered(&s.value.usage, cost, false);
+    }
+    Settled { cost, billed }
 }
 
 /// Record on the exchange what the failed attempts the provider may have billed cost (flagged

@@ -25,7 +25,6 @@ use crate::exchange::Sinks;
 use crate::execute::{PumpLimits, Upstreams};
 use crate::keys::Keys;
 use switchyard_providers::Provider;
-use switchyard_routing::candidates::Candidate;
 use switchyard_routing::health::{Health, RetryBudget};
 use switchyard_routing::quality::Quality;
 use switchyard_routing::route::Shadow;
@@ -203,7 +202,9 @@ impl Job {
             .models
             .get(&self.settings.model)
             .map(|m| m.entry.clone());
-        let est = shadow_estimate(entry.as_ref(), &c, &self.request);
+        let est = super::charge::estimate_with(&decision, &self.request, |m| {
+            self.config.models.get(m).map(|m| &m.entry)
+        });
         let reservation = match (&self.key, self.settings.bill) {
             (Some(key), true) => {
                 match self
@@ -276,24 +277,15 @@ impl Call<'_> {
         let mut reservation = in_flight.done();
         match result {
             Ok(mut s) => {
-                if job.request.embed.is_some() && s.value.usage.prompt_tokens == 0 {
-                    s.value.usage = Usage::new(self.prompt_tokens, 0);
-                }
-                let cost = self
-                    .entry
-                    .as_ref()
-                    .map_or(0, |e| e.usage_cost_pico(&s.value.usage));
-                let billed = charge_failed_attempts(Some(ex), &s.attempts);
-                if let Some(r) = reservation {
-                    r.settle(cost + billed, u64::from(s.value.usage.total_tokens));
-                }
-                ex.routed(
-                    &s.model,
-                    &s.provider,
-                    attempt_records(&s.attempts),
+                super::settle_answer(
+                    &mut s,
+                    &job.request,
+                    self.decision,
+                    self.entry.as_ref(),
+                    reservation,
+                    Some(ex),
                     Vec::new(),
                 );
-                ex.answered(&s.value.usage, cost, false);
                 if job.settings.log_text {
                     ex.set_response_text(cut(answer_text(&s.value)));
                 }
@@ -396,31 +388,6 @@ impl Call<'_> {
         self.ex.set_error(code);
         self.ex.finish(status);
         "error"
-    }
-}
-
-/// The most the shadow may cost and use (as `charge::estimate`, for its one candidate).
-fn shadow_estimate(
-    entry: Option<&CatalogEntry>,
-    c: &Candidate,
-    request: &ChatRequest,
-) -> super::charge::Estimate {
-    let out = if request.embed.is_some() {
-        0
-    } else {
-        request
-            .max_tokens
-            .unwrap_or(c.expected_output_tokens.ceil() as u32)
-    };
-    let usage = Usage::new(c.prompt_tokens, out);
-    let prompt_usage = Usage::new(c.prompt_tokens, 0);
-    let cost = |u: &Usage| entry.map_or(0, |e| e.usage_cost_pico(u));
-    super::charge::Estimate {
-        cost: cost(&usage),
-        tokens: u64::from(usage.total_tokens),
-        usage,
-        prompt_cost: cost(&prompt_usage),
-        prompt_usage,
     }
 }
 
