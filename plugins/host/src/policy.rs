@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::bindings::PolicyPre;
@@ -15,7 +14,9 @@ use crate::ctx::{Decision, PolicyInput};
 use crate::engine::{PolicyEngine, TICK, sha256_hex};
 use crate::error::{LoadError, PolicyError};
 use crate::manifest::{MAX_MODULE_BYTES, Manifest};
-use crate::sandbox::{Bounds, HostCalls, HostState, Limiter, classify, lift_bound, link};
+use crate::sandbox::{
+    Bounds, HostCalls, HostState, Limiter, classify, deny_all_wasi, imports_wasi, lift_bound, link,
+};
 use crate::stats::PolicyStats;
 use crate::validate::validate;
 
@@ -67,6 +68,8 @@ pub struct LoadedPolicy {
     pub stats: PolicyStats,
     engine: Arc<PolicyEngine>,
     pre: PolicyPre<HostState>,
+    /// Whether the component imports WASI, and so gets a (deny-all) WASI context per call.
+    wasi: bool,
     pub(crate) counter: Arc<dyn TokenCounter>,
 }
 
@@ -111,6 +114,7 @@ impl LoadedPolicy {
         let component = engine.compile(&wasm, &sha256)?;
         let pre = link(engine, &component, &manifest).map_err(LoadError::Link)?;
         Ok(LoadedPolicy {
+            wasi: imports_wasi(engine, &component),
             stats: PolicyStats::default(),
             wasm_bytes: wasm.len(),
             sha256,
@@ -142,18 +146,14 @@ impl LoadedPolicy {
         let started = Instant::now();
         let limits = &self.manifest.limits;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        let mut wasi = WasiCtx::builder();
-        wasi.stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        let wasi = self.wasi.then(|| deny_all_wasi(Some(stderr.clone())));
         let state = HostState {
             limiter: Limiter {
                 cap: limits.memory_bytes,
                 peak: 0,
                 hit: false,
             },
-            wasi: wasi.build(),
+            wasi,
             table: ResourceTable::new(),
             calls: HostCalls::new(
                 self.counter.clone(),

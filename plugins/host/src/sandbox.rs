@@ -83,13 +83,37 @@ pub(crate) fn link(
     })
 }
 
+/// A WASI context that grants nothing: no network, no files, no environment; stderr (when
+/// given) captured for the error message of a failed evaluation.
+pub(crate) fn deny_all_wasi(stderr: Option<MemoryOutputPipe>) -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    if let Some(stderr) = stderr {
+        wasi.stderr(stderr);
+    }
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    wasi.build()
+}
+
+/// Whether a component imports any WASI interface (a `wasm32-wasip2` guest does; one built
+/// for `wasm32-unknown-unknown` with no adapter does not).
+pub(crate) fn imports_wasi(engine: &PolicyEngine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(&engine.engine)
+        .any(|(name, _)| name.starts_with("wasi:"))
+}
+
 fn abi_version() -> &'static str {
     ABI.rsplit('@').next().unwrap_or("0.1.0")
 }
 
 pub(crate) struct HostState {
     pub(crate) limiter: Limiter,
-    pub(crate) wasi: WasiCtx,
+    /// `None` for a guest that imports no WASI (the shipped policies): building a context
+    /// (clocks, random, environment) for every evaluation is then pure cost.
+    pub(crate) wasi: Option<WasiCtx>,
     pub(crate) table: ResourceTable,
     pub(crate) calls: HostCalls,
 }
@@ -97,7 +121,9 @@ pub(crate) struct HostState {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            // Only a guest that imports WASI reaches this, and it was given its context; the
+            // empty one keeps even a mistake here deny-by-default.
+            ctx: self.wasi.get_or_insert_with(|| deny_all_wasi(None)),
             table: &mut self.table,
         }
     }
