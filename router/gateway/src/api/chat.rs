@@ -97,12 +97,43 @@ pub(crate) async fn body_json<T: serde::de::DeserializeOwned>(
 /// The body is read as JSON values first and made to mean what JSON Schema says it means
 /// (`super::json::normalise`): a whole number written `9.0` is the integer 9, and a `type` tag
 /// is never a number. Then `T` is read from the values, naming the path of what is wrong.
+///
+/// Most bodies need neither rule: they are read straight into `T` (one pass, no tree of values)
+/// when that succeeds, no `type` member holds a number, and no `\u` escape could spell `type`
+/// another way. Anything else (a whole float where an integer goes, any error) takes the path
+/// above, so every refusal is the one it was. One difference: a whole float inside a member
+/// kept as raw JSON (`metadata`, unknown members passed through) stays as the client wrote it.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if !numeric_type_member(bytes)
+        && !bytes.windows(2).any(|w| w == b"\\u")
+        && let Ok(v) = serde_json::from_slice::<T>(bytes)
+    {
+        return Ok(v);
+    }
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
     super::json::normalise(&mut value, &mut String::new())
         .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
     serde_path_to_error::deserialize(value).map_err(|e| data_error(e, bytes))
+}
+
+/// Whether the text has a `"type"` key whose value starts like a number (over-approximated:
+/// also inside strings, which only sends such a body down the slower, exact path).
+fn numeric_type_member(bytes: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"type\"";
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[at + KEY.len()..];
+        let mut after = rest.iter().skip_while(|b| b.is_ascii_whitespace()).copied();
+        if after.next() == Some(b':')
+            && after
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| b == b'-' || b.is_ascii_digit())
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Parse and validate a chat request; errors name the offending parameter.
@@ -144,4 +175,36 @@ fn data_error(e: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) ->
         text
     };
     ApiError::invalid_param(if path == "." { "body".into() } else { path }, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_numeric_type_member_is_found_wherever_it_is() {
+        assert!(numeric_type_member(br#"{"type":0}"#));
+        assert!(numeric_type_member(br#"{"a":[{"type" :  -1}]}"#));
+        assert!(numeric_type_member(b"{\"x\":1,\"type\"\n:\t7}"));
+        assert!(!numeric_type_member(br#"{"type":"text","n":0}"#));
+        assert!(!numeric_type_member(br#"{"types":0,"type_":1}"#));
+    }
+
+    #[test]
+    fn the_one_pass_read_refuses_what_the_exact_path_refuses() {
+        let ok = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":9}"#;
+        assert_eq!(parse_request(ok).unwrap().max_tokens, Some(9));
+        // A whole float for an integer: the exact path makes it 9.
+        let float =
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":9.0}"#;
+        assert_eq!(parse_request(float).unwrap().max_tokens, Some(9));
+        // A numeric `type`, plain or spelt with an escape, is refused naming it.
+        for body in [
+            &br#"{"model":"m","messages":[{"role":"user","content":[{"type":0,"text":"x"}]}]}"#[..],
+            &br#"{"model":"m","messages":[{"role":"user","content":[{"\u0074ype":0,"text":"x"}]}]}"#[..],
+        ] {
+            let e = parse_request(body).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("messages[0].content[0].type"), "{e:?}");
+        }
+    }
 }

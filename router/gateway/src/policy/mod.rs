@@ -272,7 +272,7 @@ pub fn apply(
             }
         }
         for (k, v) in &run.annotations {
-            tracing::info!(policy = %id, key = %k, value = %v, "policy annotation");
+            tracing::debug!(policy = %id, key = %k, value = %v, "policy annotation");
         }
         applied.runs.push(run);
     }
