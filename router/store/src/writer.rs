@@ -2,9 +2,10 @@
 //!
 //! [`Writer::record`] is called on the request path and must never wait:
 //! it `try_send`s into a bounded channel and counts a full channel as a
-//! dropped row. A single task drains the channel into batches of
-//! `batch_rows`, flushed when full or `interval` after their first row,
-//! one [`RequestLog::insert_batch`] transaction each.
+//! dropped row (warned at most once a second, with the running total). A single
+//! task drains the channel into batches of `batch_rows`, flushed when full or
+//! `interval` after their first row, one [`RequestLog::insert_batch`]
+//! transaction each.
 //!
 //! Rows carry no spend: dropping one loses a log line, never money. Spend goes
 //! through the [`Ledger`](crate::Ledger), which cannot drop.
@@ -64,8 +65,9 @@ const RETRY_DELAYS: [Duration; 3] = [
     Duration::from_millis(800),
 ];
 
-/// At most one "dropping rows" warning per this many milliseconds.
-const DROP_WARN_EVERY_MS: u64 = 10_000;
+/// At most one "dropping rows" warning per this many milliseconds (issue 17: each with the
+/// running total, so a sustained overload shows how many rows it cost as it happens).
+const DROP_WARN_EVERY_MS: u64 = 1_000;
 
 #[derive(Default)]
 struct Counters {
