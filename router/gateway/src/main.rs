@@ -306,7 +306,8 @@ async fn run(command: Command) -> Result<(), String> {
 
 async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<(), String> {
     // Tokenizer tables load in the background; requests before then use a safe estimate.
-    switchyard_routing::tokens::warm_up();
+    // Only the tables the configured models count with: each is 30–40 MB resident.
+    switchyard_routing::tokens::warm_up_for(gw.config.models.values().map(|m| m.entry.tokenizer));
     let listener = server::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

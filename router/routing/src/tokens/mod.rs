@@ -21,7 +21,7 @@ use switchyard_types::ChatRequest;
 
 use request::Prompt;
 use tables::{Counter, Encoding};
-pub use tables::{is_loaded, load_blocking, warm_up};
+pub use tables::{is_loaded, load_blocking, warm_up, warm_up_for};
 
 /// A prompt token count for one tokenizer family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,11 @@ pub struct TokenCount {
     pub tokens: u32,
     /// Exact for OpenAI encodings once loaded; an estimate with a safety margin otherwise.
     pub exact: bool,
+}
+
+/// The exact encoding a family counts with.
+const fn encoding_of(family: TokenizerFamily) -> Encoding {
+    rule(family).0
 }
 
 /// How each family is counted: which exact encoding stands in for it, and the margin (in

@@ -17,7 +17,9 @@ type Table = OnceLock<Option<CoreBPE>>;
 
 static O200K: Table = OnceLock::new();
 static CL100K: Table = OnceLock::new();
-static WARM_UP: Once = Once::new();
+/// One background load per table, started at most once each.
+static LOAD_O200K: Once = Once::new();
+static LOAD_CL100K: Once = Once::new();
 
 /// The exact encodings the crate embeds; every tokenizer family counts with one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,22 @@ impl Encoding {
             Encoding::O200k => &O200K,
             Encoding::Cl100k => &CL100K,
         }
+    }
+
+    fn load_once(self) -> &'static Once {
+        match self {
+            Encoding::O200k => &LOAD_O200K,
+            Encoding::Cl100k => &LOAD_CL100K,
+        }
+    }
+
+    /// Start loading this table on a background thread, unless that has been started already.
+    pub(super) fn warm_up(self) {
+        self.load_once().call_once(|| {
+            spawn_loader(move || {
+                self.load();
+            });
+        });
     }
 
     fn name(self) -> &'static str {
@@ -76,7 +94,7 @@ impl Encoding {
             Some(Some(bpe)) => Counter::Exact(bpe),
             Some(None) => Counter::Estimate,
             None => {
-                warm_up();
+                self.warm_up();
                 Counter::Estimate
             }
         }
@@ -173,16 +191,20 @@ pub(super) fn estimate(text: &str) -> u64 {
     tokens + run_tokens(class, run) + (2 * non_ascii_bytes).div_ceil(3)
 }
 
-/// Start loading both tables on a background thread and return at once. Safe to call any
-/// number of times from anywhere; only the first call spawns. Readiness must not wait on it.
+/// Start loading both tables on background threads and return at once. Safe to call any
+/// number of times from anywhere; each table is loaded once. Readiness must not wait on it.
 pub fn warm_up() {
-    WARM_UP.call_once(|| {
-        spawn_loader(|| {
-            for encoding in Encoding::ALL {
-                encoding.load();
-            }
-        });
-    });
+    for encoding in Encoding::ALL {
+        encoding.warm_up();
+    }
+}
+
+/// As [`warm_up`], only for the tables these families count with: a gateway whose models are
+/// all o200k (or all cl100k-based) never builds the other table, about 30–40 MB resident.
+pub fn warm_up_for(families: impl IntoIterator<Item = crate::catalog::TokenizerFamily>) {
+    for family in families {
+        super::encoding_of(family).warm_up();
+    }
 }
 
 /// Run `load` on a detached, named thread. Detached on purpose: it only fills the `OnceLock`s,
@@ -199,11 +221,14 @@ pub(super) fn spawn_loader(load: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// Whether both tables are loaded (so OpenAI-family counts are exact).
+/// Whether every table that was asked for is loaded (so OpenAI-family counts are exact); a table
+/// no configured model counts with is never asked for.
 pub fn is_loaded() -> bool {
-    Encoding::ALL
-        .iter()
-        .all(|e| matches!(e.table().get(), Some(Some(_))))
+    // A table nobody asked for (no configured model counts with it) is never loaded.
+    Encoding::ALL.iter().all(|e| {
+        matches!(e.table().get(), Some(Some(_)))
+            || (!e.load_once().is_completed() && e.table().get().is_none())
+    })
 }
 
 /// Load both tables on the calling thread and return once they exist. For tests and offline
