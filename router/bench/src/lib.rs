@@ -232,7 +232,7 @@ impl Bench {
                 r#"{"name":"bench","budget_usd":100000,"budget_period":"month"}"#,
             ))
             .map_err(|e| e.to_string())?;
-        let (status, body) = self.send(req).await?;
+        let (status, _, body) = self.send(req).await?;
         if status != StatusCode::CREATED {
             return Err(format!("creating the key: {status} {body}"));
         }
@@ -243,36 +243,11 @@ impl Bench {
             .ok_or_else(|| format!("no key in {body}"))
     }
 
-    async fn send(&self, req: Request<Body>) -> Result<(StatusCode, String), String> {
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-
-    /// One chat completion through the whole path; an error unless it is a 200 (and, with
-    /// the cache on, a hit).
-    pub async fn one(&self) -> Result<(), String> {
-        self.chat(self.setup == Setup::CacheHit).await
-    }
-
-    async fn chat(&self, hit: bool) -> Result<(), String> {
-        let mut req =
-            Request::post("/v1/chat/completions").header("content-type", "application/json");
-        if let Some(key) = &self.key {
-            req = req.header("authorization", format!("Bearer {key}"));
-        }
-        let req = req.body(Body::from(BODY)).map_err(|e| e.to_string())?;
+    /// Status, the `x-switchyard-cache` header, and the body of one request.
+    async fn send(
+        &self,
+        req: Request<Body>,
+    ) -> Result<(StatusCode, Option<String>, String), String> {
         let resp = self
             .router
             .clone()
@@ -291,8 +266,25 @@ impl Bench {
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
+        Ok((status, cache, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// One chat completion through the whole path; an error unless it is a 200 (and, with
+    /// the cache on, a hit).
+    pub async fn one(&self) -> Result<(), String> {
+        self.chat(self.setup == Setup::CacheHit).await
+    }
+
+    async fn chat(&self, hit: bool) -> Result<(), String> {
+        let mut req =
+            Request::post("/v1/chat/completions").header("content-type", "application/json");
+        if let Some(key) = &self.key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        let req = req.body(Body::from(BODY)).map_err(|e| e.to_string())?;
+        let (status, cache, body) = self.send(req).await?;
         if status != StatusCode::OK {
-            return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+            return Err(format!("{status}: {body}"));
         }
         if hit && cache.as_deref() != Some("hit") {
             return Err("a cache miss in the cache-hit setup".to_owned());

@@ -70,7 +70,7 @@
 //! [`KeyStore`], [`SpendStore`]) separately rather than through `sqlx::Any` or
 //! generics over `sqlx::Database`: placeholders (`?` vs `$1`), types
 //! (`BOOLEAN`, `SUM(bigint)` being `NUMERIC` on Postgres), bulk inserts
-//! (`UNNEST` arrays on Postgres, `json_each` over one JSON parameter on SQLite)
+//! (`UNNEST` arrays on Postgres, prepared multi-row `VALUES` on SQLite)
 //! and connection tuning differ, and every statement stays a plain literal
 //! string that can be read and tested as-is. [`Store`] is the enum callers use;
 //! it delegates to the backend chosen by the URL given to [`Store::connect`].
