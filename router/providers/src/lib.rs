@@ -321,7 +321,7 @@ fn content_bytes(event: &StreamEvent) -> usize {
                 + name.as_ref().map_or(0, String::len)
         }
         // Forwarded as they come, never accumulated; each is bounded by `max_event_bytes`.
-        StreamEvent::Finish(_) | StreamEvent::Usage(_) | StreamEvent::Native(_) => 0,
+        StreamEvent::Finish(_) | StreamEvent::Usage(_) | StreamEvent::Native { .. } => 0,
     }
 }
 

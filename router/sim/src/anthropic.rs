@@ -3,6 +3,10 @@
 //! `{"type":"error",...}` error bodies. Anthropic has no JSON mode: JSON asks get plain text.
 //! Input tokens count the tools too, and are split by the prompt cache (`prompt_cache.rs`) into
 //! plain input, cache writes and cache reads, in complete answers and in the stream's usage.
+//! A request with `thinking: {"type": "enabled", "budget_tokens": B}` is answered with a
+//! thinking block first (with its signature): `B / 8` thinking pieces (at least 1, at most
+//! `MAX_THINKING_PIECES`), one stream `thinking_delta` each, then one `signature_delta`;
+//! the pieces count as output tokens.
 
 use std::sync::Arc;
 
@@ -22,6 +26,8 @@ use super::wire::{json_response, put, quoted, rfc3339, uint, unix_now, wants_str
 
 const CONTEXT_WINDOW: u64 = 200_000;
 const REQUESTS_PER_MINUTE: u32 = 4000;
+/// The most thinking pieces one answer carries, whatever the budget.
+const MAX_THINKING_PIECES: u32 = 4096;
 
 pub(super) async fn messages(
     State(sim): State<Arc<Sim>>,
@@ -83,12 +89,17 @@ pub(super) async fn messages(
     let answer = ex.answer(shape(&req, messages), uint(req.get("max_tokens")), "toolu_");
     let now = tokio::time::Instant::now();
     let cache = sim.prompt_cache.account(model, &req, prompt, now);
+    let thinking = thinking_budget(&req).map(|budget| Thinking {
+        pieces: (budget / 8).clamp(1, MAX_THINKING_PIECES),
+        signature: format!("Eu{}+/Q==", ex.hex(40)),
+    });
     let msg = Msg {
         id: format!("msg_{}", ex.hex(24)),
         model,
         prompt,
         cache,
         answer,
+        thinking,
     };
     let mut out = HeaderMap::new();
     put(&mut out, "request-id", &rid);
@@ -102,7 +113,7 @@ pub(super) async fn messages(
         };
         ex.stream(frames, err, "text/event-stream; charset=utf-8", out)
     } else {
-        let tokens = msg.answer.tokens;
+        let tokens = msg.output_tokens();
         match ex.unary(msg.body().to_string(), tokens, out).await {
             Some(resp) => resp,
             None => error(&Reject::Fault(Fault::Overloaded), model, &rid, prompt),
@@ -145,6 +156,32 @@ fn validate(req: &Value) -> Result<(), Reject> {
         }
     }
     Ok(())
+}
+
+/// `thinking.budget_tokens` when the request enables extended thinking.
+fn thinking_budget(req: &Value) -> Option<u32> {
+    let t = req.get("thinking")?;
+    if t.get("type").and_then(Value::as_str) != Some("enabled") {
+        return None;
+    }
+    Some(uint(t.get("budget_tokens")).unwrap_or(1024))
+}
+
+/// The thinking block an answer opens with.
+struct Thinking {
+    pieces: u32,
+    signature: String,
+}
+
+impl Thinking {
+    /// Piece `i` of the reasoning; the pieces end to end are the block's `thinking`.
+    fn piece(i: u32) -> String {
+        format!("step {i}; ")
+    }
+
+    fn text(&self) -> String {
+        (0..self.pieces).map(Self::piece).collect()
+    }
 }
 
 /// One tool_use block when custom tools are offered, `tool_choice` is not none and the last
@@ -234,6 +271,7 @@ struct Msg<'a> {
     prompt: u32,
     cache: CacheUse,
     answer: Answer,
+    thinking: Option<Thinking>,
 }
 
 impl Msg<'_> {
@@ -243,6 +281,12 @@ impl Msg<'_> {
             _ if self.answer.truncated => "max_tokens",
             _ => "end_turn",
         }
+    }
+
+    /// The answer's tokens and the thinking's.
+    fn output_tokens(&self) -> u32 {
+        let thinking = self.thinking.as_ref().map_or(0, |t| t.pieces);
+        self.answer.tokens.saturating_add(thinking)
     }
 
     /// `input_tokens` is the plain part: the prompt less what the cache wrote and read.
@@ -262,16 +306,23 @@ impl Msg<'_> {
             }
             _ => json!({"type": "text", "text": self.answer.text}),
         };
+        let mut content = Vec::with_capacity(2);
+        if let Some(t) = &self.thinking {
+            content.push(json!({"type": "thinking", "thinking": t.text(),
+                                "signature": t.signature}));
+        }
+        content.push(block);
         json!({
             "id": self.id, "type": "message", "role": "assistant", "model": self.model,
-            "content": [block], "stop_reason": self.stop_reason(), "stop_sequence": null,
-            "usage": self.usage(self.answer.tokens)
+            "content": content, "stop_reason": self.stop_reason(), "stop_sequence": null,
+            "usage": self.usage(self.output_tokens())
         })
     }
 
     fn frames(&self, ex: &SimCall) -> Frames {
         let pieces = self.answer.pieces();
-        let mut f = Frames::new(ex, pieces.len() + 6);
+        let thinking = self.thinking.as_ref().map_or(0, |t| t.pieces as usize + 3);
+        let mut f = Frames::new(ex, pieces.len() + thinking + 6);
         let mut event = |kind, name: &str, json: &str| {
             f.push(kind, &format!("event: {name}\ndata: "), json, "\n\n");
         };
@@ -284,6 +335,31 @@ impl Msg<'_> {
             let block = r#"{"type":"content_block_start","index":4294967295,"content_block":{"type":"tool_use","id":"toolu_hostile","name":"hostile","input":{}}}"#;
             event(Kind::Content, "content_block_start", block);
         }
+        let mut index = 0;
+        if let Some(t) = &self.thinking {
+            event(
+                Kind::Meta,
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            );
+            for i in 0..t.pieces {
+                let delta = format!(
+                    "{{\"type\":\"content_block_delta\",\"index\":0,\
+                     \"delta\":{{\"type\":\"thinking_delta\",\"thinking\":{}}}}}",
+                    quoted(&Thinking::piece(i))
+                );
+                event(Kind::Content, "content_block_delta", &delta);
+            }
+            let signature = json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": t.signature}});
+            event(Kind::Meta, "content_block_delta", &signature.to_string());
+            event(
+                Kind::Meta,
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0}"#,
+            );
+            index = 1;
+        }
         let (block, delta_kind, field) = match &self.answer.kind {
             AnswerKind::Tool { id, name, .. } => (
                 json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
@@ -292,26 +368,23 @@ impl Msg<'_> {
             ),
             _ => (json!({"type": "text", "text": ""}), "text_delta", "text"),
         };
-        let block = json!({"type": "content_block_start", "index": 0, "content_block": block});
+        let block = json!({"type": "content_block_start", "index": index, "content_block": block});
         event(Kind::Meta, "content_block_start", &block.to_string());
         event(Kind::Meta, "ping", r#"{"type": "ping"}"#);
         for p in &pieces {
             let delta = format!(
-                "{{\"type\":\"content_block_delta\",\"index\":0,\
+                "{{\"type\":\"content_block_delta\",\"index\":{index},\
                  \"delta\":{{\"type\":\"{delta_kind}\",\"{field}\":{}}}}}",
                 quoted(p)
             );
             event(Kind::Content, "content_block_delta", &delta);
         }
-        event(
-            Kind::Meta,
-            "content_block_stop",
-            r#"{"type":"content_block_stop","index":0}"#,
-        );
+        let stop = json!({"type": "content_block_stop", "index": index});
+        event(Kind::Meta, "content_block_stop", &stop.to_string());
         // As the API does today, the final usage repeats the input counts.
         let delta = json!({"type": "message_delta",
             "delta": {"stop_reason": self.stop_reason(), "stop_sequence": null},
-            "usage": self.usage(self.answer.tokens)});
+            "usage": self.usage(self.output_tokens())});
         event(Kind::Terminal, "message_delta", &delta.to_string());
         event(Kind::Terminal, "message_stop", r#"{"type":"message_stop"}"#);
         f

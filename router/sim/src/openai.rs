@@ -187,12 +187,20 @@ async fn chat(sim: &Sim, q: &Quirks, headers: &HeaderMap, body: &[u8]) -> Respon
     } else {
         format!("chatcmpl-{}", ex.hex(29))
     };
+    let cached = if q.ollama {
+        0
+    } else {
+        let now = tokio::time::Instant::now();
+        sim.prompt_cache
+            .account_automatic(model, messages, prompt, now)
+    };
     let c = Chat {
         q,
         id,
         model,
         created: ex.created,
         prompt,
+        cached,
         answer,
     };
     let mut out = HeaderMap::new();
@@ -378,6 +386,8 @@ struct Chat<'a> {
     model: &'a str,
     created: u64,
     prompt: u32,
+    /// Prompt tokens read from the automatic prompt cache.
+    cached: u32,
     answer: Answer,
 }
 
@@ -398,7 +408,7 @@ impl Chat<'_> {
         }
         json!({
             "prompt_tokens": p, "completion_tokens": c, "total_tokens": total,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": self.cached, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0, "audio_tokens": 0,
                 "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0

@@ -14,6 +14,11 @@
 //! Prefixes are remembered as 64-bit hashes (of the model and the blocks' JSON without their
 //! `cache_control`), at most `MAX_PREFIXES`, the least recently used evicted first. The lock is
 //! held for a map lookup and insert only, never across an await.
+//!
+//! OpenAI's automatic caching is simulated on the same memory (`account_automatic`): a prompt
+//! of at least `AUTO_MIN_TOKENS` caches its prefix (every message but the last) unasked, and
+//! the same prefix seen again within the TTL is read, in whole `AUTO_STEP`-token steps
+//! (`prompt_tokens_details.cached_tokens`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -30,6 +35,9 @@ pub(crate) const MAX_PREFIXES: usize = 10_000;
 const LOOKBACK: usize = 20;
 const TTL: Duration = Duration::from_secs(5 * 60);
 const TTL_LONG: Duration = Duration::from_secs(60 * 60);
+/// The shortest prompt OpenAI caches, and the step its cached prefix grows by.
+const AUTO_MIN_TOKENS: u32 = 1024;
+const AUTO_STEP: u32 = 128;
 
 /// One request's use of the cache, in tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,6 +140,36 @@ impl PromptCache {
         CacheUse {
             read,
             written: prefix - read,
+        }
+    }
+
+    /// Accounts an OpenAI-shaped request of `total` prompt tokens: the tokens read from the
+    /// cache (0 on a miss, which caches the prefix).
+    pub(crate) fn account_automatic(
+        &self,
+        model: &str,
+        messages: &[Value],
+        total: u32,
+        now: Instant,
+    ) -> u32 {
+        let Some((_, prefix)) = messages.split_last() else {
+            return 0;
+        };
+        if total < AUTO_MIN_TOKENS || prefix.is_empty() {
+            return 0;
+        }
+        let mut hash = fnv(fnv(0xCBF2_9CE4_8422_2325, b"auto\0"), model.as_bytes());
+        for m in prefix {
+            hash = fnv(fnv(hash, b"\0"), m.to_string().as_bytes());
+        }
+        let tokens = super::text::prompt_tokens(None, prefix).min(total);
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = inner.alive(hash, now);
+        inner.touch(hash, TTL, now);
+        if hit {
+            tokens / AUTO_STEP * AUTO_STEP
+        } else {
+            0
         }
     }
 
@@ -420,5 +458,39 @@ mod tests {
         let req = request(&"x".repeat(4000), "Summarise.");
         let u = cache.account("claude", &req, 10, Instant::now());
         assert_eq!(u.written, 10);
+    }
+
+    #[test]
+    fn openai_caches_a_long_prefix_unasked_in_whole_steps() {
+        let cache = PromptCache::default();
+        let now = Instant::now();
+        let long = "word ".repeat(2000);
+        let messages = [
+            json!({"role": "user", "content": long}),
+            json!({"role": "assistant", "content": "Noted."}),
+            json!({"role": "user", "content": "Summarise."}),
+        ];
+        let total = prompt_tokens(None, &messages);
+        assert!(total >= AUTO_MIN_TOKENS);
+        assert_eq!(cache.account_automatic("m", &messages, total, now), 0);
+        let read = cache.account_automatic("m", &messages, total, now);
+        assert!(
+            read >= AUTO_MIN_TOKENS && read % AUTO_STEP == 0 && read <= total,
+            "{read}"
+        );
+        // Another model, another prefix, or a short prompt: nothing is read.
+        assert_eq!(cache.account_automatic("n", &messages, total, now), 0);
+        let mut other = messages.clone();
+        other[1] = json!({"role": "assistant", "content": "Seen."});
+        assert_eq!(cache.account_automatic("m", &other, total, now), 0);
+        let short = [
+            json!({"role": "user", "content": "hi"}),
+            json!({"role": "user", "content": "x"}),
+        ];
+        cache.account_automatic("m", &short, 5, now);
+        assert_eq!(cache.account_automatic("m", &short, 5, now), 0);
+        // After the TTL the prefix is gone.
+        let later = now + TTL + Duration::from_secs(1);
+        assert_eq!(cache.account_automatic("m", &messages, total, later), 0);
     }
 }

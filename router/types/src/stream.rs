@@ -28,8 +28,11 @@ pub enum StreamEvent {
     /// sent alongside the hub events when the request came through the door of that format with
     /// its native body (an Anthropic stream for `/v1/messages`). That door forwards it, so the
     /// client sees what only the format carries (thinking and its signatures, citations);
-    /// every other consumer ignores it.
-    Native(String),
+    /// every other consumer ignores it. `answer`: the event carries part of the answer the hub
+    /// does not model (a thinking block's start or delta, its signature, a citation): the
+    /// client sees bytes, so the answer has started, as with text (failover is no longer
+    /// invisible after it, and it ends the wait for the first token).
+    Native { frame: String, answer: bool },
 }
 
 impl StreamEvent {
@@ -38,7 +41,8 @@ impl StreamEvent {
         match self {
             StreamEvent::Content(s) => !s.is_empty(),
             StreamEvent::ToolCall { .. } => true,
-            StreamEvent::Finish(_) | StreamEvent::Usage(_) | StreamEvent::Native(_) => false,
+            StreamEvent::Native { answer, .. } => *answer,
+            StreamEvent::Finish(_) | StreamEvent::Usage(_) => false,
         }
     }
 }
@@ -140,7 +144,7 @@ impl ChunkRenderer {
                 }
                 return Some(self.frame(&[], Some(usage)));
             }
-            StreamEvent::Native(_) => return None,
+            StreamEvent::Native { .. } => return None,
         }
         if !self.role_sent {
             delta.role = Some("assistant");
@@ -225,7 +229,7 @@ impl StreamAccumulator {
             }
             StreamEvent::Finish(f) => self.finish = Some(f),
             StreamEvent::Usage(u) => self.usage = Some(u),
-            StreamEvent::Native(_) => {}
+            StreamEvent::Native { .. } => {}
         }
     }
 

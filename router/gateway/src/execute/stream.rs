@@ -34,8 +34,9 @@ pub struct Primed {
     pub tail: EventStream,
 }
 
-/// Read events until the answer has started (content, a tool call, or a finish). An error or an
-/// end before that is returned as the error.
+/// Read events until the answer has started (content, a tool call, a forwarded native event
+/// the client sees as the answer, such as thinking, or a finish). An error or an end before
+/// that is returned as the error.
 pub async fn prime(mut stream: EventStream) -> Result<Primed, ProviderError> {
     let mut head = VecDeque::new();
     loop {
@@ -264,6 +265,34 @@ mod tests {
         assert_eq!(primed.head.len(), 2);
         let rest: Vec<_> = primed.tail.collect().await;
         assert_eq!(rest.len(), 1);
+    }
+
+    /// A native stream's thinking is the answer starting (the client sees it): however long
+    /// it thinks, the stream primes at its first thinking event, not after the head limit.
+    #[tokio::test]
+    async fn a_native_thinking_event_starts_the_answer() {
+        let native = |frame: &str, answer| {
+            Ok(StreamEvent::Native {
+                frame: frame.to_owned(),
+                answer,
+            })
+        };
+        let mut items = vec![
+            native("event: message_start\n", false),
+            native("think", true),
+        ];
+        items.extend((0..2 * MAX_HEAD_EVENTS).map(|_| native("think", true)));
+        items.push(Ok(StreamEvent::Content("Hi".into())));
+        let primed = prime(stream(items)).await.unwrap();
+        assert_eq!(primed.head.len(), 2);
+        assert_eq!(
+            primed.tail.collect::<Vec<_>>().await.len(),
+            2 * MAX_HEAD_EVENTS + 1
+        );
+        // Framing alone is not the answer: a head of nothing else is still refused.
+        let framing = (0..MAX_HEAD_EVENTS + 1).map(|_| native("event: ping\n", false));
+        let err = prime(stream(framing.collect())).await.err().unwrap();
+        assert_eq!(err.kind, ErrorKind::MalformedResponse);
     }
 
     #[tokio::test]

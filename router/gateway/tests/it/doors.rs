@@ -17,13 +17,13 @@ use switchyard::config::AuthMode;
 use switchyard_sim::FaultMode;
 use switchyard_types::ids::Secret;
 
-fn message_body(model: &str, text: &str) -> Value {
+pub(crate) fn message_body(model: &str, text: &str) -> Value {
     json!({"model": model, "max_tokens": 64,
            "messages": [{"role": "user", "content": text}]})
 }
 
 /// `(event, data)` of every frame of an SSE body with named events.
-fn events(body: &[u8]) -> Vec<(String, Value)> {
+pub(crate) fn events(body: &[u8]) -> Vec<(String, Value)> {
     String::from_utf8_lossy(body)
         .split("\n\n")
         .filter(|f| !f.trim().is_empty())
@@ -42,13 +42,13 @@ fn events(body: &[u8]) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn names(ev: &[(String, Value)]) -> Vec<&str> {
+pub(crate) fn names(ev: &[(String, Value)]) -> Vec<&str> {
     ev.iter().map(|(n, _)| n.as_str()).collect()
 }
 
 /// A valid Anthropic stream: message_start, blocks opened and closed in order, message_delta
 /// with usage, message_stop last. Returns the text.
-fn check_anthropic_stream(ev: &[(String, Value)]) -> String {
+pub(crate) fn check_anthropic_stream(ev: &[(String, Value)]) -> String {
     assert_eq!(ev.first().unwrap().0, "message_start", "{:?}", names(ev));
     assert_eq!(ev.last().unwrap().0, "message_stop", "{:?}", names(ev));
     let mut open: Option<u64> = None;
@@ -85,7 +85,7 @@ fn check_anthropic_stream(ev: &[(String, Value)]) -> String {
 }
 
 /// The last request the simulator received on `path`.
-fn last_upstream_body(s: &common::Setup, path: &str) -> String {
+pub(crate) fn last_upstream_body(s: &common::Setup, path: &str) -> String {
     s.sim
         .sim
         .recent_requests()
@@ -242,7 +242,7 @@ async fn anthropic_only_content_stays_on_anthropic_or_is_refused_by_name() {
 }
 
 /// The route's candidates, best first (`/ai/route`'s explanation, without calling anything).
-fn ranking(gw: &Arc<Gateway>, route: &str) -> Vec<String> {
+pub(crate) fn ranking(gw: &Arc<Gateway>, route: &str) -> Vec<String> {
     let body = json!({"route": route, "messages": [{"role": "user", "content": "hi"}]});
     let v = switchyard::api::explain(gw, body.to_string().as_bytes()).unwrap();
     v["candidates"]
@@ -254,7 +254,7 @@ fn ranking(gw: &Arc<Gateway>, route: &str) -> Vec<String> {
         .collect()
 }
 
-fn upstream_of(model: &str) -> &str {
+pub(crate) fn upstream_of(model: &str) -> &str {
     match model {
         "claude-3-5-haiku" => "claude-3-5-haiku-20241022",
         m => m,

@@ -2,7 +2,9 @@
 //!
 //! Tool calls are indexed by their ordinal among the answer's tool calls, not by content block.
 //! In JSON mode the answer tool's `input_json_delta` fragments are the answer text. Usage is
-//! emitted once, at `message_stop`; a body that ends before `message_stop` was cut.
+//! emitted once, at `message_stop`; a body that ends before `message_stop` was cut. A forwarded
+//! event (native requests) of a block the hub does not model (thinking, its signature,
+//! citations) is marked as the answer: the client sees it, so it starts the answer as text does.
 
 use std::collections::HashMap;
 
@@ -194,6 +196,25 @@ impl EventParser {
     }
 }
 
+/// Whether a forwarded event shows the client part of the answer that no hub event carries: a
+/// block other than text or a tool call (thinking, redacted thinking, server tools, future
+/// types) opening, or a delta other than text or tool input (thinking, its signature,
+/// citations). Text and tool calls start the answer through their own hub events.
+fn starts_answer(kind: &str, data: &WireEvent) -> bool {
+    match kind {
+        "content_block_start" => data
+            .content_block
+            .as_ref()
+            .is_some_and(|b| !matches!(b.kind.as_str(), "text" | "tool_use")),
+        "content_block_delta" => data
+            .delta
+            .as_ref()
+            .and_then(|d| d.kind.as_deref())
+            .is_some_and(|k| !matches!(k, "text_delta" | "input_json_delta")),
+        _ => false,
+    }
+}
+
 impl StreamParser<eventsource_stream::Event> for EventParser {
     fn item(
         &mut self,
@@ -205,10 +226,10 @@ impl StreamParser<eventsource_stream::Event> for EventParser {
         let index = data.index.unwrap_or(0);
         let mut out = Vec::new();
         if self.native && kind != "error" {
-            out.push(StreamEvent::Native(format!(
-                "event: {kind}\ndata: {}\n\n",
-                event.data
-            )));
+            out.push(StreamEvent::Native {
+                frame: format!("event: {kind}\ndata: {}\n\n", event.data),
+                answer: starts_answer(&kind, &data),
+            });
         }
         match kind.as_str() {
             "message_start" => {

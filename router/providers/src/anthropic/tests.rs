@@ -260,10 +260,50 @@ fn a_native_stream_forwards_the_upstreams_events() {
     let out = crate::StreamParser::item(&mut p, event("content_block_delta", data)).unwrap();
     assert_eq!(
         out,
-        vec![switchyard_types::StreamEvent::Native(format!(
-            "event: content_block_delta\ndata: {data}\n\n"
-        ))]
+        vec![switchyard_types::StreamEvent::Native {
+            frame: format!("event: content_block_delta\ndata: {data}\n\n"),
+            answer: true,
+        }]
     );
+    assert!(out[0].is_content(), "thinking is the answer starting");
+    // A thinking block's start and its signature start the answer too; framing does not, and
+    // text starts it through its own event.
+    let cases = [
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            true,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2ln"}}"#,
+            true,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+            false,
+        ),
+        (
+            "message_start",
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":3}}}"#,
+            false,
+        ),
+        ("ping", r#"{"type":"ping"}"#, false),
+    ];
+    for (name, data, answer) in cases {
+        let out = crate::StreamParser::item(&mut p, event(name, data)).unwrap();
+        assert_eq!(out.len(), 1, "{name}: {out:?}");
+        assert_eq!(out[0].is_content(), answer, "{name}: {data}");
+    }
+    let text =
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Hi"}}"#;
+    let out = crate::StreamParser::item(&mut p, event("content_block_delta", text)).unwrap();
+    assert!(
+        !out[0].is_content(),
+        "the forwarded frame of text is not counted twice"
+    );
+    assert_eq!(out[1], switchyard_types::StreamEvent::Content("Hi".into()));
     let mut plain = EventParser::new(None);
     assert!(
         crate::StreamParser::item(&mut plain, event("content_block_delta", data))

@@ -249,7 +249,7 @@ impl Render for EventRenderer {
     // who writes it.
 
     fn event(&mut self, ev: &StreamEvent) -> Vec<Bytes> {
-        if let StreamEvent::Native(frame) = ev {
+        if let StreamEvent::Native { frame, .. } = ev {
             if !self.started {
                 self.started = true;
                 self.forwarding = true;
@@ -305,7 +305,7 @@ impl Render for EventRenderer {
             }
             StreamEvent::Finish(f) => self.finish = Some(*f),
             StreamEvent::Usage(u) => self.usage = Some(*u),
-            StreamEvent::Native(_) => {}
+            StreamEvent::Native { .. } => {}
         }
         out
     }

@@ -289,7 +289,7 @@ impl Render for EventRenderer {
             }
             StreamEvent::Finish(f) => self.finish = Some(*f),
             StreamEvent::Usage(u) => self.usage = Some(*u),
-            StreamEvent::Native(_) => {}
+            StreamEvent::Native { .. } => {}
         }
         out
     }
