@@ -16,4 +16,4 @@ for _ in $(seq 50); do
   curl -fs http://127.0.0.1:18291/health >/dev/null 2>&1 && break
   sleep 0.2
 done
-python3 "$ROOT/examples/bench/hedge.py" plain hedged adaptive
+python3 "$ROOT/examples/bench/hedge.py" plain hedged adaptive hedged_10

@@ -81,6 +81,7 @@ fn row(n: u64) -> RequestRecord {
             status: Some(200),
             latency_ms: 0.33,
             detail: None,
+            cost_picousd: None,
         }],
         policies: vec![
             policy("pii-redact", "continue", &["redacted: nothing found"]),

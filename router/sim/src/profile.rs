@@ -450,6 +450,90 @@ mod tests {
         assert!((total / 2000.0 - 10.0).abs() < 0.5);
     }
 
+    /// The issue's heavy-tailed profile: lognormal around 100 ms, 5 % of draws 10× slower.
+    fn heavy_tailed() -> LatencyDist {
+        LatencyDist {
+            mean: 100.0,
+            stddev: 30.0,
+            dist: crate::Dist::Lognormal,
+            slow_share: 0.05,
+            slow_factor: 10.0,
+        }
+    }
+
+    #[test]
+    fn the_slow_mode_takes_its_share_within_a_binomial_bound() {
+        const N: u32 = 10_000;
+        let d = heavy_tailed();
+        let mut rng = SplitMix64::new(42);
+        let draws: Vec<f64> = (0..N)
+            .map(|_| d.sample(&mut rng).as_secs_f64() * 1000.0)
+            .collect();
+        // A fast draw above 400 ms is 4.9 σ of the lognormal away, a slow one below it needs a
+        // base under 40 ms (3 σ): 400 ms separates the modes.
+        let (slow, fast): (Vec<f64>, Vec<f64>) = draws.iter().partition(|&&ms| ms > 400.0);
+        let expected = f64::from(N) * d.slow_share;
+        let sd = (expected * (1.0 - d.slow_share)).sqrt();
+        let n = slow.len() as f64;
+        assert!(
+            (n - expected).abs() <= 4.0 * sd,
+            "{n} slow draws of {N}, expected {expected} ± {:.0}",
+            4.0 * sd
+        );
+        // The fast mode is the lognormal asked for: its mean, always positive, right-skewed.
+        let mean = fast.iter().sum::<f64>() / fast.len() as f64;
+        assert!((mean - 100.0).abs() < 2.0, "fast mean {mean}");
+        assert!(fast.iter().all(|&ms| ms > 0.0));
+        let mut sorted = fast.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        assert!(median < mean, "median {median} vs mean {mean}");
+        // The slow mode is 10× the body: around a second.
+        let slow_mean = slow.iter().sum::<f64>() / n;
+        assert!(
+            (900.0..1100.0).contains(&slow_mean),
+            "slow mean {slow_mean}"
+        );
+        // Without a slow share, no draw is slow.
+        let body = LatencyDist {
+            slow_share: 0.0,
+            ..d
+        };
+        assert!((0..N).all(|_| body.sample(&mut rng) < Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn a_lognormal_profile_parses_from_toml_and_bad_ones_are_refused() {
+        let p: Profile = toml::from_str(
+            r#"ttft_ms = { mean = 100, stddev = 30, dist = "lognormal", slow_share = 0.05, slow_factor = 10 }
+tpot_ms = { mean = 5 }"#,
+        )
+        .unwrap();
+        let ttft = p.ttft_ms.unwrap();
+        assert_eq!(ttft.dist, crate::Dist::Lognormal);
+        assert_eq!((ttft.mean, ttft.stddev), (100.0, 30.0));
+        assert_eq!((ttft.slow_share, ttft.slow_factor), (0.05, 10.0));
+        let tpot = p.tpot_ms.unwrap();
+        assert_eq!((tpot.dist, tpot.slow_share), (crate::Dist::Normal, 0.0));
+        assert_eq!(tpot.slow_factor, 10.0, "the default factor");
+        assert!(Resolved::merge(Some(&p), &Profile::default()).is_ok());
+        // An unknown shape or field is a parse error; out-of-range numbers fail validation.
+        assert!(toml::from_str::<Profile>(r#"ttft_ms = { mean = 1, dist = "pareto" }"#).is_err());
+        assert!(toml::from_str::<Profile>(r#"ttft_ms = { mean = 1, slow = 0.1 }"#).is_err());
+        for (bad, what) in [
+            ("ttft_ms = { mean = 1, slow_share = 1.5 }", "slow_share"),
+            (
+                "ttft_ms = { mean = 1, slow_share = 0.1, slow_factor = 0.5 }",
+                "slow_factor",
+            ),
+            ("tpot_ms = { mean = -1 }", "tpot_ms"),
+        ] {
+            let p: Profile = toml::from_str(bad).unwrap();
+            let err = Resolved::merge(Some(&p), &Profile::default()).unwrap_err();
+            assert!(err.contains(what), "{bad}: {err}");
+        }
+    }
+
     #[test]
     fn counted_faults_expire_and_wildcard_applies() {
         let table = FaultTable::default();

@@ -254,6 +254,9 @@ pub fn routing_json<T>(decision: &Decision, routed: &Routed<T>) -> Value {
     if let Some(hedge) = &routed.hedge {
         v["hedge"] = json!(hedge);
     }
+    if let Some(shadow) = &routed.shadow {
+        v["shadow"] = json!(shadow);
+    }
     if !routed.policies.is_empty() {
         v["policies"] = json!(routed.policies);
     }

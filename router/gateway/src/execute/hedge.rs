@@ -95,14 +95,22 @@ impl<'a, M: Mode> Race<'a, M> {
         let Some(index) = self.pick(first, queue, now) else {
             return Raced::Single(primary.await, Some(report));
         };
+        // Admission first, so that a hedge its model refuses keeps the budget's token.
+        let (second, admission) = match Contender::of(self.up, queue[index]) {
+            Some(c) => match c.health.admit(now) {
+                Admission::Rejected(_) => return Raced::Single(primary.await, Some(report)),
+                a => (c, a),
+            },
+            None => return Raced::Single(primary.await, Some(report)),
+        };
         if !self.budget.try_withdraw(now) {
+            if matches!(admission, Admission::Probe) {
+                // The half-open probe this hedge was given goes back unused.
+                second.health.record_abandoned(now);
+            }
             report.outcome = "no_budget";
             return Raced::Single(primary.await, Some(report));
         }
-        let second = match Contender::of(self.up, queue[index]) {
-            Some(c) if !matches!(c.health.admit(now), Admission::Rejected(_)) => c,
-            _ => return Raced::Single(primary.await, Some(report)),
-        };
         queue.remove(index);
         report.hedge = Some(second.model.id.clone());
         tracing::debug!(primary = %first.model.id, hedge = %second.model.id, "hedge started");

@@ -3,7 +3,7 @@
 //! upstream call; dropped without an answer (every attempt failed, or the client left), it
 //! counts the arm's failure and sends no shadow.
 
-use super::shadow::Pending;
+use super::shadow::{Pending, ShadowNote};
 use super::*;
 use switchyard_routing::split::{ArmOutcome, ArmStats};
 
@@ -11,6 +11,8 @@ pub(super) struct After {
     /// The split's counters, the route and the arm this request was placed on.
     arm: Option<(Arc<ArmStats>, String, ModelId)>,
     shadow: Option<Pending>,
+    /// What the explanation says of the route's shadow, decided with the draw.
+    note: Option<ShadowNote>,
     /// A stream's answer so far: who answered, after how long to its first token.
     primed: Option<(ModelId, Duration)>,
     done: bool,
@@ -24,12 +26,19 @@ impl After {
             .as_ref()
             .and_then(|s| s.arm.clone())
             .map(|arm| (gw.arms.clone(), p.route.name.clone(), arm));
+        let (shadow, note) = Pending::sample(gw, &p.route, &p.request, ex);
         After {
             arm,
-            shadow: Pending::sample(gw, &p.route, &p.request, ex),
+            shadow,
+            note,
             primed: None,
             done: false,
         }
+    }
+
+    /// The route's shadow for this request, for `routing.shadow`.
+    pub(super) fn note(&self) -> Option<ShadowNote> {
+        self.note.clone()
     }
 
     /// A complete answer from `model` after `latency`, for `cost` picodollars in all.

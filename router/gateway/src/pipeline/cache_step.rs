@@ -33,6 +33,8 @@ pub(super) fn from_cache<T>(
         cache: Outcome::Hit,
         cost_picousd: 0,
         hedge: None,
+        // A cached answer sends no shadow (nothing is asked of any model).
+        shadow: None,
     }
 }
 

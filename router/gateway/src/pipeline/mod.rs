@@ -43,7 +43,7 @@ use switchyard_types::ids::{ModelId, ProviderId};
 use switchyard_types::{ChatRequest, ChatResponse, StreamAccumulator, StreamEvent, Usage, new_id};
 use tap::Tap;
 
-pub use shadow::Shadows;
+pub use shadow::{ShadowNote, Shadows};
 
 /// What to route over: a route name or a model name, optionally narrowed to some models, with
 /// the request's own preferences.
@@ -93,6 +93,8 @@ pub struct Routed<T> {
     pub cost_picousd: i64,
     /// The hedge, on a hedged route whose first attempt was slow.
     pub hedge: Option<execute::HedgeReport>,
+    /// The route's shadow, on a route with one: whether this request was sampled for a copy.
+    pub shadow: Option<ShadowNote>,
 }
 
 impl<T> Routed<T> {
@@ -393,6 +395,7 @@ pub async fn complete(
                 policy_records(&p.applied.runs),
             );
             crate::telemetry::otel::answered(ex, &s.value);
+            let shadow = after.note();
             after.answered(&s.model, s.latency, cost + billed);
             let ttl = step.ttl();
             step.store(gw, ex, || {
@@ -407,6 +410,7 @@ pub async fn complete(
                 p.applied,
                 step.outcome,
                 cost,
+                shadow,
             ))
         }
         Err(f) => Err(failed(f, ex, &gw.health)),
@@ -459,6 +463,7 @@ pub async fn stream(
                 ex.first_token(s.latency);
             }
             let prompt_tokens = prompt_tokens(&p.decision, &s.model);
+            let shadow = after.note();
             let tap = Tap {
                 exchange: exchange.clone(),
                 reservation,
@@ -486,6 +491,7 @@ pub async fn stream(
                 p.applied,
                 outcome,
                 0,
+                shadow,
             ))
         }
         Err(f) => Err(failed(f, ex, &gw.health)),

@@ -14,6 +14,9 @@ pub(super) fn attempt_records(attempts: &[Attempt]) -> Vec<AttemptRecord> {
             status: a.status,
             latency_ms: a.latency_ms,
             detail: a.detail.clone(),
+            // A hedge's cancelled attempt, or a failed one the provider may have billed: the
+            // row's extra cost, attempt by attempt.
+            cost_picousd: a.charged.map(|(_, pico)| pico),
         })
         .collect()
 }
@@ -39,6 +42,7 @@ pub(super) fn routed<T>(
     applied: Applied,
     cache: Outcome,
     cost_picousd: i64,
+    shadow: Option<ShadowNote>,
 ) -> Routed<T> {
     Routed {
         value: s.value,
@@ -53,6 +57,7 @@ pub(super) fn routed<T>(
         cache,
         cost_picousd,
         hedge: s.hedge,
+        shadow,
     }
 }
 

@@ -8,14 +8,18 @@
 //! IMPORTANT: a shadow never delays or fails the real request. It is spawned, its errors are
 //! only logged and counted, it skips the cache, and it is the first thing dropped under load:
 //! at most `Shadows::new`'s permits are in flight, and a shadow that cannot take one at once is
-//! dropped (`switchyard_shadow_dropped_total`). One attempt, no retries, the real route's
-//! deadlines; shutdown's abort cancels it. Only with `bill = true` does it reserve the key's
-//! budget (refused at once rather than waiting) and add to the key's spend, through the same
-//! reservation and ledger as the key's own requests.
+//! dropped (`switchyard_shadow_dropped_total`); so is every shadow while more than 3/4 of
+//! `server.max_in_flight` requests are in flight, when it is sampled and again when it would
+//! start — long before the gateway itself sheds requests. One attempt, no retries, the real
+//! route's deadlines; shutdown's abort cancels it. Only with `bill = true` does it reserve the
+//! key's budget (refused at once rather than waiting) and add to the key's spend, through the
+//! same reservation and ledger as the key's own requests.
 
 use std::collections::HashMap;
 
 use futures::StreamExt;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +35,36 @@ use switchyard_routing::route::Shadow;
 
 /// The most of a shadow's answer text its row keeps, in bytes (cut on a character boundary).
 pub const MAX_TEXT_BYTES: usize = 32 * 1024;
+
+/// Shadows are dropped while more than `LOAD_NUM / LOAD_DEN` of `server.max_in_flight` requests
+/// are in flight.
+const LOAD_NUM: usize = 3;
+const LOAD_DEN: usize = 4;
+
+/// Whether the gateway is under load: more than 3/4 of `max_in_flight` requests in flight, by
+/// the shed limit's own count (`switchyard_in_flight_requests`, the request asking included).
+fn loaded(in_flight: &Gauge, max_in_flight: usize) -> bool {
+    let n = usize::try_from(in_flight.get()).unwrap_or(0);
+    n.saturating_mul(LOAD_DEN) > max_in_flight.saturating_mul(LOAD_NUM)
+}
+
+/// What the explanation (`routing.shadow`) says about a route's shadow for one request: present
+/// on every request of a route with a shadow, sampled or not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowNote {
+    /// The shadow model.
+    pub model: ModelId,
+    /// The route's share of requests sampled.
+    pub sample: f64,
+    /// Whether this request was drawn for a copy.
+    pub sampled: bool,
+    /// Sampled, but dropped at once: `load` (more than 3/4 of `server.max_in_flight` requests in
+    /// flight) or `pool_full` (as many shadows in flight as the pool holds). A sampled shadow
+    /// without `dropped` is sent once the answer is out, unless load has grown by then, or the
+    /// shadow model gave the real answer itself (see `switchyard_shadow_*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<&'static str>,
+}
 
 /// The pool of shadows in flight, shared by every route.
 #[derive(Debug)]
@@ -81,24 +115,51 @@ struct Job {
 }
 
 impl Pending {
-    /// A shadow for this request, if its route has one and the draw samples it (`None` without
-    /// an exchange: a shadow must name the row it copies).
+    /// A shadow for this request, if its route has one and the draw samples it (none without an
+    /// exchange: a shadow must name the row it copies), and what the explanation says of it.
     pub(super) fn sample(
         gw: &Gateway,
         route: &RouteConfig,
         request: &ChatRequest,
         ex: Option<&Arc<Exchange>>,
-    ) -> Option<Pending> {
-        let settings = route.shadow.as_ref()?;
-        let ex = ex?;
+    ) -> (Option<Pending>, Option<ShadowNote>) {
+        let Some(settings) = route.shadow.as_ref() else {
+            return (None, None);
+        };
+        let mut note = ShadowNote {
+            model: settings.model.clone(),
+            sample: settings.sample,
+            sampled: false,
+            dropped: None,
+        };
+        let Some(ex) = ex else {
+            return (None, Some(note));
+        };
         if !(settings.sample >= 1.0 || super::split::uniform() < settings.sample) {
-            return None;
+            return (None, Some(note));
         }
-        if gw.shadows.available() == 0 {
-            // Already full: dropped now, before the request is copied.
+        note.sampled = true;
+        // Dropped now, before the request is copied.
+        if loaded(&gw.sinks.metrics.in_flight, gw.config.server.max_in_flight) {
+            note.dropped = Some("load");
+        } else if gw.shadows.available() == 0 {
+            note.dropped = Some("pool_full");
+        }
+        if note.dropped.is_some() {
             gw.sinks.metrics.shadow.dropped(&route.name);
-            return None;
+            return (None, Some(note));
         }
+        let pending = Self::job(gw, route, settings, request, ex);
+        (pending, Some(note))
+    }
+
+    fn job(
+        gw: &Gateway,
+        route: &RouteConfig,
+        settings: &Shadow,
+        request: &ChatRequest,
+        ex: &Arc<Exchange>,
+    ) -> Option<Pending> {
         let model = gw.config.models.get(&settings.model)?;
         let provider = gw.providers.get(&model.provider)?.clone();
         Some(Pending {
@@ -123,8 +184,8 @@ impl Pending {
         })
     }
 
-    /// The real answer is out (`answered_by` gave it): start the shadow, or drop it when the
-    /// pool is full. Never waits.
+    /// The real answer is out (`answered_by` gave it): start the shadow, or drop it under load
+    /// (too many requests in flight, or the pool full). Never waits.
     pub(super) fn launch(self, answered_by: &ModelId) {
         let metrics = &self.job.sinks.metrics.shadow;
         let route = &self.job.route_name;
@@ -135,6 +196,11 @@ impl Pending {
         }
         if self.job.abort.is_cancelled() {
             metrics.outcome(route, "shutdown");
+            return;
+        }
+        let max_in_flight = self.job.config.server.max_in_flight;
+        if loaded(&self.job.sinks.metrics.in_flight, max_in_flight) {
+            metrics.dropped(route);
             return;
         }
         let Ok(permit) = self.permits.try_acquire_owned() else {
@@ -429,6 +495,21 @@ mod tests {
         assert!(c.len() <= MAX_TEXT_BYTES && c.len() >= MAX_TEXT_BYTES - 1);
         assert!(c.chars().all(|ch| ch == 'é'));
         assert_eq!(cut("short".into()), "short");
+    }
+
+    #[test]
+    fn load_is_more_than_three_quarters_of_max_in_flight() {
+        let g = Gauge::default();
+        g.set(6);
+        assert!(!loaded(&g, 8));
+        g.set(7);
+        assert!(loaded(&g, 8));
+        g.set(768);
+        assert!(!loaded(&g, 1024));
+        g.set(769);
+        assert!(loaded(&g, 1024));
+        g.set(-1);
+        assert!(!loaded(&g, 1));
     }
 
     #[test]

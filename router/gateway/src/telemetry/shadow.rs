@@ -1,5 +1,5 @@
 //! The shadow families (`pipeline/shadow.rs`): shadows by route and outcome, and shadows dropped
-//! because the pool of shadows in flight was full. Routes are configured names (only a
+//! under load (the pool of shadows in flight full, or the gateway's own requests near its limit). Routes are configured names (only a
 //! configured route has a shadow) and outcomes static strings, so every label is bounded.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -37,7 +37,8 @@ impl ShadowMetrics {
         );
         registry.register(
             "switchyard_shadow_dropped",
-            "Shadow copies dropped because the pool of shadows in flight was full",
+            "Shadow copies dropped under load: the pool of shadows in flight was full, or more \
+             than 3/4 of server.max_in_flight requests were in flight",
             m.dropped.clone(),
         );
         m

@@ -298,3 +298,84 @@ provider = "anthropic"
     }
     assert_eq!(s.sim.sim.stats().model(HAIKU).requests, 0);
 }
+
+#[tokio::test]
+async fn candidates_skipped_after_the_decision_do_not_count_against_max_attempts() {
+    use switchyard::execute;
+    use switchyard::pipeline::{self, Target};
+    use switchyard_routing::health::Forced;
+    use switchyard_types::error::{ErrorKind, ProviderError};
+    use switchyard_types::{ChatRequest, Message, Role};
+
+    let one = "[routes.one]\nmodels = [\"gpt-4o-mini\", \"claude-3-5-haiku\"]\n\
+               optimize = \"cost\"\nmax_attempts = 1\nretry = { max_per_model = 0 }\n";
+    let models = [("gpt-4o-mini", "openai"), ("claude-3-5-haiku", "anthropic")];
+    let request = ChatRequest::new("one", vec![Message::new(Role::User, "Say hello.")]);
+    let target = Target {
+        name: Some("one"),
+        ..Target::default()
+    };
+    let outcomes = |attempts: &[execute::Attempt]| -> Vec<(String, &'static str)> {
+        attempts
+            .iter()
+            .map(|a| (a.model.to_string(), a.outcome))
+            .collect()
+    };
+    // Between the decision (both eligible, the cheaper first) and the call, the first one's
+    // breaker opens (an operator forces it), or it starts cooling down after an upstream 429.
+    for cause in ["breaker_open", "cooling_down"] {
+        let s = setup(&models, one).await;
+        let mini = s.gw.health.get(MINI_ID).unwrap();
+        let (route, decision) = pipeline::plan(&s.gw, &request, &target).unwrap();
+        let ranked: Vec<&str> = decision
+            .eligible()
+            .iter()
+            .map(|c| c.model.as_str())
+            .collect();
+        assert_eq!(ranked, [MINI_ID, "claude-3-5-haiku"]);
+        if cause == "breaker_open" {
+            mini.force(Some(Forced::Open));
+        } else {
+            let limited = ProviderError::new(ErrorKind::RateLimited, "slow down")
+                .with_retry_after(Some(std::time::Duration::from_secs(30)));
+            mini.record_failure(Instant::now(), &limited, std::time::Duration::ZERO);
+        }
+        let Ok(ok) = execute::complete(s.gw.upstreams(), &route, &decision, &request).await else {
+            panic!("{cause}: the second candidate was not tried");
+        };
+        assert_eq!(ok.model.as_str(), "claude-3-5-haiku", "{cause}");
+        assert_eq!(
+            outcomes(&ok.attempts),
+            [
+                (MINI_ID.to_owned(), "skipped"),
+                ("claude-3-5-haiku".to_owned(), "ok")
+            ],
+            "{cause}"
+        );
+        assert_eq!(execute::upstream_calls(&ok.attempts), 1);
+        let stats = s.sim.sim.stats();
+        assert_eq!(
+            (stats.model(MINI).requests, stats.model(HAIKU).requests),
+            (0, 1)
+        );
+    }
+
+    // The limit itself holds: a first candidate that fails upstream is the one attempt.
+    let s = setup(&models, one).await;
+    s.sim
+        .sim
+        .set_fault(MINI, "500", FaultMode::Count(1))
+        .unwrap();
+    let (route, decision) = pipeline::plan(&s.gw, &request, &target).unwrap();
+    let Err(failed) = execute::complete(s.gw.upstreams(), &route, &decision, &request).await else {
+        panic!("a second attempt was made past max_attempts = 1");
+    };
+    assert_eq!(
+        outcomes(&failed.attempts),
+        [(MINI_ID.to_owned(), "server_error")]
+    );
+    assert_eq!(s.sim.sim.stats().model(HAIKU).requests, 0);
+}
+
+/// `gpt-4o-mini` as the gateway names it (the simulator's name is the same).
+const MINI_ID: &str = "gpt-4o-mini";

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use switchyard::config::{self, Vars};
@@ -112,12 +113,15 @@ retry = {{ max_per_model = 0 }}
 }
 
 fn ask(stream: bool, id: &str) -> Request<Body> {
-    let body = json!({
+    let mut body = json!({
         "model": "hedged",
         "stream": stream,
         "max_tokens": 12,
         "messages": [{"role": "user", "content": "Name three rivers."}],
     });
+    if stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
     Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
         .header("x-request-id", id)
@@ -228,8 +232,10 @@ async fn both_attempts_are_logged_and_the_cancelled_one_is_billed_as_an_estimate
             .set_fault(MINI, "hang", sim::FaultMode::Count(1))
             .unwrap();
         let id = format!("hedge-logged-{stream}");
-        let (status, _) = call(&t.gw, ask(stream, &id)).await;
+        let (status, body) = call(&t.gw, ask(stream, &id)).await;
         assert_eq!(status, StatusCode::OK);
+        let answer = answer_usage(&body, stream);
+        assert!(answer.completion_tokens > 0, "{answer:?}");
         t.gw.shutdown().await;
         let store = Store::connect(t.url.as_deref().unwrap()).await.unwrap();
         let row = RequestLog::requests_by_client_id(&store, &id)
@@ -250,8 +256,14 @@ async fn both_attempts_are_logged_and_the_cancelled_one_is_billed_as_an_estimate
                 ("claude-3-5-haiku", "ok")
             ]
         );
+        // The hedge's extra cost is in the log, on the cancelled attempt; the answer's attempt
+        // has no cost of its own (it is the row's).
+        let extra = row.attempts[0].cost_picousd.unwrap();
+        assert!(extra > 0);
+        assert_eq!(row.attempts[1].cost_picousd, None);
         // The row's cost is the answer plus the cancelled attempt's estimate (its prompt, and for
-        // a complete answer its expected output too), flagged as estimated.
+        // a complete answer its expected output too), flagged as estimated; its tokens are the
+        // answer's plus the estimate's.
         assert!(row.usage_estimated);
         let price = |model: &str, usage: &Usage| {
             t.gw.config
@@ -261,36 +273,36 @@ async fn both_attempts_are_logged_and_the_cancelled_one_is_billed_as_an_estimate
                 .entry
                 .usage_cost_pico(usage)
         };
-        let (prompt, output) = loser_estimate(&row);
-        assert!(prompt > 0);
+        assert_eq!(row.cost_picousd, price("claude-3-5-haiku", &answer) + extra);
+        let loser = Usage::new(
+            row.prompt_tokens - answer.prompt_tokens,
+            row.completion_tokens - answer.completion_tokens,
+        );
+        assert!(loser.prompt_tokens > 0);
         assert_eq!(
-            output == 0,
+            loser.completion_tokens == 0,
             stream,
             "a stream that lost had produced no token"
         );
-        let answer = Usage::new(row.prompt_tokens - prompt, row.completion_tokens - output);
-        let loser = Usage::new(prompt, output);
-        assert_eq!(
-            row.cost_picousd,
-            price("claude-3-5-haiku", &answer) + price("gpt-4o-mini", &loser)
-        );
-        assert!(price("gpt-4o-mini", &loser) > 0);
+        assert_eq!(extra, price("gpt-4o-mini", &loser));
     }
 }
 
-/// The cancelled attempt's billed (prompt, output) tokens, from its attempt record's detail.
-fn loser_estimate(row: &switchyard_store::RequestRecord) -> (u32, u32) {
-    let detail = row
-        .attempts
-        .iter()
-        .find(|a| a.outcome == "hedge_cancelled")
-        .and_then(|a| a.detail.clone())
-        .unwrap();
-    let numbers: Vec<u32> = detail
-        .split(['(', ' '])
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (numbers[0], numbers[1])
+/// The usage the client was told: a complete answer's `usage`, a stream's final usage chunk.
+fn answer_usage(body: &[u8], stream: bool) -> Usage {
+    let usage = if stream {
+        String::from_utf8_lossy(body)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .map(|v| v["usage"].clone())
+            .rfind(|u| !u.is_null())
+            .unwrap()
+    } else {
+        serde_json::from_slice::<Value>(body).unwrap()["usage"].clone()
+    };
+    let n = |f: &str| u32::try_from(usage[f].as_u64().unwrap()).unwrap();
+    Usage::new(n("prompt_tokens"), n("completion_tokens"))
 }
 
 fn common_post(body: &Value) -> Request<Body> {
@@ -361,18 +373,39 @@ async fn the_hedge_budget_holds_over_a_thousand_requests() {
 
 #[tokio::test(start_paused = true)]
 async fn hedging_cuts_the_tail_of_a_heavy_tailed_model() {
-    // The profile: 5 % of draws 10× slower. Same simulator seed, with and without.
+    // The profile: 5 % of draws 10× slower, and its budget of 5 %. Same simulator seed,
+    // with and without; 8 clients at once, as in examples/bench/hedge.sh, so that a 10 s window
+    // holds enough requests for a 5 % budget to cover most slow draws (one client alone gets
+    // about 3 hedges a window for 3.2 slow draws on average, and the tail stays).
+    const N: u64 = 1000;
+    const CLIENTS: usize = 8;
     let mut tails = Vec::new();
-    for hedge in ["", "{ after_ms = 300, max_share = 0.1 }"] {
+    let mut extra = Vec::new();
+    for hedge in ["", "{ after_ms = 300, max_share = 0.05 }"] {
         let t = hedged(0.05, hedge, false).await;
-        let mut took = Vec::new();
-        for _ in 0..400 {
-            took.push(route(&t.gw).await.1);
-        }
+        let mut took: Vec<Duration> = futures::stream::iter(0..N)
+            .map(|_| route(&t.gw))
+            .buffer_unordered(CLIENTS)
+            .map(|(_, took)| took)
+            .collect()
+            .await;
         tails.push((quantile(&mut took, 0.5), quantile(&mut took, 0.99)));
+        let stats = t.sim.sim.stats();
+        assert_eq!(stats.model(MINI).requests, N);
+        extra.push(stats.model(HAIKU).requests);
     }
     let (off, on) = (tails[0], tails[1]);
-    eprintln!("(p50, p99) ms: {off:?} without hedging, {on:?} with");
+    eprintln!(
+        "(p50, p99) ms: {off:?} without hedging, {on:?} with, for {} extra calls of {N}",
+        extra[1]
+    );
+    assert_eq!(extra[0], 0);
+    // At most 5 % more upstream calls, plus one 10 s window's rounding.
+    assert!(
+        extra[1] <= N * 5 / 100 + 2,
+        "{} extra calls of {N}",
+        extra[1]
+    );
     assert!(
         on.1 * 2.0 <= off.1,
         "p99 {off:?} without vs {on:?} with hedging"

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
-use switchyard::Gateway;
 use switchyard::config::{self, AuthMode, Config, Vars};
+use switchyard::{Gateway, app};
 use switchyard_sim::{self as sim, FaultMode, SimHandle};
 use switchyard_store::{RequestLog, RequestRecord};
 use switchyard_types::Usage;
 use switchyard_types::ids::Secret;
+use tower::ServiceExt;
 
 use crate::common::send;
 
@@ -454,4 +455,230 @@ async fn shadows_never_hold_up_the_answer_and_are_dropped_when_the_pool_is_full(
     );
     assert_eq!(t.sim.sim.stats().model(HAIKU).requests, 2);
     assert_eq!(t.sim.sim.stats().model(MINI).requests, 7);
+}
+
+/// `POST /ai/route` on route `route`; status, headers and the answer.
+async fn route_call(
+    gw: &Arc<Gateway>,
+    route: &str,
+    stream: bool,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let body = json!({
+        "route": route,
+        "prompt": "Compare two models for me.",
+        "max_tokens": 24,
+        "stream": stream,
+    });
+    let req = Request::post("/ai/route")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(gw, req).await
+}
+
+/// The explanation of a `/ai/route` answer: the JSON's `routing`, or a stream's `event: routing`.
+fn routing_of(body: &[u8], stream: bool) -> Value {
+    if !stream {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        return v["routing"].clone();
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("event: routing"), "{text}");
+    let data = lines.next().and_then(|l| l.strip_prefix("data: ")).unwrap();
+    serde_json::from_str(data).unwrap()
+}
+
+#[tokio::test]
+async fn the_explanation_says_whether_a_request_was_sampled_for_a_shadow() {
+    let t = start(
+        r#"
+[routes.r]
+models = ["gpt-4o-mini"]
+shadow = { model = "claude-3-5-haiku", sample = 1.0 }
+[routes.never]
+models = ["gpt-4o-mini"]
+shadow = { model = "claude-3-5-haiku", sample = 0.0 }
+[routes.plain]
+models = ["gpt-4o-mini"]
+"#,
+        |_| {},
+    )
+    .await;
+    for stream in [false, true] {
+        // Sampled: said, and the copy is sent.
+        let (s, h, b) = route_call(&t.gw, "r", stream).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        assert_eq!(
+            routing_of(&b, stream)["shadow"],
+            json!({"model": "claude-3-5-haiku", "sample": 1.0, "sampled": true})
+        );
+        assert_eq!(shadows_of(&t.gw, &request_id(&h), 1).await.len(), 1);
+        // A route with a shadow whose draw left this request out says so too.
+        let (s, _, b) = route_call(&t.gw, "never", stream).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            routing_of(&b, stream)["shadow"],
+            json!({"model": "claude-3-5-haiku", "sample": 0.0, "sampled": false})
+        );
+        // No shadow, no entry.
+        let (s, _, b) = route_call(&t.gw, "plain", stream).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(routing_of(&b, stream).get("shadow").is_none());
+    }
+    // Only the sampled requests reached the shadow model.
+    assert_eq!(t.sim.sim.stats().model(HAIKU).requests, 2);
+}
+
+/// A steady profile: `ttft_ms` to the first token, 5 ms a token after it.
+fn steady(ttft_ms: f64) -> sim::Profile {
+    sim::Profile {
+        ttft_ms: Some(sim::LatencyDist {
+            mean: ttft_ms,
+            ..Default::default()
+        }),
+        tpot_ms: Some(sim::LatencyDist {
+            mean: 5.0,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The shadow's model takes this long to its first token: 30× the real model's.
+const SHADOW_TTFT_MS: f64 = 3000.0;
+
+/// A gateway without a store (so it runs on paused time) over a simulator where the real model
+/// answers after 100 ms and the shadow model after `SHADOW_TTFT_MS`.
+async fn start_timed(routes: &str) -> (SimHandle, Arc<Gateway>) {
+    let mut sim_config = sim::SimConfig::default();
+    sim_config.models.insert(MINI.into(), steady(100.0));
+    sim_config
+        .models
+        .insert(HAIKU.into(), steady(SHADOW_TTFT_MS));
+    let sim = sim::spawn(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let text = config_text(&format!("http://{}", sim.addr), routes);
+    let cfg = config::load_str(&text, &Vars::only(&[])).unwrap();
+    (sim, Gateway::new(cfg).unwrap())
+}
+
+/// Status, body and virtual time of one whole answer (a stream: to its last byte).
+async fn timed(gw: &Arc<Gateway>, stream: bool) -> (StatusCode, Vec<u8>, Duration) {
+    let started = tokio::time::Instant::now();
+    let (s, _, b) = send(gw, chat_request(&ask(stream), None)).await;
+    (s, b, started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_shadow_never_changes_the_answer_its_status_or_its_latency() {
+    // Paused time: every latency below is exact virtual time, so "beyond noise" is 1 ms.
+    let (with_sim, with) = start_timed(SHADOWED).await;
+    let (_without_sim, without) = start_timed(PLAIN).await;
+    for round in 0..3 {
+        for stream in [false, true] {
+            let (sa, ba, took) = timed(&with, stream).await;
+            let (sb, bb, alone) = timed(&without, stream).await;
+            assert_eq!((sa, sb), (StatusCode::OK, StatusCode::OK));
+            if stream {
+                assert_eq!(streamed(&ba), streamed(&bb));
+                assert!(
+                    String::from_utf8_lossy(&ba)
+                        .trim_end()
+                        .ends_with("data: [DONE]")
+                );
+            } else {
+                assert_eq!(comparable(&ba), comparable(&bb));
+            }
+            let noise = Duration::from_millis(1);
+            assert!(
+                took.abs_diff(alone) <= noise,
+                "round {round}, stream {stream}: {took:?} with the shadow, {alone:?} without"
+            );
+            // Far less than the shadow alone takes: nothing waited for it.
+            assert!(
+                took < Duration::from_secs_f64(SHADOW_TTFT_MS / 1000.0 / 10.0),
+                "{took:?}"
+            );
+        }
+    }
+    // Every shadow did go and ended well, each some 3 s after the answer it copies.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let ok = "switchyard_shadow_requests_total{route=\"r\",outcome=\"ok\"}";
+    let mut m = metrics(&with).await;
+    while sample(&m, ok) < 6.0 {
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m = metrics(&with).await;
+    }
+    assert_eq!(with_sim.sim.stats().model(HAIKU).requests, 6);
+    assert_eq!(with_sim.sim.stats().model(MINI).requests, 6);
+}
+
+#[tokio::test]
+async fn shadows_are_dropped_while_the_gateway_is_near_its_in_flight_limit() {
+    // max_in_flight 8: shadows stop above 6 requests in flight (3/4); the pool holds 1.
+    let t = start(
+        r#"
+[routes.r]
+models = ["gpt-4o-mini"]
+shadow = { model = "claude-3-5-haiku", sample = 1.0 }
+[routes.plain]
+models = ["gpt-4o-mini"]
+"#,
+        |c| c.server.max_in_flight = 8,
+    )
+    .await;
+    // Six streams on a route without a shadow, held open by a client that has not read them.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let mut body = ask(true);
+        body["model"] = json!("plain");
+        let resp = app(t.gw.clone())
+            .oneshot(chat_request(&body, None))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        held.push(resp);
+    }
+    let m = metrics(&t.gw).await;
+    assert_eq!(sample(&m, "switchyard_in_flight_requests"), 6.0, "{m}");
+    // The seventh request is answered as always; its shadow is dropped, and the explanation and
+    // the metric say so.
+    for stream in [false, true] {
+        let (s, _, b) = route_call(&t.gw, "r", stream).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        assert_eq!(
+            routing_of(&b, stream)["shadow"],
+            json!({"model": "claude-3-5-haiku", "sample": 1.0, "sampled": true, "dropped": "load"})
+        );
+    }
+    let m = metrics(&t.gw).await;
+    assert_eq!(
+        sample(&m, "switchyard_shadow_dropped_total{route=\"r\"}"),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(t.sim.sim.stats().model(HAIKU).requests, 0);
+    assert_eq!(
+        t.gw.shadows.available(),
+        1,
+        "the pool was not what dropped them"
+    );
+    // Load gone: shadows go again.
+    drop(held);
+    let m = metrics(&t.gw).await;
+    assert_eq!(sample(&m, "switchyard_in_flight_requests"), 0.0, "{m}");
+    let (s, h, b) = route_call(&t.gw, "r", false).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(routing_of(&b, false)["shadow"]["sampled"], true);
+    assert!(routing_of(&b, false)["shadow"].get("dropped").is_none());
+    assert_eq!(shadows_of(&t.gw, &request_id(&h), 1).await.len(), 1);
+    let m = metrics(&t.gw).await;
+    assert_eq!(
+        sample(&m, "switchyard_shadow_dropped_total{route=\"r\"}"),
+        2.0,
+        "{m}"
+    );
 }

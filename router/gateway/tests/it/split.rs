@@ -34,6 +34,10 @@ split = { "gpt-4o-mini" = 50, "claude-3-5-haiku" = 50 }
 models = ["gpt-4o-mini", "claude-3-5-haiku"]
 split = { "gpt-4o-mini" = 50, "claude-3-5-haiku" = 50 }
 split_by = "user"
+[routes.by_team]
+models = ["gpt-4o-mini", "claude-3-5-haiku"]
+split = { "gpt-4o-mini" = 50, "claude-3-5-haiku" = 50 }
+split_by = "metadata.team"
 [routes.small]
 models = ["gpt-4o-mini", "llama3.2"]
 split = { "gpt-4o-mini" = 50, "llama3.2" = 50 }
@@ -296,4 +300,67 @@ async fn a_filtered_arm_gives_way_and_a_failing_arm_is_counted_with_its_fallback
         20
     );
     assert_eq!(perf["splits"]["small"]["arms"]["llama3.2"]["requests"], 0);
+}
+
+/// The model that answered a chat request on `by_team` with this `metadata` (none: no field).
+async fn team_model(gw: &Arc<Gateway>, metadata: Option<Value>) -> String {
+    let mut body = json!({
+        "model": "by_team", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}],
+    });
+    if let Some(m) = metadata {
+        body["metadata"] = m;
+    }
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (s, h, b) = send(gw, req).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    h["x-switchyard-model"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_metadata_field_keeps_its_value_on_one_arm_and_a_missing_one_is_drawn_at_random() {
+    let t = start(false).await;
+    let mut arms = BTreeMap::<String, u64>::new();
+    // Strings and numbers alike: the same value, the same arm, every time.
+    let teams: Vec<Value> = (0..10)
+        .map(|i| json!(format!("team-{i}")))
+        .chain([json!(7), json!(12.5)])
+        .collect();
+    for team in &teams {
+        let mut first = None;
+        for _ in 0..5 {
+            let model = team_model(&t.gw, Some(json!({"team": team, "other": "x"}))).await;
+            assert_eq!(
+                *first.get_or_insert_with(|| model.clone()),
+                model,
+                "team {team} moved"
+            );
+        }
+        *arms.entry(first.unwrap()).or_default() += 1;
+    }
+    // A number is its text: 7 and "7" are one value.
+    assert_eq!(
+        team_model(&t.gw, Some(json!({"team": 7}))).await,
+        team_model(&t.gw, Some(json!({"team": "7"}))).await
+    );
+    // The point is a stable hash of (route, value): twelve values on 50/50 reach both arms.
+    assert_eq!(arms.len(), 2, "{arms:?}");
+    // Another field, an empty value, a value that is not a string or number, no metadata at all:
+    // the split_by value is missing, and the request is placed at random (README, "Canary
+    // splits"), so 40 such requests reach both arms (all on one: p = 2^-39).
+    let mut seen = BTreeMap::<String, u64>::new();
+    for i in 0..40 {
+        let metadata = match i % 4 {
+            0 => Some(json!({"other": "team-1"})),
+            1 => Some(json!({"team": ""})),
+            2 => Some(json!({"team": {"nested": "team-1"}})),
+            _ => None,
+        };
+        *seen.entry(team_model(&t.gw, metadata).await).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.values().all(|&n| n >= 5), "{seen:?}");
 }

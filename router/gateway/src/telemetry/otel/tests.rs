@@ -103,6 +103,7 @@ fn record(model: &str, outcome: &str, latency_ms: f64) -> AttemptRecord {
         status: (outcome == "server_error").then_some(500),
         latency_ms,
         detail: None,
+        cost_picousd: None,
     }
 }
 
