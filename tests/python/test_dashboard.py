@@ -5,8 +5,11 @@ WebDriver (selenium + chromium-driver), on a demo of its own while traffic runs.
 - a fault injected on one model's simulated upstream (500 on every call) shows its breaker
   open on the page, and an alert appears;
 - the banner says the feed is disconnected when the gateway goes away;
+- nothing is wider than the window at 1280 px, or on a phone;
 - a gateway in `keys` mode refuses the feed until a key is pasted into the page's form (sent
-  once for the session cookie, never kept).
+  once for the session cookie, never kept); signed in with the admin key, the operator
+  controls work: drain and undrain, force a breaker open (reached with Tab, pressed with
+  Enter) and closed, and reset every breaker.
 
 Screenshots go to target/ (CI keeps them): target/dashboard.png at 1280x900, the whole page at
 1280 px, a phone-sized one and one with the fault. `SWITCHYARD_DASHBOARD_DOCS=SECONDS` lets the
@@ -29,7 +32,9 @@ from conftest import ADMIN_KEY, DEMO_MODELS, ROOT, _run_demo
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -229,6 +234,9 @@ def test_model_rows_appear_and_the_counters_advance(demo, browser):
         docs = int(os.environ.get("SWITCHYARD_DASHBOARD_DOCS") or 0)
         time.sleep(max(6, docs))
         _screenshot(browser, "dashboard.png")
+        # At 1280 px nothing scrolls sideways.
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 1280, f"the page is {width} px wide in a 1280 px window"
         full = _screenshot(browser, "dashboard-full.png", full_page=True)
         if docs:
             (ROOT / "docs").mkdir(exist_ok=True)
@@ -325,8 +333,54 @@ def test_a_refused_feed_asks_for_a_key_and_keeps_it_nowhere(keyed):
         _wait(driver, "the control to turn into Undrain", lambda d: drain.text == "Undrain", 5)
         drain.click()
         _wait(driver, "the drain lifted", lambda d: "drained" not in _row_text(d, "gpt-4o-mini"), 10)
+        # The keyboard alone: Tab to the force-open control, press Enter.
+        force_open = "Force the breaker of gpt-4o-mini open"
+        _tab_to(driver, force_open)
+        ActionChains(driver).send_keys(Keys.ENTER).perform()
+        _wait(driver, "the breaker forced open", lambda d: "forced open" in _row_text(d, "gpt-4o-mini"), 10)
+        _wait(driver, "the breaker shown open", lambda d: _breaker(d, "gpt-4o-mini") == "open", 10)
+        assert "done" in _text(driver, "ops-result"), _text(driver, "ops-result")
+        # The next control in tab order forces it closed.
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        assert _focused_label(driver) == "Force the breaker of gpt-4o-mini closed", _focused_label(driver)
+        ActionChains(driver).send_keys(Keys.ENTER).perform()
+        _wait(driver, "the breaker forced closed", lambda d: "forced closed" in _row_text(d, "gpt-4o-mini"), 10)
+        _wait(driver, "the breaker shown closed", lambda d: _breaker(d, "gpt-4o-mini") == "closed", 10)
+        # Force another model open, then reset every breaker: no override is left.
+        driver.find_element(By.CSS_SELECTOR, "button[aria-label='Force the breaker of gpt-4o open']").click()
+        _wait(driver, "gpt-4o forced open", lambda d: "forced open" in _row_text(d, "gpt-4o"), 10)
+        driver.find_element(By.ID, "reset-breakers").click()
+        _wait(
+            driver,
+            "every override gone after the reset",
+            lambda d: all("forced" not in _row_text(d, m) for m in ("gpt-4o", "gpt-4o-mini")),
+            10,
+        )
+        assert _breaker(driver, "gpt-4o") == "closed"
+        assert "Reset every breaker: done" in _text(driver, "ops-result"), _text(driver, "ops-result")
     finally:
         driver.quit()
+
+
+def _focused_label(driver):
+    return driver.execute_script(
+        "const e = document.activeElement; return e ? e.getAttribute('aria-label') || e.textContent : null"
+    )
+
+
+def _tab_to(driver, label, presses=400):
+    """Press Tab from the top of the page until the control labelled `label` has the focus."""
+    driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+    for _ in range(presses):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        if _focused_label(driver) == label:
+            return
+    pytest.fail(f"Tab never reached {label!r}")
+
+
+def _breaker(driver, model):
+    cells = driver.find_elements(By.CSS_SELECTOR, f'tr[data-model="{model}"] .breaker')
+    return cells[0].get_attribute("data-breaker") if cells else None
 
 
 def _row_text(driver, model):

@@ -1,5 +1,8 @@
 //! `switchyard demo`: the simulator and the gateway in one process, configured with one model of
 //! each provider kind (`data/demo.toml`), so the whole product runs with no API keys.
+//! `traffic` sends it requests when asked (`--traffic`), so the dashboard has something to show.
+
+pub mod traffic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -82,6 +82,12 @@ enum Command {
         /// A TOML file merged over the demo's config, table by table (e.g. `[auth] mode`).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Send demo traffic to the gateway itself: RPS requests a second (5 if no value),
+        /// chats and streams over the demo's models and routes, with one model of the
+        /// `reliable` route failing for 10 s every 45 s. Off unless given.
+        #[arg(long, value_name = "RPS", num_args = 0..=1, require_equals = true,
+              default_missing_value = "5", value_parser = demo::traffic::parse_rps)]
+        traffic: Option<f64>,
     },
     /// Work with WASM routing policies.
     Policy {
@@ -225,7 +231,7 @@ async fn run(command: Command) -> Result<(), String> {
                 .map_err(|e| format!("invalid config {}:\n{e}", config.display()))?;
             let addr = listen.unwrap_or(cfg.server.listen);
             let gw = Gateway::connect(cfg).await?;
-            serve_gateway(gw, addr).await
+            serve_gateway(gw, addr, None).await
         }
         Command::Route {
             config,
@@ -287,7 +293,11 @@ async fn run(command: Command) -> Result<(), String> {
             }
         }
         Command::Store { action } => store_command(action).await,
-        Command::Demo { listen, config } => {
+        Command::Demo {
+            listen,
+            config,
+            traffic,
+        } => {
             let overrides = match &config {
                 Some(path) => Some(
                     std::fs::read_to_string(path)
@@ -297,14 +307,21 @@ async fn run(command: Command) -> Result<(), String> {
             };
             let (sim, gw) = demo::start(overrides.as_deref()).await?;
             tracing::info!(sim = %sim.addr, "simulator started");
-            let result = serve_gateway(gw, listen).await;
+            let traffic = traffic.map(|rps| (rps, std::sync::Arc::clone(&sim.sim)));
+            let result = serve_gateway(gw, listen, traffic).await;
             sim.shutdown().await;
             result
         }
     }
 }
 
-async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<(), String> {
+/// Serve `gw` on `addr` until a shutdown signal. `traffic`: demo traffic (requests a second, and
+/// the simulator whose faults it scripts), started once listening and stopped before draining.
+async fn serve_gateway(
+    gw: std::sync::Arc<Gateway>,
+    addr: SocketAddr,
+    traffic: Option<(f64, std::sync::Arc<sim::Sim>)>,
+) -> Result<(), String> {
     // Tokenizer tables load in the background; requests before then use a safe estimate.
     // Only the tables the configured models count with: each is 30–40 MB resident.
     switchyard_routing::tokens::warm_up_for(gw.config.models.values().map(|m| m.entry.tokenizer));
@@ -329,13 +346,31 @@ async fn serve_gateway(gw: std::sync::Arc<Gateway>, addr: SocketAddr) -> Result<
         auth = %gw.config.auth_summary(),
         "switchyard listening"
     );
+    let traffic = match traffic {
+        // Refused (a gateway that needs keys): the demo still runs, idle.
+        Some((rps, sim)) => match demo::traffic::Traffic::start(local, rps, &gw.config, sim) {
+            Ok(traffic) => Some(traffic),
+            Err(e) => {
+                tracing::warn!(error = %e, "demo traffic off");
+                None
+            }
+        },
+        None => None,
+    };
+    // IMPORTANT: the traffic stops before the server drains, so none of it is cut off.
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        if let Some(traffic) = traffic {
+            traffic.stop().await;
+        }
+    };
     let timeouts = server::Timeouts::from(&gw.config.server);
     server::serve(
         listener,
         app(gw.clone()),
         timeouts,
         gw.abort.clone(),
-        server::shutdown_signal(),
+        shutdown,
     )
     .await;
     // Every connection has ended (drained, aborted or dropped): no handler can still record.

@@ -13,8 +13,10 @@
 //!   `(request_id, idx)` and are deleted with it.
 //!   Its `tags` (a JSON object, migration 0006) are the metadata tags the gateway's `[log]
 //!   tags` allows, and `billed` is false on a shadow its route does not bill; the
-//!   [`SpendReport`] sums the billed rows per key, model, route, provider or tag through one
-//!   covering index, to the same picodollars as the ledger.
+//!   [`SpendReport`] sums the billed rows per key, model, route, provider or tag, to the
+//!   same picodollars as the ledger: whole hours from the hourly rollup (`spend_rollup`,
+//!   `spend_rollup_keys`, migration 0008, kept in each batch's transaction), the rest of the
+//!   range through one covering index.
 //! * `feedback`: at most one per request ([`FeedbackRecord`], [`FeedbackLog`]),
 //!   deleted with it; the request's model, route and task tag are copied in.
 //! * `api_keys`: virtual keys ([`KeyRecord`]). Only the hex SHA-256 of a secret
@@ -89,6 +91,7 @@ mod error;
 mod ledger;
 mod postgres;
 mod report;
+mod rollup;
 mod rows;
 mod sqlite;
 #[cfg(test)]
@@ -100,7 +103,10 @@ pub use error::{StoreError, redacted_url};
 use error::{conflict_or_query, connect_error, scheme_of};
 pub use ledger::{Ledger, LedgerConfig, LedgerStats};
 pub use postgres::PgStore;
-pub use report::{GroupBy, Period, ReportQuery, ReportRow, SpendReport, sqlite_plan};
+pub use report::{
+    GroupBy, Period, ReportQuery, ReportRow, SpendReport, spend_report_from_rows, sqlite_plan,
+};
+pub use rollup::rebuild_spend_rollup;
 pub use rows::CLIENT_REQUEST_ID_MAX_CHARS;
 use rows::*;
 pub use sqlite::SqliteStore;
@@ -183,6 +189,12 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     pub latency_ms: f64,
     pub detail: Option<String>,
+    /// What the provider may bill for this attempt, picodollars, when it is known apart from
+    /// the row's total: a hedge's cancelled attempt (its estimate) or a failed attempt the
+    /// provider may have billed. `None` on rows written before migration 0007, and on attempts
+    /// whose cost is the row's own (the answer) or nothing (an error status, a skip).
+    #[serde(default)]
+    pub cost_picousd: Option<i64>,
 }
 
 /// What one policy decided for a request.

@@ -14,6 +14,7 @@ use super::{
     SpendStore, SpendTotals, StoreError, StoreOptions, assemble, clamp_client_id,
     conflict_or_query, connect_error, idx, json_list, json_tags, merge_deltas,
 };
+use crate::rollup::{POSTGRES_PURGE_CHUNK, PurgedRow, RollupDelta};
 
 const BACKEND: &str = "postgres";
 
@@ -210,6 +211,7 @@ struct AttemptColumns {
     status: Vec<Option<i64>>,
     latency_ms: Vec<f64>,
     detail: Vec<Option<String>>,
+    cost_picousd: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -289,12 +291,14 @@ impl RequestLog for PgStore {
         // Rows whose id was already stored (or repeated in this batch) are skipped
         // with their children; the first occurrence claims the id.
         let mut inserted = 0usize;
+        let mut rollup = RollupDelta::default();
         let mut att = AttemptColumns::default();
         let mut pol = PolicyColumns::default();
         for (r, id) in rows.iter().zip(&req.id) {
             if !new_ids.remove(id) {
                 continue;
             }
+            rollup.insert(r.into());
             for (i, a) in r.attempts.iter().enumerate() {
                 att.request_id.push(id.clone());
                 att.idx.push(idx(i));
@@ -304,6 +308,7 @@ impl RequestLog for PgStore {
                 att.status.push(a.status.map(i64::from));
                 att.latency_ms.push(a.latency_ms);
                 att.detail.push(a.detail.as_deref().map(owned));
+                att.cost_picousd.push(a.cost_picousd);
             }
             for (i, p) in r.policies.iter().enumerate() {
                 pol.request_id.push(id.clone());
@@ -318,9 +323,9 @@ impl RequestLog for PgStore {
         if !att.request_id.is_empty() {
             sqlx::query(
                 "INSERT INTO attempts (request_id, idx, model, provider, outcome, status, \
-                 latency_ms, detail) \
+                 latency_ms, detail, cost_picousd) \
                  SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], \
-                 $5::TEXT[], $6::BIGINT[], $7::DOUBLE PRECISION[], $8::TEXT[])",
+                 $5::TEXT[], $6::BIGINT[], $7::DOUBLE PRECISION[], $8::TEXT[], $9::BIGINT[])",
             )
             .bind(&att.request_id)
             .bind(&att.idx)
@@ -330,6 +335,7 @@ impl RequestLog for PgStore {
             .bind(&att.status)
             .bind(&att.latency_ms)
             .bind(&att.detail)
+            .bind(&att.cost_picousd)
             .execute(&mut *tx)
             .await?;
         }
@@ -347,6 +353,8 @@ impl RequestLog for PgStore {
             .await?;
         }
 
+        // The spend rollup follows the rows actually inserted, in their transaction.
+        rollup.write_postgres(&mut tx).await?;
         tx.commit().await?;
         Ok(u64::try_from(inserted).unwrap_or(u64::MAX))
     }
@@ -372,7 +380,8 @@ impl RequestLog for PgStore {
             return Ok(None);
         };
         let attempts = sqlx::query_as::<_, AttemptRow>(
-            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail, cost_picousd \
+             FROM attempts \
              WHERE request_id = $1 ORDER BY idx",
         )
         .bind(id.as_ref())
@@ -408,7 +417,8 @@ impl RequestLog for PgStore {
             return Ok(Vec::new());
         }
         let attempts = sqlx::query_as::<_, AttemptRow>(
-            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail, cost_picousd \
+             FROM attempts \
              WHERE request_id IN (SELECT id FROM requests WHERE client_request_id = $1) \
              ORDER BY request_id, idx",
         )
@@ -438,7 +448,8 @@ impl RequestLog for PgStore {
             return Ok(Vec::new());
         }
         let attempts = sqlx::query_as::<_, AttemptRow>(
-            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail, cost_picousd \
+             FROM attempts \
              WHERE request_id IN (SELECT id FROM requests WHERE shadow_of = $1) \
              ORDER BY request_id, idx",
         )
@@ -480,16 +491,19 @@ impl RequestLog for PgStore {
     async fn purge_before(&self, ts_ms: i64) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
-            // Attempts and policy rows go with ON DELETE CASCADE.
-            let n = sqlx::query(
-                "DELETE FROM requests WHERE id IN \
-                 (SELECT id FROM requests WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
-            )
-            .bind(ts_ms)
-            .bind(PURGE_CHUNK)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+            // Attempts and policy rows go with ON DELETE CASCADE; the spend rollup loses the
+            // deleted rows in the same transaction.
+            let mut tx = self.pool.begin().await?;
+            let gone = sqlx::query_as::<_, PurgedRow>(POSTGRES_PURGE_CHUNK)
+                .bind(ts_ms)
+                .bind(PURGE_CHUNK)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut rollup = RollupDelta::default();
+            rollup.purge(&gone);
+            rollup.write_postgres(&mut tx).await?;
+            tx.commit().await?;
+            let n = u64::try_from(gone.len()).unwrap_or(u64::MAX);
             total = total.saturating_add(n);
             if n < u64::try_from(PURGE_CHUNK).unwrap_or(u64::MAX) {
                 return Ok(total);

@@ -165,6 +165,7 @@ pub(crate) struct AttemptRow {
     pub(crate) status: Option<i64>,
     pub(crate) latency_ms: f64,
     pub(crate) detail: Option<String>,
+    pub(crate) cost_picousd: Option<i64>,
 }
 
 impl AttemptRow {
@@ -176,6 +177,7 @@ impl AttemptRow {
             status: narrow_opt(self.status, "attempts.status")?,
             latency_ms: self.latency_ms,
             detail: self.detail,
+            cost_picousd: self.cost_picousd,
         })
     }
 }

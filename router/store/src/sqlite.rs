@@ -16,6 +16,7 @@ use super::{
     SpendDelta, SpendRow, SpendStore, SpendTotals, StoreError, StoreOptions, assemble,
     clamp_client_id, conflict_or_query, connect_error, idx, json_list, json_tags, merge_deltas,
 };
+use crate::rollup::{PurgedRow, RollupDelta, SQLITE_PURGE_CHUNK};
 
 const BACKEND: &str = "sqlite";
 
@@ -148,12 +149,14 @@ impl RequestLog for SqliteStore {
         let mut attempts = Vec::new();
         let mut policies = Vec::new();
         let mut inserted = 0usize;
+        let mut rollup = RollupDelta::default();
         for r in rows {
             let id = text(&r.id);
             if !new_ids.remove(id.as_ref()) {
                 continue;
             }
             inserted += 1;
+            rollup.insert(r.into());
             attempts.extend(r.attempts.iter().enumerate().map(|(i, a)| (r, i, a)));
             policies.extend(r.policies.iter().enumerate().map(|(i, p)| (r, i, p)));
         }
@@ -175,6 +178,8 @@ impl RequestLog for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // The spend rollup follows the rows actually inserted, in their transaction.
+        rollup.write_sqlite(&mut tx).await?;
         tx.commit().await?;
         Ok(u64::try_from(inserted).unwrap_or(u64::MAX))
     }
@@ -196,7 +201,8 @@ impl RequestLog for SqliteStore {
             return Ok(None);
         };
         let attempts = sqlx::query_as::<_, AttemptRow>(
-            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail, cost_picousd \
+             FROM attempts \
              WHERE request_id = ? ORDER BY idx",
         )
         .bind(id)
@@ -229,7 +235,8 @@ impl RequestLog for SqliteStore {
             return Ok(Vec::new());
         }
         let attempts = sqlx::query_as::<_, AttemptRow>(
-            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail, cost_picousd \
+             FROM attempts \
              WHERE request_id IN (SELECT id FROM requests WHERE client_request_id = ?) \
              ORDER BY request_id, idx",
         )
@@ -259,7 +266,8 @@ impl RequestLog for SqliteStore {
             return Ok(Vec::new());
         }
         let attempts = sqlx::query_as::<_, AttemptRow>(
-            "SELECT request_id, model, provider, outcome, status, latency_ms, detail FROM attempts \
+            "SELECT request_id, model, provider, outcome, status, latency_ms, detail, cost_picousd \
+             FROM attempts \
              WHERE request_id IN (SELECT id FROM requests WHERE shadow_of = ?) \
              ORDER BY request_id, idx",
         )
@@ -300,16 +308,19 @@ impl RequestLog for SqliteStore {
     async fn purge_before(&self, ts_ms: i64) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
-            // Attempts and policy rows go with ON DELETE CASCADE (foreign keys are on).
-            let n = sqlx::query(
-                "DELETE FROM requests WHERE id IN \
-                 (SELECT id FROM requests WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?)",
-            )
-            .bind(ts_ms)
-            .bind(PURGE_CHUNK)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+            // Attempts and policy rows go with ON DELETE CASCADE (foreign keys are on); the
+            // spend rollup loses the deleted rows in the same transaction.
+            let mut tx = self.pool.begin().await?;
+            let gone = sqlx::query_as::<_, PurgedRow>(SQLITE_PURGE_CHUNK)
+                .bind(ts_ms)
+                .bind(PURGE_CHUNK)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut rollup = RollupDelta::default();
+            rollup.purge(&gone);
+            rollup.write_sqlite(&mut tx).await?;
+            tx.commit().await?;
+            let n = u64::try_from(gone.len()).unwrap_or(u64::MAX);
             total = total.saturating_add(n);
             if n < u64::try_from(PURGE_CHUNK).unwrap_or(u64::MAX) {
                 return Ok(total);
@@ -550,8 +561,8 @@ macro_rules! insert_attempts {
     ($n:tt) => {
         concat!(
             "INSERT INTO attempts (request_id, idx, model, provider, outcome, status, latency_ms, \
-             detail) VALUES ",
-            rows_of!($n, "(?, ?, ?, ?, ?, ?, ?, ?)")
+             detail, cost_picousd) VALUES ",
+            rows_of!($n, "(?, ?, ?, ?, ?, ?, ?, ?, ?)")
         )
     };
 }
@@ -576,7 +587,7 @@ const INSERT_REQUESTS: [&str; 6] = [
     insert_requests!(32),
 ];
 
-/// `INSERT_ATTEMPTS[k]` inserts `2^k` attempts: at most 128 × 8 = 1,024 parameters.
+/// `INSERT_ATTEMPTS[k]` inserts `2^k` attempts: at most 128 × 9 = 1,152 parameters.
 const INSERT_ATTEMPTS: [&str; 8] = [
     insert_attempts!(1),
     insert_attempts!(2),
@@ -673,7 +684,8 @@ fn push_attempt(
     push(args, text(&a.outcome))?;
     push(args, a.status.map(i64::from))?;
     push(args, a.latency_ms)?;
-    push(args, a.detail.as_deref().map(text))
+    push(args, a.detail.as_deref().map(text))?;
+    push(args, a.cost_picousd)
 }
 
 /// The 5 parameters of policy row `i` of request `r`.

@@ -1,7 +1,10 @@
 //! The alert engine end to end, in-process against the simulator: a 5xx storm opens a breaker →
 //! a `breaker_open` alert in `GET /ai/alerts` and on the live feed, resolved when the breaker
 //! closes; a key's budget 80 % / 100 % used; the webhook receives alerts, and a receiver that
-//! hangs or answers 500 stalls neither the engine nor the feed.
+//! hangs or answers 500 stalls neither the engine nor the feed. The detectors on steps made by
+//! hand-ticked samples: error rate, cache hit rate, latency and TTFT (the simulator's first
+//! token slowed mid-test), a key's spend rate (a burst of paid calls); the rules: a policy that
+//! failed or went stale on reload, and a stopped Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -497,4 +500,351 @@ async fn alerts_a_falling_cache_hit_rate_fires_cache_hit_rate() {
         .await
         .is_some()
     );
+}
+
+/// The simulator behind a proxy that adds `x-sim-ttft-ms: N` to every call while `slow_ms` is
+/// N > 0: a step in the simulator's own latency, mid-test. Returns the proxy's URL.
+async fn stepped_sim(sim: &sim::SimHandle) -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    let slow = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let target = format!("http://{}", sim.addr);
+    let client = reqwest::Client::new();
+    let knob = slow.clone();
+    let app = axum::Router::new().fallback(move |req: Request<Body>| {
+        let (client, target, knob) = (client.clone(), target.clone(), knob.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut call = client
+                .request(parts.method, format!("{target}{path}"))
+                .body(bytes);
+            for (name, value) in &parts.headers {
+                if !matches!(name.as_str(), "host" | "content-length") {
+                    call = call.header(name, value);
+                }
+            }
+            let ms = knob.load(Ordering::SeqCst);
+            if ms > 0 {
+                call = call.header("x-sim-ttft-ms", ms.to_string());
+            }
+            let upstream = call.send().await.unwrap();
+            let mut out = axum::http::Response::builder().status(upstream.status());
+            for (name, value) in upstream.headers() {
+                if !matches!(
+                    name.as_str(),
+                    "content-length" | "transfer-encoding" | "connection"
+                ) {
+                    out = out.header(name, value);
+                }
+            }
+            out.body(Body::from_stream(upstream.bytes_stream()))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, slow)
+}
+
+#[tokio::test]
+async fn alerts_a_latency_and_ttft_step_fires_latency_and_ttft() {
+    let sim = sim::spawn(
+        sim::SimConfig::default(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
+    let (url, slow) = stepped_sim(&sim).await;
+    let mut cfg = config::load_str(&common::pair_providers(&url), &Vars::only(&[])).unwrap();
+    cfg.alerts.interval = QUIET;
+    for signal in [&mut cfg.alerts.latency, &mut cfg.alerts.ttft] {
+        signal.detector.warmup = 5;
+        signal.detector.consecutive = 2;
+    }
+    let gw = Gateway::new(cfg).unwrap();
+    let mut rx = gw.live.subscribe();
+    // Streams: each gives a latency and a TTFT sample.
+    let ask = json!({"model": MINI, "max_tokens": 8, "stream": true,
+                     "messages": [{"role": "user", "content": "hello"}]});
+    let stream = |gw: Arc<Gateway>| {
+        let ask = ask.clone();
+        async move {
+            let (status, _, body) =
+                send(&gw, common::post_request("/v1/chat/completions", &ask)).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(String::from_utf8_lossy(&body).contains("[DONE]"));
+        }
+    };
+    tick(&gw);
+    for _ in 0..8 {
+        for _ in 0..2 {
+            stream(gw.clone()).await;
+        }
+        tick(&gw);
+    }
+    let (_, v) = get_json(&gw, "/ai/alerts").await;
+    assert_eq!(
+        ids(&v["active"]),
+        Vec::<String>::new(),
+        "fast answers alerted: {v}"
+    );
+    // The simulator's first token now takes 400 ms.
+    slow.store(400, Ordering::SeqCst);
+    for _ in 0..2 {
+        stream(gw.clone()).await;
+        tick(&gw);
+    }
+    for kind in ["latency", "ttft"] {
+        let fired = next_alert(&mut rx, kind, "firing", Duration::from_secs(1))
+            .await
+            .unwrap_or_else(|| panic!("no {kind} alert"));
+        assert_eq!(fired.id, format!("{kind}:{MINI}"));
+        assert_eq!(fired.severity, "warning");
+        assert!(fired.value.is_some_and(|v| v >= 400.0), "{fired:?}");
+        assert!(fired.baseline.is_some_and(|b| b < 200.0), "{fired:?}");
+    }
+    let (_, v) = get_json(&gw, "/ai/alerts").await;
+    let mut active = ids(&v["active"]);
+    active.sort();
+    assert_eq!(
+        active,
+        [format!("latency:{MINI}"), format!("ttft:{MINI}")],
+        "{v}"
+    );
+    // The other model saw no traffic: no sample, no alert.
+    assert!(!active.iter().any(|a| a.ends_with("claude-3-5-haiku")));
+}
+
+#[tokio::test]
+async fn alerts_a_burst_of_paid_calls_on_one_key_fires_spend_rate_for_that_key() {
+    let t = common::setup_with(|c| {
+        c.auth.admin_key = Some(Secret::new(ADMIN));
+        c.auth.mode = Some(AuthMode::Keys);
+        c.alerts.interval = QUIET;
+        c.alerts.rules.budget = false;
+        c.alerts.spend_rate.detector.warmup = 6;
+        c.alerts.spend_rate.detector.consecutive = 2;
+        // gpt-4o answers of 8 tokens cost about $0.0001: a rate of that order per minute.
+        c.alerts.spend_rate.detector.min_delta = 1e-4;
+    })
+    .await;
+    let mut rx = t.gw.live.subscribe();
+    let burst = admin(
+        &t.gw,
+        "/admin/keys",
+        json!({"name": "burst", "budget_usd": 100.0}),
+    )
+    .await;
+    let calm = admin(
+        &t.gw,
+        "/admin/keys",
+        json!({"name": "calm", "budget_usd": 100.0}),
+    )
+    .await;
+    let (burst_key, calm_key) = (
+        burst["key"].as_str().unwrap().to_owned(),
+        calm["key"].as_str().unwrap().to_owned(),
+    );
+    // Ticks a second apart on the engine's clock; the spend rate is per minute of it.
+    let start = Instant::now();
+    let tick_at = |s: u64| {
+        t.gw.alerts.tick(
+            start + Duration::from_secs(s),
+            switchyard_types::clock::now_ms(),
+        );
+    };
+    // Warm-up: one paid call a second on each key.
+    tick_at(0);
+    for s in 1..=10 {
+        for key in [&burst_key, &calm_key] {
+            assert_eq!(chat_as(&t.gw, key).await, StatusCode::OK);
+        }
+        tick_at(s);
+    }
+    let v = alerts_as_admin(&t.gw).await;
+    assert_eq!(
+        ids(&v["active"]),
+        Vec::<String>::new(),
+        "a steady spend alerted: {v}"
+    );
+    // Then 15 calls a second on one key, for two seconds.
+    for s in 11..=12 {
+        for _ in 0..15 {
+            assert_eq!(chat_as(&t.gw, &burst_key).await, StatusCode::OK);
+        }
+        assert_eq!(chat_as(&t.gw, &calm_key).await, StatusCode::OK);
+        tick_at(s);
+    }
+    let fired = next_alert(&mut rx, "spend_rate", "firing", Duration::from_secs(1))
+        .await
+        .expect("no spend_rate alert");
+    let burst_id = burst["id"].as_str().unwrap();
+    assert_eq!(fired.id, format!("spend_rate:{burst_id}"));
+    assert_eq!(fired.subject, burst_id);
+    assert!(fired.value > fired.baseline, "{fired:?}");
+    let v = alerts_as_admin(&t.gw).await;
+    assert_eq!(ids(&v["active"]), [format!("spend_rate:{burst_id}")], "{v}");
+}
+
+const POLICY_TEMPLATE: &str =
+    include_str!("../../../../plugins/host/tests/fixtures/policy-template.wat");
+
+/// A policy folder `dir/name` that allows every request on every route (or, `broken`, whose
+/// module is not WebAssembly).
+fn write_policy(dir: &std::path::Path, name: &str, broken: bool) {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let wat = if broken {
+        "not a module".to_owned()
+    } else {
+        POLICY_TEMPLATE
+            .replace("{{IMPORTS}}", "")
+            .replace("{{CORE_IMPORTS}}", "")
+            .replace("{{CORE_WITH}}", "")
+            .replace("{{BODY}}", "(i32.const 16)")
+    };
+    std::fs::write(d.join("p.wat"), wat).unwrap();
+    std::fs::write(
+        d.join("policy.toml"),
+        format!(
+            "name = \"{name}\"\nversion = \"0.1.0\"\nabi = \"switchyard:policy@0.1.0\"\n\
+             wasm = \"p.wat\"\nfailure_mode = \"open\"\n[limits]\ntimeout_ms = 50\n"
+        ),
+    )
+    .unwrap();
+}
+
+async fn reload_policies(gw: &Arc<Gateway>) -> Value {
+    let req = Request::post("/ai/policies/reload")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(gw, req).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn alerts_a_failed_and_a_stale_policy_fire_policy_failed_and_policy_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(dir.path(), "good", false);
+    write_policy(dir.path(), "bad", true);
+    let path = dir.path().to_path_buf();
+    let t = common::setup_with(|c| {
+        c.auth.admin_key = Some(Secret::new(ADMIN));
+        c.alerts.interval = QUIET;
+        c.policies.dir = Some(path.clone());
+        c.policies.cache_dir = Some(path.join(".cache"));
+        c.policies.watch = false;
+    })
+    .await;
+    let mut rx = t.gw.live.subscribe();
+    // `bad` never loaded: failed, nothing serves.
+    tick(&t.gw);
+    let fired = next_alert(&mut rx, "policy_failed", "firing", Duration::from_secs(1))
+        .await
+        .expect("no policy_failed alert");
+    assert_eq!(
+        (fired.id.as_str(), fired.severity.as_str()),
+        ("policy_failed:bad", "critical")
+    );
+    let (_, v) = get_json(&t.gw, "/ai/alerts").await;
+    assert_eq!(ids(&v["active"]), ["policy_failed:bad"], "{v}");
+    // Break `good` and reload: its old version keeps serving, so it is stale.
+    std::fs::write(dir.path().join("good/p.wat"), "(module broken").unwrap();
+    let report = reload_policies(&t.gw).await;
+    assert!(!report["failed"].as_array().unwrap().is_empty(), "{report}");
+    tick(&t.gw);
+    let stale = next_alert(&mut rx, "policy_stale", "firing", Duration::from_secs(1))
+        .await
+        .expect("no policy_stale alert");
+    assert_eq!(
+        (stale.id.as_str(), stale.severity.as_str()),
+        ("policy_stale:good", "warning")
+    );
+    assert!(stale.message.contains("older version"), "{}", stale.message);
+    let (_, v) = get_json(&t.gw, "/ai/alerts").await;
+    let mut active = ids(&v["active"]);
+    active.sort();
+    assert_eq!(active, ["policy_failed:bad", "policy_stale:good"], "{v}");
+    // Mend both and reload: both resolve.
+    write_policy(dir.path(), "good", false);
+    write_policy(dir.path(), "bad", false);
+    reload_policies(&t.gw).await;
+    tick(&t.gw);
+    for kind in ["policy_failed", "policy_stale"] {
+        assert!(
+            next_alert(&mut rx, kind, "resolved", Duration::from_secs(1))
+                .await
+                .is_some(),
+            "{kind} not resolved"
+        );
+    }
+    let (_, v) = get_json(&t.gw, "/ai/alerts").await;
+    assert_eq!(ids(&v["active"]), Vec::<String>::new(), "{v}");
+}
+
+#[tokio::test]
+async fn alerts_a_stopped_redis_fires_redis_degraded_and_resolves_when_it_returns() {
+    let Some(mut redis) = switchyard_e2e::RedisServer::start() else {
+        return;
+    };
+    redis.kill();
+    let store = tempfile::tempdir().unwrap();
+    let sim = sim::spawn(
+        sim::SimConfig::default(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
+    let text = format!(
+        "{}\n[store]\nurl = \"sqlite://{}/log.db\"\n[redis]\nurl = \"{}\"\ntimeout_ms = 300\n",
+        common::pair_providers(&format!("http://{}", sim.addr)),
+        store.path().display(),
+        redis.url(),
+    );
+    let mut cfg = config::load_str(&text, &Vars::only(&[])).unwrap();
+    cfg.alerts.interval = QUIET;
+    // The gateway starts while its Redis is stopped.
+    let gw = Gateway::connect(cfg).await.unwrap();
+    let mut rx = gw.live.subscribe();
+    tick(&gw);
+    let fired = next_alert(&mut rx, "redis_degraded", "firing", Duration::from_secs(1))
+        .await
+        .expect("no redis_degraded alert");
+    assert_eq!(
+        (fired.id.as_str(), fired.severity.as_str()),
+        ("redis_degraded:redis", "critical")
+    );
+    let (_, v) = get_json(&gw, "/ai/alerts").await;
+    assert_eq!(ids(&v["active"]), ["redis_degraded:redis"], "{v}");
+    // Redis returns; once the prober sees it, the next tick resolves the alert.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tick(&gw);
+        let (_, v) = get_json(&gw, "/ai/alerts").await;
+        if ids(&v["active"]).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis_degraded never resolved: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        next_alert(
+            &mut rx,
+            "redis_degraded",
+            "resolved",
+            Duration::from_secs(1)
+        )
+        .await
+        .is_some()
+    );
+    gw.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! Operator controls through the admin API, against the simulator: a drained model gets no new
-//! requests (the simulator's counters say so) and comes back; a breaker forced open makes
+//! requests (the simulator's counters say so) and comes back, while a request already in flight
+//! to it finishes; a breaker forced open makes
 //! requests fall back, one forced closed lets them through an open breaker, and a reset clears
 //! every breaker; each change is a `breaker` event on the live feed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -33,12 +34,14 @@ struct Setup {
 /// Two models of two providers on one route, `open` mode (requests need no key) with the admin
 /// key set (the controls need it), a long breaker period (the test decides when it closes).
 async fn setup() -> Setup {
-    let sim = sim::spawn(
-        sim::SimConfig::default(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap();
+    setup_over(sim::SimConfig::default()).await
+}
+
+/// As [`setup`], the simulator's models behaving as `sim_config` says.
+async fn setup_over(sim_config: sim::SimConfig) -> Setup {
+    let sim = sim::spawn(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
     let url = format!("http://{}", sim.addr);
     let text = format!(
         r#"
@@ -173,6 +176,57 @@ async fn a_drained_model_gets_no_new_requests_and_comes_back() {
         events,
         vec![drained("closed", "drained"), drained("drained", "closed")]
     );
+}
+
+#[tokio::test]
+async fn a_request_in_flight_when_its_model_is_drained_finishes_and_new_ones_go_elsewhere() {
+    // gpt-4o-mini answers after 1.5 s, so a request to it is still in flight when it is drained.
+    let slow: sim::SimConfig =
+        toml::from_str("[models.\"gpt-4o-mini\"]\nttft_ms = { mean = 1500, stddev = 0 }\n")
+            .unwrap();
+    let s = setup_over(slow).await;
+    let gw = s.gw.clone();
+    let first = tokio::spawn(async move {
+        let req = Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"model": "pair", "max_tokens": 8,
+                       "messages": [{"role": "user", "content": "hello"}]})
+                .to_string(),
+            ))
+            .unwrap();
+        send(&gw, req).await
+    });
+    let started = async {
+        while s.sim.sim.stats().model(MINI).in_flight == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), started)
+        .await
+        .expect("the first request never reached gpt-4o-mini");
+    let (status, v) = admin(&s.gw, Method::POST, "/admin/models/gpt-4o-mini/drain", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        s.sim.sim.stats().model(MINI).in_flight,
+        1,
+        "drained while its request was in flight"
+    );
+    // New requests go to the other model …
+    for _ in 0..3 {
+        assert_eq!(ask(&s.gw).await, "claude-3-5-haiku");
+    }
+    // … and the one in flight finishes, answered by the drained model.
+    let (status, headers, body) = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("the in-flight request never finished")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-switchyard-model"], "gpt-4o-mini");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["choices"][0]["message"]["content"].is_string(), "{v}");
+    assert_eq!(requests(&s, MINI), 1);
+    assert_eq!(s.sim.sim.stats().model(MINI).in_flight, 0);
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! `GET /ai/stream` over a real WebSocket (tokio-tungstenite) on a loopback server: snapshots
 //! with the schema's fields, decision and breaker events, topics, who may watch (the admin key,
-//! a `dashboard` key, its session cookie; a revoked key stops at once), and a client that never
-//! reads is dropped rather than buffered.
+//! a `dashboard` key, its session cookie; a revoked key stops at once), a client that never
+//! reads is dropped rather than buffered, a reload that breaks a policy is a failed
+//! `policy_reload` frame, and `decision_sample = 0` sends no decisions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -29,9 +30,18 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The gateway (demo models on the simulator) in `mode` with the admin key, served on loopback.
 async fn serve(mode: AuthMode) -> (common::Setup, SocketAddr) {
+    serve_with(mode, |_| {}).await
+}
+
+/// As [`serve`], with `edit` applied to the config.
+async fn serve_with(
+    mode: AuthMode,
+    edit: impl FnOnce(&mut config::Config),
+) -> (common::Setup, SocketAddr) {
     let t = setup_with(|c| {
         c.auth.admin_key = Some(Secret::new(ADMIN));
         c.auth.mode = Some(mode);
+        edit(c);
     })
     .await;
     let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -454,6 +464,134 @@ async fn a_client_that_never_reads_is_dropped_not_buffered() {
         .expect("the slow client is still served");
     // What reached its socket before is readable; then the feed ends.
     closed(&mut ws, Duration::from_secs(10)).await;
+}
+
+const POLICY_TEMPLATE: &str =
+    include_str!("../../../../plugins/host/tests/fixtures/policy-template.wat");
+
+/// A policy folder `dir/name` that allows every request (its module in WAT text).
+fn write_policy(dir: &std::path::Path, name: &str) {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let wat = POLICY_TEMPLATE
+        .replace("{{IMPORTS}}", "")
+        .replace("{{CORE_IMPORTS}}", "")
+        .replace("{{CORE_WITH}}", "")
+        .replace("{{BODY}}", "(i32.const 16)");
+    std::fs::write(d.join("p.wat"), wat).unwrap();
+    std::fs::write(
+        d.join("policy.toml"),
+        format!(
+            "name = \"{name}\"\nversion = \"0.1.0\"\nabi = \"switchyard:policy@0.1.0\"\n\
+             wasm = \"p.wat\"\nfailure_mode = \"open\"\n[limits]\ntimeout_ms = 50\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_policy_reload_that_breaks_a_policy_sends_a_failed_policy_reload_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(dir.path(), "allow-all");
+    let path = dir.path().to_path_buf();
+    let (t, addr) = serve_with(AuthMode::Keys, |c| {
+        c.policies.dir = Some(path.clone());
+        c.policies.cache_dir = Some(path.join(".cache"));
+        c.policies.watch = false;
+    })
+    .await;
+    let mut ws = connect(addr, Some(ADMIN), None).await.unwrap();
+    // A first snapshot: the feed has seen the policies as they were.
+    next_where(&mut ws, Duration::from_secs(3), of_type("snapshot")).await;
+    std::fs::write(dir.path().join("allow-all/p.wat"), "(component broken").unwrap();
+    let (s, _, report) = request(
+        &t.gw,
+        Method::POST,
+        "/ai/policies/reload",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["failed"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    let frame = next_where(&mut ws, Duration::from_secs(4), of_type("policy_reload")).await;
+    assert_eq!(frame["ok"], false, "{frame}");
+    assert!(
+        frame["detail"]
+            .as_str()
+            .unwrap()
+            .contains("allow-all (stale)"),
+        "{frame}"
+    );
+    assert!(frame["ts_ms"].as_i64() > Some(0), "{frame}");
+    // Mended and reloaded: an ok frame.
+    write_policy(dir.path(), "allow-all");
+    let (s, _, _) = request(
+        &t.gw,
+        Method::POST,
+        "/ai/policies/reload",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let frame = next_where(&mut ws, Duration::from_secs(4), of_type("policy_reload")).await;
+    assert_eq!(frame["ok"], true, "{frame}");
+}
+
+#[tokio::test]
+async fn decision_sample_zero_sends_no_decisions_but_snapshots_still_arrive() {
+    let (t, addr) = serve_with(AuthMode::Open, |c| c.live.decision_sample = 0.0).await;
+    let mut ws = connect(addr, None, None).await.unwrap();
+    next_where(&mut ws, Duration::from_secs(3), of_type("snapshot")).await;
+    for _ in 0..5 {
+        let (s, _, v) = request(
+            &t.gw,
+            Method::POST,
+            "/v1/chat/completions",
+            None,
+            Some(chat_body()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    // Every frame up to a snapshot that counts those requests, and one more snapshot after it:
+    // none is a decision.
+    let mut snapshots = 0;
+    let counted = |v: &Value| {
+        v["models"].as_array().is_some_and(|ms| {
+            ms.iter()
+                .any(|m| m["model"] == "gpt-4o-mini" && m["requests_per_s"].as_f64() > Some(0.0))
+        })
+    };
+    let mut seen_busy = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("no snapshot counting the requests in time");
+        let v: Value = match frame {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("the feed ended: {other:?}"),
+        };
+        assert_ne!(
+            v["type"], "decision",
+            "a decision frame with decision_sample = 0: {v}"
+        );
+        if v["type"] == "snapshot" {
+            snapshots += 1;
+            if seen_busy {
+                break;
+            }
+            seen_busy = counted(&v);
+        }
+    }
+    assert!(snapshots >= 2, "{snapshots} snapshots");
 }
 
 #[test]

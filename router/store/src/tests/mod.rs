@@ -301,6 +301,8 @@ fn full_row() -> RequestRecord {
                 status: None,
                 latency_ms: 30_000.0,
                 detail: Some("délai dépassé — 上游超时 🚦 \"quoted\" 'single'".to_owned()),
+                // Billed as an estimate, beyond the row's answer (migration 0007).
+                cost_picousd: Some(1_234_567_890_123),
             },
             AttemptRecord {
                 model: "gpt-4o".to_owned(),
@@ -309,6 +311,7 @@ fn full_row() -> RequestRecord {
                 status: Some(529),
                 latency_ms: 12.5,
                 detail: None,
+                cost_picousd: None,
             },
             AttemptRecord {
                 model: "claude-sonnet-4".to_owned(),
@@ -317,6 +320,7 @@ fn full_row() -> RequestRecord {
                 status: Some(200),
                 latency_ms: 1100.0,
                 detail: Some(String::new()),
+                cost_picousd: None,
             },
         ],
         policies: vec![

@@ -43,6 +43,7 @@ pub(super) async fn count_and_duplicates(store: &Store) {
         status: Some(200),
         latency_ms: 1.0,
         detail: None,
+        cost_picousd: None,
     });
     let twice = with_key(twice, "key_d", 5, 1, 1);
     assert_eq!(
@@ -345,6 +346,7 @@ pub(super) async fn nul_bytes_do_not_poison_a_batch(store: &Store) {
         status: Some(500),
         latency_ms: 1.0,
         detail: Some("upstream said \0\0 nothing".to_owned()),
+        cost_picousd: Some(7),
     });
     r.policies.push(PolicyRecord {
         policy: "p".to_owned(),
