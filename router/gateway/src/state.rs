@@ -150,12 +150,22 @@ impl Gateway {
         keys: Keys,
         store: Option<Store>,
     ) -> Result<Arc<Gateway>, String> {
-        let http = providers::http_client().map_err(|e| format!("HTTP client: {e}"))?;
-        let providers = config
-            .providers
-            .values()
-            .map(|s| (s.id.clone(), Provider::new(s.clone(), http.clone())))
-            .collect();
+        // One client (one pool) per distinct `[providers.X]` connection setting.
+        let mut clients: HashMap<providers::Connection, reqwest::Client> = HashMap::new();
+        let mut built = HashMap::new();
+        for s in config.providers.values() {
+            let http = match clients.get(&s.connection) {
+                Some(client) => client.clone(),
+                None => {
+                    let client = providers::http_client_for(s.connection)
+                        .map_err(|e| format!("HTTP client: {e}"))?;
+                    clients.insert(s.connection, client.clone());
+                    client
+                }
+            };
+            built.insert(s.id.clone(), Provider::new(s.clone(), http));
+        }
+        let providers = built;
         // Every model with its own settings: `health` (the defaults, or a test's timings), then
         // `[health]`, the catalog's latency priors and `[models.X.health]`.
         let per_model = |m: &ModelConfig| (m.id.clone(), config.health.for_model(m, &health));

@@ -101,6 +101,7 @@ fn provider(url: &str, kind: ProviderKind, dialect: Dialect, limits: Limits) -> 
         api_key: Some(Secret::new("k")),
         headers: Vec::new(),
         limits,
+        connection: Default::default(),
     };
     Provider::new(settings, http_client().unwrap())
 }

@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ErrorKind, ProviderError};
 pub use transport::{
-    DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES, Limits, MapError, http_client,
+    Connection, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_POOL_MAX_IDLE, Http2,
+    Limits, MAX_POOL_MAX_IDLE, MapError, http_client, http_client_for,
 };
 pub(crate) use transport::{post_json, read_json, sse_stream};
 
@@ -103,6 +104,8 @@ pub struct ProviderSettings {
     pub headers: Vec<(String, String)>,
     /// What this upstream may make the gateway read and hold.
     pub limits: Limits,
+    /// How the gateway connects to it: HTTP/2 or not, idle connections kept.
+    pub connection: Connection,
 }
 
 /// One upstream call: the canonical request and the model id the provider knows.

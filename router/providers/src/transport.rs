@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::HeaderMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{ErrorKind, EventStream, ProviderError, StreamParser, over_limit, parse_stream};
 
@@ -41,21 +41,81 @@ impl Default for Limits {
     }
 }
 
-/// The one HTTP client every provider shares: rustls, pooled keep-alive connections, Nagle off.
-/// No overall timeout here: `execute` owns TTFT and total deadlines per attempt.
+/// Idle connections kept per upstream host by default (`[providers.X] pool_max_idle`).
+pub const DEFAULT_POOL_MAX_IDLE: usize = 256;
+/// The most `pool_max_idle` may be: beyond it, a typo holding sockets open.
+pub const MAX_POOL_MAX_IDLE: usize = 10_000;
+
+/// Which HTTP version a provider's connections speak (`[providers.X] http2`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Http2 {
+    /// HTTP/2 when a TLS upstream offers it through ALPN; HTTP/1.1 otherwise (and always over
+    /// plain `http://`).
+    #[default]
+    Auto,
+    /// HTTP/2 with prior knowledge, also over plain `http://` (h2c): for upstreams known to
+    /// speak it, such as a local server behind an h2c proxy. An HTTP/1-only upstream fails.
+    Always,
+    /// HTTP/1.1 only, even when the upstream offers HTTP/2.
+    Never,
+}
+
+impl Http2 {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Http2::Auto => "auto",
+            Http2::Always => "always",
+            Http2::Never => "never",
+        }
+    }
+}
+
+/// How the gateway connects to one upstream. Providers with equal settings share one client
+/// (and so one pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Connection {
+    pub http2: Http2,
+    /// Idle keep-alive connections kept per host. Over HTTP/2 one connection carries many
+    /// requests, so few are needed.
+    pub pool_max_idle: usize,
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection {
+            http2: Http2::Auto,
+            pool_max_idle: DEFAULT_POOL_MAX_IDLE,
+        }
+    }
+}
+
+/// The HTTP client providers share, with the default `Connection`.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    http_client_for(Connection::default())
+}
+
+/// The HTTP client of providers with `connection`: rustls, pooled keep-alive connections,
+/// Nagle off. No overall timeout here: `execute` owns TTFT and total deadlines per attempt.
 ///
 /// IMPORTANT: redirects are never followed. A followed redirect would send the request — and
 /// the provider key in its headers — wherever the upstream points; a 3xx answer is a failed
 /// attempt instead (`post_json`).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+pub fn http_client_for(connection: Connection) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(connection.pool_max_idle)
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")));
+    let builder = match connection.http2 {
+        // reqwest offers `h2` and `http/1.1` through ALPN by default.
+        Http2::Auto => builder,
+        Http2::Always => builder.http2_prior_knowledge(),
+        Http2::Never => builder.http1_only(),
+    };
+    builder.build()
 }
 
 /// A provider's error mapper: status, headers and body of a non-2xx answer → `ProviderError`.

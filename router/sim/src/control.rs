@@ -36,7 +36,7 @@ pub(super) async fn remember(
         .headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
-    sim.remember(parts.uri.path(), &bytes, traceparent);
+    sim.remember(parts.uri.path(), &bytes, traceparent, parts.version);
     next.run(axum::extract::Request::from_parts(
         parts,
         axum::body::Body::from(bytes),

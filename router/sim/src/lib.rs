@@ -287,6 +287,9 @@ pub struct RecentRequest {
     /// The request's W3C `traceparent` header, when it had one (the gateway's trace tests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The HTTP version it came over (`HTTP/1.1`, `HTTP/2.0`): the sim serves both, HTTP/2 as
+    /// h2c with prior knowledge.
+    pub http_version: String,
 }
 
 impl Sim {
@@ -371,7 +374,7 @@ impl Sim {
         recent.iter().cloned().collect()
     }
 
-    fn remember(&self, path: &str, body: &[u8], traceparent: Option<&str>) {
+    fn remember(&self, path: &str, body: &[u8], traceparent: Option<&str>, version: http::Version) {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() == RECENT_REQUESTS {
             recent.pop_front();
@@ -380,6 +383,7 @@ impl Sim {
             path: path.to_owned(),
             body: String::from_utf8_lossy(body).into_owned(),
             traceparent: traceparent.map(str::to_owned),
+            http_version: format!("{version:?}"),
         });
     }
 

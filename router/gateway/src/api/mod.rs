@@ -7,6 +7,7 @@ mod alerts;
 mod analyst;
 mod anthropic;
 mod chat;
+mod compress;
 mod controls;
 mod dashboard;
 mod embeddings;
@@ -147,6 +148,11 @@ pub fn app(gw: Arc<Gateway>) -> Router {
     // admission guard has refused every origin not allowed.
     let router = match guard::cors(&gw.config.server) {
         Some(cors) => router.layer(cors),
+        None => router,
+    };
+    // Outermost, so every JSON answer (errors and refusals too) is compressed the same way.
+    let router = match compress::layer(&gw.config.server.compression) {
+        Some(compression) => router.layer(compression),
         None => router,
     };
     router.with_state(gw)

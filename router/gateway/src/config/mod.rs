@@ -27,8 +27,8 @@ pub use health::{HealthSection, HealthSettings};
 pub use interpolate::{Vars, interpolate};
 pub use log::{LogConfig, valid_tag_name};
 pub use sections::{
-    AuthConfig, AuthMode, LiveConfig, MetricsConfig, OnFailure, OnFailureSpec, PerUse,
-    PoliciesConfig, RedisConfig, ServerConfig, StoreConfig,
+    AuthConfig, AuthMode, CompressionConfig, LiveConfig, MetricsConfig, OnFailure, OnFailureSpec,
+    PerUse, PoliciesConfig, RedisConfig, ServerConfig, StoreConfig,
 };
 pub use switchyard_routing::route::{
     DEFAULT_ROUTE, ModelConfig, Optimize, RetryPolicy, RouteConfig, Weights,
@@ -119,6 +119,7 @@ struct RawServer {
     max_in_flight: Option<usize>,
     write_stall_ms: Option<u64>,
     drain_ms: Option<u64>,
+    compression: Option<sections::RawCompression>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +134,9 @@ struct RawProvider {
     /// Bounds on what this upstream may send (`switchyard_providers::Limits`).
     max_response_bytes: Option<usize>,
     max_event_bytes: Option<usize>,
+    /// `switchyard_providers::Connection`.
+    http2: Option<switchyard_providers::Http2>,
+    pool_max_idle: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -568,6 +572,7 @@ fn resolve_server(raw: RawServer, errors: &mut Errors) -> ServerConfig {
         max_in_flight,
         write_stall: Duration::from_millis(write_stall_ms),
         drain: Duration::from_millis(drain_ms),
+        compression: sections::compression(raw.compression, errors),
     }
 }
 
@@ -650,6 +655,7 @@ fn resolve_providers(
                 "max_response_bytes and max_event_bytes must be positive",
             );
         }
+        let connection = sections::connection(p.http2, p.pool_max_idle, &path, errors);
         let id = ProviderId::new(&name);
         out.insert(
             id.clone(),
@@ -661,6 +667,7 @@ fn resolve_providers(
                 api_key: api_key.map(Secret::new),
                 headers,
                 limits,
+                connection,
             },
         );
     }

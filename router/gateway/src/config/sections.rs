@@ -183,6 +183,119 @@ pub struct ServerConfig {
     pub write_stall: Duration,
     /// On SIGTERM, in-flight requests get this long to finish (`drain_ms`, default 10 s).
     pub drain: Duration,
+    /// `[server.compression]`: gzip or brotli of large JSON answers; off by default.
+    pub compression: CompressionConfig,
+}
+
+/// `[server.compression]`: which complete JSON answers are compressed, and how. Streams (SSE),
+/// WebSocket upgrades, answers of unknown length and answers already encoded never are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressionConfig {
+    /// Off by default: on loopback and behind a proxy that compresses, it only costs CPU.
+    pub enabled: bool,
+    /// Answers shorter than this are sent as they are (default 1024).
+    pub min_bytes: u64,
+    /// The encodings offered; brotli is chosen over gzip when a client accepts both equally.
+    pub gzip: bool,
+    pub br: bool,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: false,
+            min_bytes: 1024,
+            gzip: true,
+            br: true,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCompression {
+    enabled: Option<bool>,
+    min_bytes: Option<u64>,
+    algorithms: Option<Vec<String>>,
+}
+
+/// The most `min_bytes` may be: the largest body the gateway accepts is far below it.
+const MAX_COMPRESSION_MIN_BYTES: u64 = 1 << 30;
+
+pub(super) fn compression(
+    raw: Option<RawCompression>,
+    errors: &mut super::Errors,
+) -> CompressionConfig {
+    let defaults = CompressionConfig::default();
+    let Some(raw) = raw else {
+        return defaults;
+    };
+    let min_bytes = raw.min_bytes.unwrap_or(defaults.min_bytes);
+    if !(1..=MAX_COMPRESSION_MIN_BYTES).contains(&min_bytes) {
+        errors.push(
+            "server.compression.min_bytes",
+            format!("must be 1 to {MAX_COMPRESSION_MIN_BYTES}"),
+        );
+    }
+    let mut config = CompressionConfig {
+        enabled: raw.enabled.unwrap_or(defaults.enabled),
+        min_bytes,
+        ..defaults
+    };
+    if let Some(algorithms) = raw.algorithms {
+        if algorithms.is_empty() {
+            errors.push(
+                "server.compression.algorithms",
+                "must name at least one of \"br\", \"gzip\" (or set enabled = false)",
+            );
+        }
+        config.gzip = false;
+        config.br = false;
+        for (i, a) in algorithms.iter().enumerate() {
+            let seen = match a.as_str() {
+                "gzip" => std::mem::replace(&mut config.gzip, true),
+                "br" => std::mem::replace(&mut config.br, true),
+                _ => {
+                    errors.push(
+                        format!("server.compression.algorithms[{i}]"),
+                        format!("'{a}' is not one of \"br\", \"gzip\""),
+                    );
+                    continue;
+                }
+            };
+            if seen {
+                errors.push(
+                    format!("server.compression.algorithms[{i}]"),
+                    format!("'{a}' is listed twice"),
+                );
+            }
+        }
+    }
+    config
+}
+
+/// `[providers.X] http2` and `pool_max_idle`, checked.
+pub(super) fn connection(
+    http2: Option<switchyard_providers::Http2>,
+    pool_max_idle: Option<usize>,
+    path: &str,
+    errors: &mut super::Errors,
+) -> switchyard_providers::Connection {
+    let defaults = switchyard_providers::Connection::default();
+    let pool_max_idle = pool_max_idle.unwrap_or(defaults.pool_max_idle);
+    if pool_max_idle > switchyard_providers::MAX_POOL_MAX_IDLE {
+        errors.push(
+            format!("{path}.pool_max_idle"),
+            format!(
+                "must be at most {} idle connections",
+                switchyard_providers::MAX_POOL_MAX_IDLE
+            ),
+        );
+    }
+    switchyard_providers::Connection {
+        http2: http2.unwrap_or(defaults.http2),
+        pool_max_idle,
+    }
 }
 
 /// The hosts a gateway listening on `listen` answers to by default: the loopback names and the

@@ -49,6 +49,7 @@ fn provider(
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         limits: Default::default(),
+        connection: Default::default(),
     };
     Provider::new(settings, http_client().unwrap())
 }

@@ -27,3 +27,4 @@ mod spend;
 mod split;
 mod stream;
 mod streams;
+mod wire;

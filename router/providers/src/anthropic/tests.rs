@@ -328,6 +328,7 @@ fn a_native_requests_beta_header_goes_upstream() {
             api_key: Some(Secret::new("k")),
             headers: vec![("x-configured".into(), "1".into())],
             limits: crate::Limits::default(),
+            connection: crate::Connection::default(),
         },
         crate::http_client().unwrap(),
     );
