@@ -31,8 +31,14 @@ const BATCHES: [usize; 3] = [64, 256, 1_024];
 /// Rows queued before the writer drains them (its default capacity).
 const QUEUED: usize = 10_000;
 
-/// A row id as the gateway makes them (`req_` + 24 hex digits, not in insertion order).
+/// A row id as the gateway makes them (`switchyard_types::new_id`: `req_` + 24 hex digits,
+/// time-ordered). `SWITCHYARD_BENCH_IDS=random` gives the ids of before issue 17 (24 hex digits
+/// in no order), to measure what the order is worth.
 fn id(n: u64) -> String {
+    static RANDOM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*RANDOM.get_or_init(|| std::env::var("SWITCHYARD_BENCH_IDS").is_ok_and(|v| v == "random")) {
+        return switchyard_types::new_id("req_");
+    }
     let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -3,9 +3,16 @@
 //! [`Writer::record`] is called on the request path and must never wait:
 //! it `try_send`s into a bounded channel and counts a full channel as a
 //! dropped row (warned at most once a second, with the running total). A single
-//! task drains the channel into batches of `batch_rows`, flushed when full or
-//! `interval` after their first row, one [`RequestLog::insert_batch`]
-//! transaction each.
+//! task drains the channel into batches, one [`RequestLog::insert_batch`]
+//! transaction each: a batch is flushed once `batch_rows` rows are in it, or
+//! `interval` after its first row.
+//!
+//! The batch size adapts to the load: rows that queued up while a batch was being
+//! written all go into the next one, up to `MAX_BATCH_FACTOR` (16) × `batch_rows`
+//! (4,096 rows by default). A light load is written in small batches soon after it
+//! arrives; a heavy one pays a transaction's fixed cost (`BEGIN`, the rollup
+//! upserts, the commit and, on Postgres, its WAL flush) once per thousands of rows,
+//! so the writer catches up instead of falling further behind.
 //!
 //! Rows carry no spend: dropping one loses a log line, never money. Spend goes
 //! through the [`Ledger`](crate::Ledger), which cannot drop.
@@ -27,7 +34,9 @@ use switchyard_types::clock::now_ms;
 pub struct WriterConfig {
     /// Rows that may wait in the channel; beyond that `record` drops. Default 10 000.
     pub capacity: usize,
-    /// Rows per transaction. Default 256.
+    /// Rows that make a batch: it is written as soon as this many are waiting. Rows that
+    /// queued meanwhile go into the next batch, up to `MAX_BATCH_FACTOR` times this
+    /// (the adaptive batch size). Default 256.
     pub batch_rows: usize,
     /// Longest a row waits in a partial batch. Default 200 ms.
     pub interval: Duration,
@@ -43,6 +52,15 @@ impl Default for WriterConfig {
     }
 }
 
+/// A batch takes at most this many times `batch_rows` rows (what queued up while the last one
+/// was being written).
+pub(crate) const MAX_BATCH_FACTOR: usize = 16;
+
+/// The most rows one transaction takes for a given `batch_rows`.
+pub(crate) fn max_batch_rows(batch_rows: usize) -> usize {
+    batch_rows.max(1).saturating_mul(MAX_BATCH_FACTOR)
+}
+
 /// Counters of a [`Writer`] since it was spawned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriterStats {
@@ -56,6 +74,9 @@ pub struct WriterStats {
     pub failed: u64,
     /// Committed batches.
     pub batches: u64,
+    /// Rows in the largest committed batch.
+    #[serde(default)]
+    pub largest_batch: u64,
 }
 
 /// Delays before the retries of a failed batch.
@@ -76,6 +97,7 @@ struct Counters {
     dropped: AtomicU64,
     failed: AtomicU64,
     batches: AtomicU64,
+    largest_batch: AtomicU64,
 }
 
 struct Inner {
@@ -186,6 +208,7 @@ impl Writer {
             dropped: c.dropped.load(Ordering::Relaxed),
             failed,
             batches: c.batches.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
         }
     }
 
@@ -222,6 +245,7 @@ async fn run(
     _done: watch::Sender<()>,
 ) {
     let batch_rows = task.cfg.batch_rows;
+    let max_rows = max_batch_rows(batch_rows);
     let mut batch: Vec<RequestRecord> = Vec::with_capacity(batch_rows);
     let mut deadline: Option<Instant> = None;
     let mut closing = false;
@@ -240,10 +264,11 @@ async fn run(
                 task.flush(&mut batch).await;
                 deadline = None;
             }
-            // `batch` is flushed whenever it is full, so the limit is always >= 1
-            // and 0 means: closed and drained.
-            // `recv_many` appends, so `first` is read before it.
-            n = recv_into(&mut rx, &mut batch, batch_rows) => {
+            // `batch` is flushed whenever it holds `batch_rows` (<= `max_rows`), so the
+            // limit is always >= 1 and 0 means: closed and drained. `recv_many` takes all
+            // that is queued up to the limit: after a slow flush, a batch of up to
+            // `max_rows`. `recv_many` appends, so `first` is read before it.
+            n = recv_into(&mut rx, &mut batch, max_rows) => {
                 let (n, first) = n;
                 if n == 0 {
                     break;
@@ -262,14 +287,17 @@ async fn run(
     task.flush(&mut batch).await;
 }
 
-/// Receives up to the room left in `batch`; also says whether `batch` was empty before.
+/// Receives up to the room left in `batch` (of `max_rows`); also says whether `batch` was
+/// empty before.
 async fn recv_into(
     rx: &mut mpsc::Receiver<RequestRecord>,
     batch: &mut Vec<RequestRecord>,
-    batch_rows: usize,
+    max_rows: usize,
 ) -> (usize, bool) {
     let first = batch.is_empty();
-    let n = rx.recv_many(batch, batch_rows - batch.len()).await;
+    let n = rx
+        .recv_many(batch, max_rows.saturating_sub(batch.len()).max(1))
+        .await;
     (n, first)
 }
 
@@ -292,6 +320,9 @@ impl Task {
                 Ok(inserted) => {
                     self.counters.written.fetch_add(rows, Ordering::Relaxed);
                     self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .largest_batch
+                        .fetch_max(rows, Ordering::Relaxed);
                     if inserted < rows {
                         // Ids are the server's: only a batch whose commit was lost and then
                         // retried (or a bug making ids) can repeat one.

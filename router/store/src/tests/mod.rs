@@ -217,6 +217,7 @@ suite! {
     #[tokio::test] writer_record_after_shutdown_is_dropped;
     #[tokio::test] writer_flushes_on_interval;
     #[tokio::test] writer_counts_failed_batches;
+    #[tokio::test] writer_drains_a_backlog_in_adaptive_batches;
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)] ledger_10000_adds_from_many_tasks;
     #[tokio::test] ledger_flushes_on_interval;
     #[tokio::test] ledger_failed_flush_is_retried_and_nothing_lost;

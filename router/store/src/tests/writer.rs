@@ -37,7 +37,16 @@ pub(super) async fn writer_5000_rows_from_many_tasks(store: &Store) {
     assert_eq!(stats.failed, 0);
     assert_eq!(stats.written, 5_000);
     assert_eq!(stats.queued, 0);
-    assert!(stats.batches >= 5_000 / 256);
+    // Adaptive batches: never more than `max_batch_rows` rows in one transaction.
+    let max = u64::try_from(crate::writer::max_batch_rows(
+        WriterConfig::default().batch_rows,
+    ))
+    .unwrap();
+    assert!(
+        stats.largest_batch >= 1 && stats.largest_batch <= max,
+        "{stats:?}"
+    );
+    assert!(stats.batches >= 5_000_u64.div_ceil(max), "{stats:?}");
     assert_eq!(store.count().await.unwrap(), 5_000);
     assert_eq!((spent.written_picousd, spent.lost_picousd), (15_000, 0));
     assert_eq!(
@@ -178,4 +187,31 @@ pub(super) async fn writer_counts_failed_batches(store: &Store) {
         started.elapsed() >= Duration::from_millis(1_000),
         "retried with backoff"
     );
+}
+
+/// Issue 17: rows that queued up while the writer was busy go into one larger batch (up to
+/// `MAX_BATCH_FACTOR` × `batch_rows`), so a backlog costs few transactions; every row is
+/// written once.
+pub(super) async fn writer_drains_a_backlog_in_adaptive_batches(store: &Store) {
+    const PUSHED: usize = 3_000;
+    let writer = Writer::spawn(
+        store.clone(),
+        WriterConfig {
+            capacity: 10_000,
+            batch_rows: 100,
+            interval: Duration::from_secs(3_600),
+        },
+    );
+    // Synchronously, on a current-thread runtime: all 3,000 are queued before the task runs.
+    for i in 0..PUSHED {
+        writer.record(row(&format!("req_b{i:05}"), 1));
+    }
+    let stats = writer.shutdown().await;
+    let max = u64::try_from(crate::writer::max_batch_rows(100)).unwrap();
+    assert_eq!(max, 1_600);
+    assert_eq!((stats.written, stats.dropped, stats.failed), (3_000, 0, 0));
+    // 1,600 + 1,400, where fixed batches of 100 would have been 30 transactions.
+    assert_eq!((stats.batches, stats.largest_batch), (2, max), "{stats:?}");
+    assert_eq!(store.count().await.unwrap(), 3_000);
+    assert!(store.get_request("req_b02999").await.unwrap().is_some());
 }
