@@ -12,9 +12,10 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use switchyard::{Gateway, app};
 use switchyard_sim::{self as sim, FaultMode, SimHandle};
-use switchyard_store::{RequestLog, RequestRecord, Store};
 use switchyard_types::Usage;
 use tower::ServiceExt;
+
+use crate::common::{logged_rows, price};
 
 struct Logged {
     sim: SimHandle,
@@ -51,28 +52,6 @@ fn chat(id: &str, body: &Value) -> Request<Body> {
         .header("x-request-id", id)
         .body(Body::from(body.to_string()))
         .unwrap()
-}
-
-/// Flush the writer and read the rows back.
-async fn rows(t: &Logged, ids: &[&str]) -> Vec<RequestRecord> {
-    t.gw.shutdown().await;
-    let store = Store::connect(&t.url).await.unwrap();
-    let mut out = Vec::new();
-    for id in ids {
-        let mut found = RequestLog::requests_by_client_id(&store, id).await.unwrap();
-        assert_eq!(found.len(), 1, "rows for {id}: {found:?}");
-        out.extend(found.pop());
-    }
-    out
-}
-
-fn price(t: &Logged, model: &str, usage: &Usage) -> i64 {
-    t.gw.config
-        .models
-        .get(model)
-        .unwrap()
-        .entry
-        .usage_cost_pico(usage)
 }
 
 #[tokio::test]
@@ -131,15 +110,16 @@ async fn answers_cut_and_abandoned_streams_are_all_priced_and_logged() {
     assert!(first.is_data());
     drop(body);
 
-    let [complete, cut, gone] = rows(&t, &["acc-complete", "acc-cut", "acc-gone"])
-        .await
-        .try_into()
-        .unwrap();
+    let [complete, cut, gone] =
+        logged_rows(&t.gw, &t.url, &["acc-complete", "acc-cut", "acc-gone"])
+            .await
+            .try_into()
+            .unwrap();
     assert!(!complete.usage_estimated);
     assert_eq!(complete.completion_tokens, complete_usage.completion_tokens);
     assert_eq!(
         complete.cost_picousd,
-        price(&t, "gpt-4o-mini", &complete_usage)
+        price(&t.gw, "gpt-4o-mini", &complete_usage)
     );
     assert!(complete.cost_picousd > 0);
     assert_eq!(complete.attempts.len(), 1);
@@ -154,7 +134,7 @@ async fn answers_cut_and_abandoned_streams_are_all_priced_and_logged() {
         let usage = Usage::new(row.prompt_tokens, row.completion_tokens);
         assert_eq!(
             row.cost_picousd,
-            price(&t, "gpt-4o-mini", &usage),
+            price(&t.gw, "gpt-4o-mini", &usage),
             "{row:?}"
         );
     }

@@ -13,11 +13,10 @@ use serde_json::{Value, json};
 use switchyard::Gateway;
 use switchyard::config::AuthMode;
 use switchyard_sim::{self as sim, SimHandle};
-use switchyard_store::{RequestLog, RequestRecord, Store};
 use switchyard_types::ids::Secret;
 use switchyard_types::{PromptTokensDetails, Usage};
 
-use crate::common::send;
+use crate::common::{logged_rows, price, send};
 
 const ADMIN: &str = "doors-admin-key-0123456789";
 
@@ -143,28 +142,6 @@ async fn door(
     (s, h, v)
 }
 
-/// Flush the log writer and read one row per client id.
-async fn rows(b: &Books, ids: &[&str]) -> Vec<RequestRecord> {
-    b.gw.shutdown().await;
-    let store = Store::connect(&b.url).await.unwrap();
-    let mut out = Vec::new();
-    for id in ids {
-        let mut found = RequestLog::requests_by_client_id(&store, id).await.unwrap();
-        assert_eq!(found.len(), 1, "rows for {id}: {found:?}");
-        out.extend(found.pop());
-    }
-    out
-}
-
-fn price(gw: &Gateway, model: &str, usage: &Usage) -> i64 {
-    gw.config
-        .models
-        .get(model)
-        .unwrap()
-        .entry
-        .usage_cost_pico(usage)
-}
-
 /// An Anthropic `usage` as the hub's: input is every prompt token, cache reads and writes
 /// included.
 fn hub_usage(u: &Value) -> Usage {
@@ -239,8 +216,9 @@ async fn every_door_is_logged_priced_charged_and_counted() {
     let spend = admin(&b.gw, Method::GET, &format!("/admin/keys/{id}/spend"), None).await;
     let spent = spend["spent_picousd"].as_i64().unwrap();
 
-    let logged = rows(
-        &b,
+    let logged = logged_rows(
+        &b.gw,
+        &b.url,
         &["doors-msg-1", "doors-msg-2", "doors-resp", "doors-emb"],
     )
     .await;
@@ -339,7 +317,10 @@ async fn a_routing_policy_runs_on_messages_and_is_logged_with_them() {
         .collect();
     assert_eq!(sent.len(), 1);
     assert!(!sent[0].contains("jane.doe@example.com"), "{}", sent[0]);
-    let row = rows(&b, &["doors-policy"]).await.pop().unwrap();
+    let row = logged_rows(&b.gw, &b.url, &["doors-policy"])
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(row.endpoint, "/v1/messages");
     let run = row
         .policies

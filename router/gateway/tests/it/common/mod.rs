@@ -12,6 +12,8 @@ use serde_json::Value;
 use switchyard::config::Config;
 use switchyard::{Gateway, app, demo};
 use switchyard_sim::{self as sim, SimHandle};
+use switchyard_store::{RequestLog, RequestRecord, Store};
+use switchyard_types::Usage;
 use tower::ServiceExt;
 
 pub struct Setup {
@@ -123,4 +125,28 @@ provider = "ollama"
 "#,
         pair = pair_providers(sim_url)
     )
+}
+
+/// Shut the gateway down (flushing its log writer), then read the one request-log row of each
+/// client request id from the store at `url`.
+pub async fn logged_rows(gw: &Gateway, url: &str, ids: &[&str]) -> Vec<RequestRecord> {
+    gw.shutdown().await;
+    let store = Store::connect(url).await.unwrap();
+    let mut out = Vec::new();
+    for id in ids {
+        let mut found = RequestLog::requests_by_client_id(&store, id).await.unwrap();
+        assert_eq!(found.len(), 1, "rows for {id}: {found:?}");
+        out.extend(found.pop());
+    }
+    out
+}
+
+/// What the catalog charges `model` for `usage`, in picodollars.
+pub fn price(gw: &Gateway, model: &str, usage: &Usage) -> i64 {
+    gw.config
+        .models
+        .get(model)
+        .unwrap()
+        .entry
+        .usage_cost_pico(usage)
 }
