@@ -5,8 +5,13 @@ use std::path::PathBuf;
 /// Why one evaluation failed. The policy's `failure_mode` decides what the request sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    /// The guest used its `timeout` of CPU time on the evaluating thread.
     #[error("timed out after {0} ms")]
     Timeout(u64),
+    /// The evaluation ran past the wall-clock cap without using its CPU time: the thread was
+    /// descheduled (an overloaded host), so it is not held against the guest.
+    #[error("did not finish within {0} ms of wall-clock time on an overloaded host")]
+    Overloaded(u64),
     #[error("ran out of its {0}-instruction fuel budget")]
     OutOfFuel(u64),
     #[error("exceeded its memory limit of {0} MiB")]
@@ -47,6 +52,7 @@ impl PolicyError {
     pub fn kind(&self) -> &'static str {
         match self {
             PolicyError::Timeout(_) => "timeout",
+            PolicyError::Overloaded(_) => "overloaded",
             PolicyError::OutOfFuel(_) => "out_of_fuel",
             PolicyError::MemoryLimit(_) => "memory",
             PolicyError::StackOverflow => "stack_overflow",
@@ -72,6 +78,7 @@ impl PolicyError {
             self,
             PolicyError::InputTooLarge(_)
                 | PolicyError::PoolExhausted(_)
+                | PolicyError::Overloaded(_)
                 | PolicyError::BreakerOpen
         )
     }

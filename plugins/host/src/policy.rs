@@ -11,11 +11,12 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use crate::bindings::PolicyPre;
 use crate::convert::{self, InputOverLimit, from_wit, to_wit};
 use crate::ctx::{Decision, PolicyInput};
-use crate::engine::{PolicyEngine, TICK, sha256_hex};
+use crate::engine::{PolicyEngine, sha256_hex};
 use crate::error::{LoadError, PolicyError};
 use crate::manifest::{MAX_MODULE_BYTES, Manifest};
 use crate::sandbox::{
-    Bounds, HostCalls, HostState, Limiter, classify, deny_all_wasi, imports_wasi, lift_bound, link,
+    Bounds, HostCalls, HostState, Limiter, arm_deadline, classify, deny_all_wasi, imports_wasi,
+    lift_bound, link,
 };
 use crate::stats::PolicyStats;
 use crate::validate::validate;
@@ -155,6 +156,7 @@ impl LoadedPolicy {
             },
             wasi,
             table: ResourceTable::new(),
+            overloaded: false,
             calls: HostCalls::new(
                 self.counter.clone(),
                 input
@@ -164,20 +166,18 @@ impl LoadedPolicy {
                     .unwrap_or_default(),
             ),
         };
+        let mut store = Store::new(&self.engine.engine, state);
         let bounds = Bounds {
             timeout,
+            wall_cap: arm_deadline(&mut store, timeout),
             fuel: limits.test_fuel,
             lift: lift_bound(input.candidates.len()),
             in_flight: slot.in_flight(),
         };
-        let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Bounds every copy out of the guest (the decision, each host call's arguments) before
         // wasmtime allocates for it; see `lift_bound`.
         store.set_hostcall_fuel(bounds.lift);
-        let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos()) as u64;
-        store.set_epoch_deadline(ticks + 1);
-        store.epoch_deadline_trap();
         let fuel = if self.engine.fuel {
             store
                 .set_fuel(limits.test_fuel)

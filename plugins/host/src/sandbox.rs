@@ -3,18 +3,20 @@
 //! of the guest, and the classification of a failed call into a [`PolicyError`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchyard_policy_rules::MAX_NAME;
 use wasmtime::component::{Component, Linker, ResourceTable, WasmStr};
-use wasmtime::{PoolConcurrencyLimitError, ResourceLimiter, StoreContextMut, Trap};
+use wasmtime::{
+    PoolConcurrencyLimitError, ResourceLimiter, Store, StoreContextMut, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::PolicyPre;
 use crate::bindings::switchyard::policy::host::Level;
 use crate::bindings::switchyard::policy::types as wit;
-use crate::engine::PolicyEngine;
+use crate::engine::{PolicyEngine, TICK};
 use crate::error::PolicyError;
 use crate::manifest::{ABI, Capability, Manifest};
 use crate::policy::{ByteEstimate, LogLine, MAX_COUNT_TOKENS_BYTES, MAX_LOG_BYTES, MAX_LOG_CALLS};
@@ -116,6 +118,9 @@ pub(crate) struct HostState {
     pub(crate) wasi: Option<WasiCtx>,
     pub(crate) table: ResourceTable,
     pub(crate) calls: HostCalls,
+    /// Set by the epoch callback when the wall-clock cap ended an evaluation that had not used
+    /// its CPU time: the host was overloaded, which is not the guest's fault.
+    pub(crate) overloaded: bool,
 }
 
 impl WasiView for HostState {
@@ -261,8 +266,87 @@ impl ResourceLimiter for Limiter {
 }
 
 /// What the limits of one evaluation were, for naming the one that stopped it.
+/// How many times its `timeout` an evaluation may take in wall-clock time, while its thread is
+/// descheduled, before it is stopped anyway ([`PolicyError::Overloaded`]).
+pub(crate) const WALL_CAP_FACTOR: u32 = 10;
+
+/// Arms an evaluation's deadline and returns its wall-clock cap.
+///
+/// `timeout` is CPU time of the evaluating thread, on which the guest runs synchronously: from
+/// `timeout` on, every epoch tick reads the thread's CPU clock and stops the guest once it has
+/// used that much ([`PolicyError::Timeout`], the guest's fault). A thread that was descheduled
+/// (an overloaded host: in the gate's c32 run, 1 evaluation in 37,000 was stopped at 10 ms of
+/// wall-clock time after ~35 µs of work) keeps its time, up to `timeout` × [`WALL_CAP_FACTOR`]
+/// of wall-clock time; past that it is stopped as [`PolicyError::Overloaded`], which does not
+/// count against the policy's breaker. Where the thread's CPU clock cannot be read, `timeout` is
+/// wall-clock time.
+pub(crate) fn arm_deadline(store: &mut Store<HostState>, timeout: Duration) -> Duration {
+    let wall_cap = timeout.saturating_mul(WALL_CAP_FACTOR);
+    let ticks =
+        |d: Duration| u64::try_from(d.as_nanos().div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX);
+    // One tick more: the first may come at any moment of the current one.
+    store.set_epoch_deadline(ticks(timeout).saturating_add(1));
+    let Some(cpu_start) = thread_cpu() else {
+        store.epoch_deadline_trap();
+        return wall_cap;
+    };
+    let started = Instant::now();
+    store.epoch_deadline_callback(move |mut cx| {
+        let used = thread_cpu().map_or(Duration::MAX, |now| now.saturating_sub(cpu_start));
+        Ok(
+            match deadline_step(used, started.elapsed(), timeout, wall_cap) {
+                Step::Continue(left) => UpdateDeadline::Continue(ticks(left).max(1)),
+                Step::TimedOut => UpdateDeadline::Interrupt,
+                Step::Overloaded => {
+                    cx.data_mut().overloaded = true;
+                    UpdateDeadline::Interrupt
+                }
+            },
+        )
+    });
+    wall_cap
+}
+
+/// What an epoch tick past the deadline decides.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Check again after this much more time.
+    Continue(Duration),
+    /// The guest used its CPU time.
+    TimedOut,
+    /// The wall-clock cap came first.
+    Overloaded,
+}
+
+/// The deadline rule of [`arm_deadline`], given the CPU time `used` and the wall-clock time
+/// `elapsed` since the evaluation started.
+pub(crate) fn deadline_step(
+    used: Duration,
+    elapsed: Duration,
+    timeout: Duration,
+    wall_cap: Duration,
+) -> Step {
+    if used >= timeout {
+        return Step::TimedOut;
+    }
+    let wall_left = wall_cap.saturating_sub(elapsed);
+    if wall_left.is_zero() {
+        return Step::Overloaded;
+    }
+    Step::Continue((timeout - used).min(wall_left))
+}
+
+/// CPU time the calling thread has used, if the platform can tell.
+fn thread_cpu() -> Option<Duration> {
+    cpu_time::ThreadTime::try_now()
+        .ok()
+        .map(|t| t.as_duration())
+}
+
 pub(crate) struct Bounds {
     pub(crate) timeout: Duration,
+    /// The wall-clock cap (`timeout` × [`WALL_CAP_FACTOR`]).
+    pub(crate) wall_cap: Duration,
     pub(crate) fuel: u64,
     pub(crate) lift: usize,
     /// Evaluations in flight when this one started.
@@ -295,6 +379,9 @@ pub(crate) fn classify(
         .trim()
         .to_owned();
     match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) if state.overloaded => {
+            PolicyError::Overloaded(bounds.wall_cap.as_millis() as u64)
+        }
         Some(Trap::Interrupt) => PolicyError::Timeout(bounds.timeout.as_millis() as u64),
         Some(Trap::OutOfFuel) => PolicyError::OutOfFuel(bounds.fuel),
         Some(Trap::StackOverflow) => PolicyError::StackOverflow,
@@ -302,5 +389,56 @@ pub(crate) fn classify(
         Some(t) => PolicyError::Trap(format!("{t}; the policy wrote: {said}")),
         None if said.is_empty() => PolicyError::Trap(text),
         None => PolicyError::Trap(format!("{text}; the policy wrote: {said}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_deadline_is_cpu_time_with_a_wall_clock_cap() {
+        let (timeout, cap) = (10 * MS, 100 * MS);
+        // A guest that computed for its whole timeout is stopped, whatever the wall clock says.
+        assert_eq!(
+            deadline_step(10 * MS, 10 * MS, timeout, cap),
+            Step::TimedOut
+        );
+        assert_eq!(
+            deadline_step(11 * MS, 99 * MS, timeout, cap),
+            Step::TimedOut
+        );
+        // Descheduled for most of its 10 ms: it gets the CPU time it has not had.
+        assert_eq!(
+            deadline_step(MS / 10, 10 * MS, timeout, cap),
+            Step::Continue(10 * MS - MS / 10)
+        );
+        // Near the cap, the next check comes at the cap, not after the CPU time left.
+        assert_eq!(
+            deadline_step(2 * MS, 95 * MS, timeout, cap),
+            Step::Continue(5 * MS)
+        );
+        // Past the cap without having used its time: the host's fault.
+        assert_eq!(
+            deadline_step(2 * MS, 100 * MS, timeout, cap),
+            Step::Overloaded
+        );
+        assert!(!PolicyError::Overloaded(100).is_guest_fault());
+        assert!(PolicyError::Timeout(10).is_guest_fault());
+        assert_eq!(PolicyError::Overloaded(100).kind(), "overloaded");
+    }
+
+    #[test]
+    fn this_platform_has_a_thread_cpu_clock() {
+        // Without it the timeout falls back to wall-clock time; CI's Linux must have it.
+        let a = thread_cpu().expect("CLOCK_THREAD_CPUTIME_ID");
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let b = thread_cpu().expect("CLOCK_THREAD_CPUTIME_ID");
+        assert!(b > a, "the thread's CPU clock did not move ({x})");
     }
 }

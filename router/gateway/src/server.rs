@@ -193,8 +193,23 @@ fn per_connection(e: &io::Error) -> bool {
     )
 }
 
+/// The listen backlog asked of the kernel, which caps it at `net.core.somaxconn` (4096 on
+/// Linux ≥ 5.4). `TcpListener::bind` asks for 128: 256 clients connecting at once overflowed it,
+/// and each dropped SYN came back a second later (the gate's c256 run: p99 1,022 ms, with
+/// `TcpExtListenOverflows` counting the drops).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind `addr` as the gateway listens: `SO_REUSEADDR` (a restart does not wait out TIME_WAIT)
+/// and a [`LISTEN_BACKLOG`]-deep accept queue.
 pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

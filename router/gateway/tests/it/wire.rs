@@ -447,3 +447,33 @@ async fn http2_auto_and_never_speak_http1_over_plain_http() {
         }
     }
 }
+
+/// 300 clients connect at once to a listener that has not accepted yet: every connection
+/// completes at once. With the 128-deep queue `TcpListener::bind` asks for, the kernel dropped
+/// the SYNs past it and those clients waited a second for the retransmit.
+#[tokio::test]
+async fn a_burst_of_connections_fits_the_listen_queue() {
+    let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The kernel caps the backlog at somaxconn; a machine with a smaller one cannot show this.
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    let clients = 300.min(somaxconn);
+    let connects = (0..clients).map(|_| {
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr),
+        )
+    });
+    let results = futures::future::join_all(connects).await;
+    let connected = results
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Ok(_))))
+        .count();
+    assert_eq!(connected, clients, "connections completed within 500 ms");
+    drop(listener);
+}
