@@ -6,6 +6,10 @@
 #
 #   bash policies/build.sh && bash examples/bench/gate.sh   # ~5 min on a quiet machine, more if it waits
 #   CONFIGS="bare everything" LOADS_SPEC="c32|-n 5000 -c 32" bash examples/bench/gate.sh
+#   The 10-minute soak (RSS every 0.5 s during the load, per minute by gate/soak.py):
+#   CONFIGS=everything LOADS_SPEC="soak|-z 600s -q 1000 -c 32 --latency-correction" LOAD_TIMEOUT_S=700 \
+#     BASELINE_START=0 BASELINE_END=0 NOISY_RETRIES=0 bash examples/bench/gate.sh
+#   python3 examples/bench/gate/soak.py ~/.cache/gateway-bench/runs/gate-*/everything-soak_.rss
 #
 # Configurations (examples/bench/gate/*.toml), in this order:
 #   bare        one OpenAI model at the mock; no policies, no store, no keys, no cache
@@ -26,7 +30,8 @@
 #   OUT_MD       the table (default /tmp/switchyard-gate.md); raw oha JSON and logs go to
 #                $BENCH_HOME/runs/gate-<time>/ (BENCH_HOME default ~/.cache/gateway-bench)
 #   TTFB_N       streamed requests per target for the TTFB comparison (default 200)
-#   BASELINE_END 0 skips the nginx run at the end
+#   BASELINE_END 0 skips the nginx run at the end; BASELINE_START 0 the one at the start (the table
+#                then has no Δ columns: for a soak, whose figure is the gateway's RSS over time)
 #   GW_PORT      gateway port (default 18110); GW_RUST_LOG (default warn)
 #   MAX_TOTAL_S  time budget (default 3000): once spent, remaining loads and configurations are
 #                skipped, so the run ends within about MAX_TOTAL_S + one load's worst case
@@ -47,6 +52,7 @@ LOADS_SPEC=${LOADS_SPEC:-"c1|-n 1000 -c 1;c32|-n 5000 -c 32;q2000|-z 10s -w -q 2
 STREAM_LOAD=${STREAM_LOAD:-"stream c1|-n 1000 -c 1"}
 TTFB_N=${TTFB_N:-200}
 BASELINE_END=${BASELINE_END:-1}
+BASELINE_START=${BASELINE_START:-1}
 GW_PORT=${GW_PORT:-18110}
 GW_RUST_LOG=${GW_RUST_LOG:-warn}
 MAX_TOTAL_S=${MAX_TOTAL_S:-3000}
@@ -302,7 +308,7 @@ if g is not None and n is not None:
 
 log "gate: binary $BIN; configurations: ${RUN_CONFIGS[*]}; loads: ${LOADS[*]}; raw results in $RUN_DIR"
 start_mock || die "the nginx mock did not start"
-run_baseline nginx
+if [[ $BASELINE_START == 1 ]]; then run_baseline nginx; fi
 AUTH_ADMIN=()
 for c in "${RUN_CONFIGS[@]}"; do
   if over_budget; then check "time budget ($MAX_TOTAL_S s) spent before $c: not measured"; break; fi
