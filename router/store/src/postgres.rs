@@ -491,8 +491,8 @@ impl RequestLog for PgStore {
     async fn purge_before(&self, ts_ms: i64) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
-            // Attempts and policy rows go with ON DELETE CASCADE; the spend rollup loses the
-            // deleted rows in the same transaction.
+            // Attempts and policy rows are deleted by the same statement (they have no foreign
+            // key on Postgres); the spend rollup loses the deleted rows in the same transaction.
             let mut tx = self.pool.begin().await?;
             let gone = sqlx::query_as::<_, PurgedRow>(POSTGRES_PURGE_CHUNK)
                 .bind(ts_ms)

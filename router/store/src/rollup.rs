@@ -423,10 +423,16 @@ pub(crate) const SQLITE_PURGE_CHUNK: &str = "DELETE FROM requests WHERE id IN \
      RETURNING ts_ms, key_id, model, route, provider, billed, prompt_tokens, \
      completion_tokens, cost_picousd, tags";
 
-pub(crate) const POSTGRES_PURGE_CHUNK: &str = "DELETE FROM requests WHERE id IN \
+/// On Postgres the children have no foreign key (migration 0009): they are deleted with their
+/// requests in the same statement.
+pub(crate) const POSTGRES_PURGE_CHUNK: &str = "WITH gone AS (DELETE FROM requests WHERE id IN \
      (SELECT id FROM requests WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2) \
-     RETURNING ts_ms, key_id, model, route, provider, billed, prompt_tokens, \
-     completion_tokens, cost_picousd, tags::TEXT AS tags";
+     RETURNING id, ts_ms, key_id, model, route, provider, billed, prompt_tokens, \
+     completion_tokens, cost_picousd, tags), \
+     a AS (DELETE FROM attempts WHERE request_id IN (SELECT id FROM gone)), \
+     p AS (DELETE FROM policy_annotations WHERE request_id IN (SELECT id FROM gone)) \
+     SELECT ts_ms, key_id, model, route, provider, billed, prompt_tokens, \
+     completion_tokens, cost_picousd, tags::TEXT AS tags FROM gone";
 
 // The backfill of migration 0008, statement for statement (the tests check the two agree).
 const SQLITE_REBUILD_ALL: &str = "WITH j AS MATERIALIZED (SELECT (ts_ms / 3600000) * 3600000 AS h, CASE WHEN key_id IS \
