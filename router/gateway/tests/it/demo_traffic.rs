@@ -53,8 +53,11 @@ async fn demo_traffic_is_served_and_stops() {
         .values()
         .map(|m| m["requests"].as_u64().unwrap_or(0))
         .sum();
+    // About one demo request in five is the deterministic question, answered from the cache
+    // after its first time without reaching a model: of the ≥ 20 served, at least half are
+    // model requests however the draws fall.
     assert!(
-        counted >= 20,
+        counted >= 10,
         "/ai/performance counts {counted} requests: {perf}"
     );
     // Stopped: nothing more arrives.
